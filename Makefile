@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine:
+#   make demo   the main job        make test   the test suite
+# Both set up what they need first (Debian packages, a venv with pinned packages);
+# a second run with nothing to install takes seconds.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+APT_PACKAGES := build-essential python3-venv verilator iverilog gcc-riscv64-unknown-elf \
+                libevent-dev libjson-c-dev zlib1g-dev socat
+# Tests and CI use the shared copy of the datasets beside the checkout when it exists;
+# otherwise the official files are downloaded (and verified) into ~/.cache/nnhil/data.
+SHARED_DATA := $(wildcard $(CURDIR)/../shared/data)
+NNHIL_DATA_DIR ?= $(if $(SHARED_DATA),$(abspath $(SHARED_DATA)))
+export NNHIL_DATA_DIR
+export PATH := $(BIN):$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages demo test clean
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	  else echo "nnhil setup: missing Debian packages:$$missing"; \
+	       echo "install them with: sudo apt-get install -y$$missing"; exit 1; fi; \
+	  echo "nnhil setup: installing Debian packages:$$missing"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "nnhil setup: Python >= 3.11 is needed, $(PYTHON) is $$($(PYTHON) -V)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+demo: setup
+	$(BIN)/nnhil train
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf out build .pytest_cache

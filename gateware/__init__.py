@@ -1,0 +1,1 @@
+"""Migen/LiteX gateware: the inference accelerator and the SoC around it."""

@@ -1,0 +1,116 @@
+"""The ``nnhil`` command line."""
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from training import datasets, modelfile, workflow
+from training.train import TrainConfig
+
+
+def _layers(text):
+    try:
+        sizes = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers takes comma-separated sizes such as 784,128,10, got {text!r}")
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--layers needs at least two positive sizes, got {text!r}")
+    return sizes
+
+
+def _add_data_args(p):
+    p.add_argument("--data-dir", help=f"folder with the gzip IDX files (default ${datasets.DATA_DIR_ENV} "
+                                      f"or {datasets.DEFAULT_DATA_DIR})")
+    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(datasets.DATASETS))
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+
+
+def _add_train_args(p):
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "layers":
+            p.add_argument(flag, type=_layers, default=defaults.layers, help="layer sizes, e.g. 784,128,10")
+        else:
+            p.add_argument(flag, type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name),
+                           help=f"default {getattr(defaults, f.name)}")
+
+
+def _train_config(args):
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def _load_data(args, val_size=5000, seed=0):
+    return workflow.load_data(args.dataset, args.data_dir, val_size, seed, not args.no_download)
+
+
+def cmd_train(args):
+    cfg = _train_config(args)
+    data = _load_data(args, cfg.val_size, cfg.seed)
+    out = Path(args.out or workflow.default_out_dir(cfg, args.dataset))
+    m = workflow.train_and_quantize(cfg, data, out)
+    print(f"float test accuracy    {m['float_test_accuracy']:.4f}  ({m['test_images']} images)")
+    print(f"integer test accuracy  {m['int_test_accuracy']:.4f}  (agrees with float on "
+          f"{m['int_float_agreement']:.2%}), {m['weights']} int8 weights")
+    print(f"trained in {m['train_seconds']:.1f} s; model, metrics and plots in {out}/")
+
+
+def cmd_quantize(args):
+    model, st, meta = modelfile.load_float(args.model)
+    data = _load_data(args, meta.get("train_config", {}).get("val_size", 5000),
+                      meta.get("train_config", {}).get("seed", 0))
+    from training.quantize import quantize
+    q = quantize(model, st, data.train[0][:workflow.CALIBRATION_IMAGES], data.classes, meta)
+    out = Path(args.out or Path(args.model).with_name("quantized.npz"))
+    digest = modelfile.save_quantized(out, q)
+    print(f"wrote {out} (model hash {digest[:12]}, {q.macs} MACs per inference)")
+
+
+def cmd_eval(args):
+    data = _load_data(args)
+    images, labels = data.test
+    try:
+        q = modelfile.load_quantized(args.model)
+        pred, kind = q.predict(images), "integer"
+    except modelfile.ModelFileError as e:
+        if "expected a quantized one" not in str(e):
+            raise
+        model, st, _ = modelfile.load_float(args.model)
+        pred, kind = model.predict(st(images)), "float"
+    print(json.dumps({"model": str(args.model), "kind": kind, "dataset": args.dataset,
+                      "test_images": len(labels), "test_accuracy": workflow.accuracy(pred, labels)}))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="nnhil", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train an MLP in NumPy, quantize it, report test accuracy, plot")
+    _add_data_args(p)
+    _add_train_args(p)
+    p.add_argument("--out", help="output folder (default out/<dataset>-mlp<layers>-<config hash>)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("quantize", help="quantize a float model file to the integer format")
+    p.add_argument("model", help="float model file (float.npz)")
+    p.add_argument("--out", help="quantized model file (default: quantized.npz beside the input)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("eval", help="test-set accuracy of a float or quantized model file")
+    p.add_argument("model")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (datasets.DataError, modelfile.ModelFileError) as e:
+        print(f"nnhil: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""NumPy training, post-training quantization and the integer reference model."""

@@ -1,0 +1,182 @@
+"""Versioned model files: a zip holding ``manifest.json`` and one ``.npy`` per array.
+
+The manifest records the file-format version, the numeric-format version, the layer
+shapes and the sha256 of every array, plus a hash of the whole payload that identifies
+the model everywhere else (caches, reports, test properties). Loading checks all of it
+and says exactly what is wrong; nothing is unpickled.
+"""
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import fixedpoint as fx
+from .intmodel import IntModel, LAYER_TYPES
+from .mlp import MLP
+from .train import Standardizer
+
+FILE_FORMAT = "nnhil-model"
+FILE_VERSION = 1
+KIND_FLOAT, KIND_QUANTIZED = "float", "quantized"
+
+INT_DTYPES = {"weights": np.int8, "bias": np.int32, "mult": np.uint16, "shift": np.uint8}
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable or inconsistent; the message names the file and the fault."""
+
+
+def _npy_bytes(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _digest(arr):
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def payload_hash(arrays):
+    """sha256 over names, dtypes, shapes and bytes of all arrays, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _write(path, manifest, arrays):
+    manifest = dict(manifest, format=FILE_FORMAT, version=FILE_VERSION,
+                    arrays={n: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _digest(a)}
+                            for n, a in arrays.items()},
+                    payload_sha256=payload_hash(arrays))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+        for name, arr in arrays.items():
+            z.writestr(name + ".npy", _npy_bytes(arr))
+    tmp.replace(path)      # never leave a half-written model under the real name
+    return manifest["payload_sha256"]
+
+
+def _read(path):
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file; create one with 'nnhil train'")
+    try:
+        with zipfile.ZipFile(path) as z:
+            manifest = json.loads(z.read("manifest.json"))
+            if manifest.get("format") != FILE_FORMAT:
+                raise ModelFileError(f"{path}: not an nnhil model file (format {manifest.get('format')!r})")
+            if manifest.get("version") != FILE_VERSION:
+                raise ModelFileError(f"{path}: model file version {manifest.get('version')!r}, this "
+                                     f"nnhil reads version {FILE_VERSION}; re-export it with 'nnhil quantize'")
+            arrays = {}
+            for name, info in manifest["arrays"].items():
+                with z.open(name + ".npy") as f:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
+                if arr.dtype.str != info["dtype"] or list(arr.shape) != info["shape"]:
+                    raise ModelFileError(f"{path}: array {name} is {arr.dtype.str}{list(arr.shape)}, "
+                                         f"manifest says {info['dtype']}{info['shape']}")
+                if _digest(arr) != info["sha256"]:
+                    raise ModelFileError(f"{path}: array {name} is corrupt (sha256 mismatch)")
+                arrays[name] = arr
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, EOFError, OSError) as e:
+        raise ModelFileError(f"{path}: corrupt or truncated model file ({type(e).__name__}: {e}); "
+                             f"regenerate it with 'nnhil train' or 'nnhil quantize'") from e
+    if payload_hash(arrays) != manifest.get("payload_sha256"):
+        raise ModelFileError(f"{path}: payload hash does not match the manifest")
+    return manifest, arrays
+
+
+def _check_kind(path, manifest, kind):
+    if manifest.get("kind") != kind:
+        raise ModelFileError(f"{path}: holds a {manifest.get('kind')} model, expected a {kind} one")
+
+
+def save_float(path, model, standardizer, meta=None):
+    arrays = {}
+    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+        arrays[f"layer{i}.weights"], arrays[f"layer{i}.bias"] = w, b
+    manifest = {"kind": KIND_FLOAT, "arch": "mlp", "sizes": model.sizes,
+                "standardizer": {"mean": standardizer.mean, "std": standardizer.std},
+                "meta": meta or {}}
+    return _write(path, manifest, arrays)
+
+
+def load_float(path):
+    """(MLP, Standardizer, meta) from a float model file."""
+    manifest, arrays = _read(path)
+    _check_kind(path, manifest, KIND_FLOAT)
+    try:
+        sizes = [int(s) for s in manifest["sizes"]]
+        model = MLP(sizes)
+        for i in range(len(sizes) - 1):
+            w, b = arrays[f"layer{i}.weights"], arrays[f"layer{i}.bias"]
+            if w.shape != (sizes[i], sizes[i + 1]) or b.shape != (sizes[i + 1],):
+                raise ModelFileError(f"{path}: layer {i} has weights {w.shape} and bias {b.shape}, "
+                                     f"which do not chain sizes {sizes}")
+            if not (np.isfinite(w).all() and np.isfinite(b).all()):
+                raise ModelFileError(f"{path}: layer {i} holds NaN or infinite values")
+            model.weights[i], model.biases[i] = w.astype(np.float32), b.astype(np.float32)
+        st = Standardizer(**manifest["standardizer"])
+    except (KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: manifest lacks {e}") from e
+    if not (np.isfinite([st.mean, st.std]).all() and st.std > 0):
+        raise ModelFileError(f"{path}: invalid input standardisation {manifest['standardizer']}")
+    return model, st, manifest["meta"]
+
+
+def save_quantized(path, model):
+    arrays, layers = {}, []
+    for i, layer in enumerate(model.layers):
+        for name, dtype in INT_DTYPES.items():
+            arrays[f"layer{i}.{name}"] = np.asarray(getattr(layer, name)).astype(dtype)
+        layers.append({"type": "dense", "n_in": layer.n_in, "n_out": layer.n_out, "output": layer.output})
+    manifest = {"kind": KIND_QUANTIZED, "numeric_format": fx.FORMAT_VERSION,
+                "input_shape": list(model.input_shape), "classes": model.classes,
+                "layers": layers, "meta": model.meta}
+    return _write(path, manifest, arrays)
+
+
+def load_quantized(path):
+    """IntModel from a quantized model file, validated layer by layer."""
+    manifest, arrays = _read(path)
+    _check_kind(path, manifest, KIND_QUANTIZED)
+    if manifest.get("numeric_format") != fx.FORMAT_VERSION:
+        raise ModelFileError(f"{path}: numeric format {manifest.get('numeric_format')!r}, this nnhil "
+                             f"implements {fx.FORMAT_VERSION}; re-quantize with 'nnhil quantize'")
+    try:
+        layers = []
+        for i, spec in enumerate(manifest["layers"]):
+            cls = LAYER_TYPES.get(spec["type"])
+            if cls is None:
+                raise ModelFileError(f"{path}: layer {i} has unknown type {spec['type']!r}")
+            parts = {}
+            for name, dtype in INT_DTYPES.items():
+                arr = arrays[f"layer{i}.{name}"]
+                if arr.dtype != dtype:
+                    raise ModelFileError(f"{path}: layer {i} {name} is {arr.dtype}, expected {np.dtype(dtype)}")
+                parts[name] = arr
+            layer = cls(output=spec["output"], **parts)
+            if (layer.n_in, layer.n_out) != (spec["n_in"], spec["n_out"]):
+                raise ModelFileError(f"{path}: layer {i} arrays are {layer.n_out}x{layer.n_in}, "
+                                     f"manifest says {spec['n_out']}x{spec['n_in']}")
+            layers.append(layer)
+        model = IntModel(layers, manifest["input_shape"], manifest.get("classes"), manifest.get("meta"))
+    except KeyError as e:
+        raise ModelFileError(f"{path}: missing entry {e}") from e
+    except ValueError as e:
+        if isinstance(e, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: {e}") from e
+    model.hash = manifest["payload_sha256"]
+    return model

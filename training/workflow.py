@@ -1,0 +1,107 @@
+"""Data preparation, training, quantization and reporting as one reusable pipeline.
+
+The CLI and the test fixtures both go through here, so a model trained by a test is
+the same as the one a user trains with the same configuration. Outputs are cached by
+a hash of everything that determines them.
+"""
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import datasets, modelfile, plots
+from .quantize import quantize
+from .train import Standardizer, TrainConfig, train
+
+CALIBRATION_IMAGES = 5000
+DEFAULT_OUT = Path("out")
+
+
+@dataclass
+class Data:
+    name: str
+    classes: tuple
+    train: tuple          # (uint8 images, labels)
+    val: tuple
+    test: tuple
+    standardizer: Standardizer
+
+
+def load_data(name="fashion-mnist", data_dir=None, val_size=5000, seed=0, download=True):
+    train_split = datasets.load_split(name, "train", data_dir, download)
+    test_split = datasets.load_split(name, "test", data_dir, download)
+    tr, va = datasets.train_val_split(*train_split, val_size, seed)
+    return Data(name, datasets.DATASETS[name].classes, tr, va, test_split, Standardizer.fit(tr[0]))
+
+
+def config_hash(cfg, dataset):
+    """Identifies a trained model: its dataset and every training hyperparameter."""
+    blob = json.dumps({"dataset": dataset, "train": cfg.to_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def default_out_dir(cfg, dataset):
+    layers = "-".join(str(n) for n in cfg.layers)
+    return DEFAULT_OUT / f"{dataset}-mlp{layers}-{config_hash(cfg, dataset)}"
+
+
+def accuracy(pred, labels):
+    return float((np.asarray(pred) == labels).mean())
+
+
+def train_and_quantize(cfg, data, out_dir, log=print):
+    """Train, checkpoint, quantize, evaluate on the test set and plot; returns metrics."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"training MLP {'-'.join(map(str, cfg.layers))} on {data.name}: "
+        f"{len(data.train[1])} train / {len(data.val[1])} validation images")
+    t0 = time.perf_counter()
+    st = data.standardizer
+    model, hist = train(cfg, st(data.train[0]), data.train[1].astype(np.int64),
+                        st(data.val[0]), data.val[1], log=log)
+    train_s = time.perf_counter() - t0
+    meta = {"dataset": data.name, "train_config": cfg.to_dict(), "config_hash": config_hash(cfg, data.name)}
+    modelfile.save_float(out_dir / "float.npz", model, st, meta)
+
+    qmodel = quantize(model, st, data.train[0][:CALIBRATION_IMAGES], data.classes, meta)
+    qhash = modelfile.save_quantized(out_dir / "quantized.npz", qmodel)
+
+    test_x, test_y = data.test
+    float_pred = model.predict(st(test_x))
+    int_pred = qmodel.predict(test_x)
+    metrics = {
+        "dataset": data.name, "layers": list(cfg.layers), "config_hash": meta["config_hash"],
+        "model_hash": qhash, "train_seconds": round(train_s, 2),
+        "best_val_accuracy": max(hist.val_acc),
+        "float_test_accuracy": accuracy(float_pred, test_y),
+        "int_test_accuracy": accuracy(int_pred, test_y),
+        "int_float_agreement": accuracy(int_pred, float_pred),
+        "test_images": int(len(test_y)), "macs": qmodel.macs,
+        "weights": int(sum(layer.weights.size for layer in qmodel.layers)),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    title = f"MLP {'-'.join(map(str, cfg.layers))} on {data.name}"
+    plots.training_curves(hist, out_dir / "curves.png", title)
+    plots.confusion(plots.confusion_matrix(test_y, int_pred, len(data.classes)), data.classes,
+                    out_dir / "confusion.png", f"{title}, integer model,")
+    plots.sample_predictions(test_x, test_y, int_pred, data.classes, out_dir / "samples.png",
+                             title=f"{title}, integer model: predicted (true)")
+    return metrics
+
+
+def ensure_model(cfg, data, out_dir=None, log=print):
+    """The quantized model for cfg, trained only if no valid cached copy exists."""
+    out_dir = Path(out_dir or default_out_dir(cfg, data.name))
+    path = out_dir / "quantized.npz"
+    if path.exists():
+        try:
+            model = modelfile.load_quantized(path)
+            if model.meta.get("config_hash") == config_hash(cfg, data.name):
+                return model, out_dir
+        except modelfile.ModelFileError as e:
+            log(f"retraining: cached model unusable ({e})")
+    train_and_quantize(cfg, data, out_dir, log)
+    return modelfile.load_quantized(path), out_dir
