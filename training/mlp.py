@@ -22,11 +22,8 @@ class MLP:
     def params(self):
         return self.weights + self.biases
 
-    def forward(self, x, dropout=0.0, rng=None, input_dropout=0.0):
+    def forward(self, x, dropout=0.0, rng=None):
         """Logits, and the cache backward() needs. Dropout is inverted (scaled at train time)."""
-        if input_dropout > 0:
-            x = x * ((rng.random(x.shape, dtype=np.float32) >= input_dropout)
-                     * np.float32(1.0 / (1.0 - input_dropout)))
         acts, masks = [x], []
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):

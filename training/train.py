@@ -13,14 +13,13 @@ from .mlp import MLP, cross_entropy
 @dataclass
 class TrainConfig:
     layers: tuple = (784, 128, 10)
-    epochs: int = 40
+    epochs: int = 60
     batch: int = 64
     lr: float = 0.05
     momentum: float = 0.9
     warmup_epochs: float = 1.0
     l2: float = 5e-4
-    dropout: float = 0.2
-    input_dropout: float = 0.0
+    dropout: float = 0.1
     label_smoothing: float = 0.1
     val_size: int = 5000
     seed: int = 0
@@ -99,7 +98,7 @@ def train(cfg, x_train, y_train, x_val, y_val, log=print):
         for k in range(steps):
             idx = order[k * cfg.batch:(k + 1) * cfg.batch]
             xb = x_train[idx]
-            logits, cache = model.forward(xb, cfg.dropout, rng, cfg.input_dropout)
+            logits, cache = model.forward(xb, cfg.dropout, rng)
             loss, dlogits = cross_entropy(logits, targets[idx])
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(axis=1) == y_train[idx]).sum())
