@@ -109,6 +109,12 @@ def fetch(ds, root, fname, download=True):
                             f"set --data-dir or ${DATA_DIR_ENV} to the folder holding it, "
                             f"or allow downloading")
         path = _download(ds, root, fname)
+        actual = sha256_of(path)
+        if actual != expected:
+            path.unlink()      # ours to remove: a bad download must not poison the next run
+            raise DataError(f"the download of {ds.mirror}{fname} is corrupt or truncated "
+                            f"(sha256 {actual}, expected {expected}); try again later")
+        return path
     actual = sha256_of(path)
     if actual != expected:
         raise DataError(f"{path} is corrupt or truncated ({path.stat().st_size} bytes, "

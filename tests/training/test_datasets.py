@@ -104,3 +104,35 @@ def test_validation_split_is_disjoint_and_seeded():
     assert len(va) == 20 and len(tr) == 80
     assert not set(tr.ravel()) & set(va.ravel())
     assert np.array_equal(va, va2)
+
+
+def _mirror(tmp_path, real_dir, mutate=None):
+    """A local mirror (file:// URL) serving one real file, optionally damaged."""
+    src = D.fetch(D.FASHION_MNIST, real_dir, "t10k-labels-idx1-ubyte.gz", download=False)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    data = src.read_bytes()
+    (mirror / src.name).write_bytes(mutate(data) if mutate else data)
+    return D.Dataset("fashion-mnist", mirror.as_uri() + "/", D.FASHION_MNIST.sha256,
+                     D.FASHION_MNIST.classes), src.name
+
+
+def test_missing_file_is_downloaded_and_verified(real_dir, tmp_path):
+    ds, name = _mirror(tmp_path, real_dir)
+    path = D.fetch(ds, tmp_path / "data", name, download=True)
+    assert path == tmp_path / "data" / "fashion-mnist" / name
+    assert D.read_idx(path).shape == (10000,)
+
+
+def test_corrupt_download_is_rejected(real_dir, tmp_path):
+    ds, name = _mirror(tmp_path, real_dir, mutate=lambda b: b[:-1])
+    with pytest.raises(D.DataError, match="download .* is corrupt or truncated"):
+        D.fetch(ds, tmp_path / "data", name, download=True)
+    assert not (tmp_path / "data" / "fashion-mnist" / name).exists()
+
+
+def test_unreachable_mirror_names_the_url(tmp_path):
+    ds = D.Dataset("fashion-mnist", (tmp_path / "nowhere").as_uri() + "/", D.FASHION_MNIST.sha256, ())
+    with pytest.raises(D.DataError, match="could not download .*nowhere.*--data-dir"):
+        D.fetch(ds, tmp_path / "data", "t10k-labels-idx1-ubyte.gz", download=True)
+    assert not list((tmp_path / "data").rglob("*.part"))
