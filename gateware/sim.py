@@ -1,0 +1,291 @@
+"""Build the nnhil SoC: a cached Verilator model for the sim, or the Arty A7 gateware.
+
+The sim build is keyed by a hash of everything that shapes the model (AccelConfig, the
+SoC parameters, the LiteX version and our gateware and sim-module sources) and lives in
+``build/sim-<hash>/``; an unchanged configuration returns at once without touching
+Migen. Weights, images and firmware are loaded over the bridge at run time, so they
+never cause a rebuild. LiteX's toolchain only generates here (its build script deletes
+obj_dir); we run the compile ourselves to stream its progress.
+"""
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from . import layout
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_ROOT = REPO / "build"
+SIM_MODULE_DIR = Path(__file__).resolve().parent / "sim_tcp"
+SIM_MODULE = "sim_tcp"
+
+SIM_CLK_FREQ = int(1e6)        # nominal, as litex_sim: the BIOS's timeouts are in cycles of it
+BRIDGE_CLK_FREQ = int(1e8)     # UARTBone drops a half-received command after 0.1 s of this clock:
+                               # 10M sim cycles, seconds of wall time even on a loaded host
+MAIN_RAM_SIZE = 4 * 1024 * 1024
+BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
+
+# Every source whose text shapes the sim model.
+SOURCES = [Path(__file__).resolve().parent / n for n in
+           ("soc.py", "sim.py", "accelerator.py", "layout.py", "cyclemodel.py")] + \
+          [REPO / "training" / "fixedpoint.py"]
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message carries the tail of its output."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SimBuild:
+    """A finished sim build: where the model, its CSR map and the software headers are."""
+    dir: Path
+
+    @property
+    def gateware_dir(self):
+        return self.dir / "gateware"         # the model runs here (it reads sim_config.js)
+
+    @property
+    def vsim(self):
+        return self.gateware_dir / "obj_dir" / "Vsim"
+
+    @property
+    def csr_json(self):
+        return self.dir / "csr.json"
+
+    @property
+    def software_dir(self):
+        return self.dir / "software"
+
+
+def _sim_io():
+    from litex.build.generic_platform import Pins, Subsignal
+    return [
+        ("sys_clk", 0, Pins(1)),
+        ("sys_rst", 0, Pins(1)),
+        # A byte stream each way, driven by the sim_tcp module.
+        ("serial", 0,
+            Subsignal("source_valid", Pins(1)), Subsignal("source_ready", Pins(1)),
+            Subsignal("source_data", Pins(8)),
+            Subsignal("sink_valid", Pins(1)), Subsignal("sink_ready", Pins(1)),
+            Subsignal("sink_data", Pins(8))),
+    ]
+
+
+def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE):
+    """The sim SoC: soc.py's SoC on a SimPlatform, integrated main RAM, a stream PHY for the bridge."""
+    from litex.build.sim import SimPlatform
+    from litex.build.io import CRG
+    from litex.soc.cores.uart import RS232PHYModel
+    from litex.soc.integration.soc_core import SoCCore
+
+    from . import soc as nnsoc
+
+    class SimSoC(SoCCore):
+        def __init__(self):
+            platform = SimPlatform("SIM", _sim_io())
+            self.crg = CRG(platform.request("sys_clk"))
+            SoCCore.__init__(self, platform, clk_freq=SIM_CLK_FREQ, ident="nnhil sim",
+                             integrated_main_ram_size=main_ram_size, **nnsoc.SOC_KWARGS)
+            # The BIOS memtests main RAM at boot; a full pass costs seconds of sim time.
+            self.add_constant("MEMTEST_DATA_SIZE", 8 * 1024)
+            self.add_constant("MEMTEST_ADDR_SIZE", 8 * 1024)
+            nnsoc.add_host_link(self, RS232PHYModel(platform.request("serial")),
+                                bridge_clk_freq=BRIDGE_CLK_FREQ)
+            nnsoc.add_accelerator(self, cfg)
+
+    return SimSoC()
+
+
+def _file_digest(paths):
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def build_key(target, cfg, **params):
+    """The inputs that determine a build, and their hash."""
+    from . import soc as nnsoc
+    key = {
+        "target": target,
+        "accel": cfg.to_dict(),
+        "soc": {**nnsoc.SOC_KWARGS, "origin": nnsoc.ORIGIN, **params},
+        "litex": importlib.metadata.version("litex"),
+        "sources": _file_digest(SOURCES),
+    }
+    if target == "sim":
+        key["sim"] = {"clk": SIM_CLK_FREQ, "bridge_clk": BRIDGE_CLK_FREQ,
+                      "verilator": _tool_version("verilator"),
+                      "module": _file_digest([p for p in SIM_MODULE_DIR.iterdir() if p.is_file()])}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return key, digest
+
+
+def _tool_version(tool):
+    try:
+        return subprocess.run([tool, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except FileNotFoundError:
+        raise BuildError(f"{tool} is not installed (run `make setup`)")
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Serialise builds of one configuration across processes (the CLI and a test run)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _stream(cmd, cwd, log, timeout, what):
+    """Run ``cmd`` in its own process group, pass each output line to ``log``, kill it on timeout."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", start_new_session=True)
+    tail = deque(maxlen=40)
+    timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+    timer.start()
+    try:
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            log(line.rstrip())
+        rc = proc.wait(timeout=30)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        raise
+    finally:
+        timer.cancel()
+    if rc != 0:
+        why = f"timed out after {timeout} s" if rc == -signal.SIGKILL else f"exit status {rc}"
+        raise BuildError(f"{what} failed ({why}):\n" + "\n".join(tail))
+
+
+def _compile_sim(gateware_dir, log):
+    """Run LiteX's generated build script minus its ``rm -rf obj_dir``, streaming the output."""
+    script = (gateware_dir / "build_sim.sh").read_text().splitlines()
+    make = [line for line in script if line.strip() and not line.startswith("rm ")]
+    _stream(["bash", "-c", "\n".join(make)], gateware_dir, log, BUILD_TIMEOUT, "Verilator build")
+
+
+def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=BUILD_ROOT,
+              jobs=2, log=print):
+    """The sim model for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
+    from litex.build.sim.config import SimConfig
+    from litex.soc.integration.builder import Builder
+
+    key, digest = build_key("sim", cfg, main_ram_size=main_ram_size)
+    result = SimBuild(Path(out_root) / f"sim-{digest}")
+    with _locked(Path(out_root) / f"sim-{digest}.lock"):
+        if (result.dir / "build.json").exists() and result.vsim.exists():
+            log(f"sim model {digest} is up to date in {result.dir}")
+            return result
+        log(f"building sim model {digest} in {result.dir}")
+        t0 = time.perf_counter()
+        if result.dir.exists():
+            shutil.rmtree(result.dir)          # a leftover of an interrupted build
+        mods = result.dir / "sim_mods"         # LiteX writes variables.mak beside the modules
+        shutil.copytree(SIM_MODULE_DIR, mods / SIM_MODULE)
+        sim_config = SimConfig()
+        sim_config.add_clocker("sys_clk", freq_hz=SIM_CLK_FREQ)
+        sim_config.add_module(SIM_MODULE, "serial", args={"port": 0})
+        soc = sim_soc(cfg, main_ram_size)
+        builder = Builder(soc, output_dir=str(result.dir), compile_gateware=False,
+                          csr_json=str(result.csr_json), csr_csv=str(result.dir / "csr.csv"))
+        builder.build(sim_config=sim_config, extra_mods=[SIM_MODULE], extra_mods_path=str(mods),
+                      jobs=jobs, opt_level="O3", interactive=False)
+        t1 = time.perf_counter()
+        log(f"gateware and BIOS generated in {t1 - t0:.1f} s; compiling the Verilator model")
+        _compile_sim(result.gateware_dir, lambda line: log(f"  | {line}"))
+        if not result.vsim.exists():
+            raise BuildError(f"the Verilator build finished without producing {result.vsim}")
+        t2 = time.perf_counter()
+        (result.dir / "build.json").write_text(json.dumps(
+            {"key": key, "hash": digest, "generate_s": round(t1 - t0, 1),
+             "compile_s": round(t2 - t1, 1)}, indent=2))
+        log(f"sim model {digest} built in {t2 - t0:.1f} s")
+        return result
+
+
+def build_arty(cfg=layout.AccelConfig(), out_root=BUILD_ROOT, log=print):
+    """The Arty A7-35 gateware; the bitstream too when Vivado is on PATH. Returns the build dir."""
+    from litex.soc.cores.uart import UARTPHY
+    from litex.soc.integration.builder import Builder
+    from litex_boards.targets.digilent_arty import BaseSoC
+
+    from . import soc as nnsoc
+
+    key, digest = build_key("arty", cfg)
+    out = Path(out_root) / f"arty-{digest}"
+    vivado = shutil.which("vivado") is not None
+    soc = BaseSoC(variant="a7-35", sys_clk_freq=100e6, **nnsoc.SOC_KWARGS)
+    nnsoc.add_host_link(soc, UARTPHY(soc.platform.request("serial"), soc.sys_clk_freq, 115200))
+    nnsoc.add_accelerator(soc, cfg)
+    builder = Builder(soc, output_dir=str(out), compile_gateware=vivado,
+                      csr_json=str(out / "csr.json"), csr_csv=str(out / "csr.csv"))
+    builder.build()
+    (out / "build.json").write_text(json.dumps({"key": key, "hash": digest}, indent=2))
+    if vivado:
+        log(f"bitstream: {out / 'gateware' / (soc.platform.name + '.bit')}")
+    else:
+        log(f"generated the Arty gateware, BIOS and Vivado project in {out}/gateware; "
+            "Vivado is not on PATH, so no bitstream was built: install Vivado and rerun "
+            "`nnhil build --target arty`")
+    return out
+
+
+def build(target="sim", cfg=layout.AccelConfig(), log=print, **kwargs):
+    """Build for ``target`` ("sim" or "arty"); see build_sim and build_arty."""
+    if target == "sim":
+        return build_sim(cfg, log=log, **kwargs)
+    if target == "arty":
+        return build_arty(cfg, log=log, **kwargs)
+    raise ValueError(f"unknown target {target!r}: expected 'sim' or 'arty'")
+
+
+def add_arguments(parser):
+    """The ``nnhil build`` options: the target and every AccelConfig field."""
+    parser.add_argument("--target", choices=("sim", "arty"), default="sim")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (sim)")
+    for f in dataclasses.fields(layout.AccelConfig):
+        parser.add_argument("--" + f.name.replace("_", "-"), type=int, default=f.default,
+                            help=f"accelerator {f.name} (default {f.default})")
+
+
+def run(args):
+    cfg = layout.AccelConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(layout.AccelConfig)})
+    kwargs = {"jobs": args.jobs} if args.target == "sim" else {}
+    result = build(args.target, cfg, **kwargs)
+    print(result.dir if isinstance(result, SimBuild) else result)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="nnhil build", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    try:
+        run(parser.parse_args(argv))
+    except BuildError as e:
+        print(f"nnhil build: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

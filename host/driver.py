@@ -1,0 +1,140 @@
+"""Drive the accelerator over the bus: identify the bitstream, load a model, run images.
+
+Register names come from the SoC's csr.json (``<name>_<register>``), addresses of the
+memory regions from :class:`gateware.layout.AccelConfig` as the hardware reports it, so
+the host never assumes a build configuration: it reads it and refuses what cannot run.
+"""
+import time
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from gateware import layout, program
+from training import fixedpoint as fx
+
+
+class IdentificationMismatch(RuntimeError):
+    """The bitstream is not an nnhil accelerator this host and model can use."""
+
+
+class AcceleratorError(RuntimeError):
+    """A run failed (error code), did not finish in time, or a load did not read back."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    magic: int
+    layout_version: int
+    format_version: int
+    config: layout.AccelConfig
+
+
+@dataclass
+class Inference:
+    logits: np.ndarray      # int32 [n_out]
+    argmax: int
+    cycles: int
+
+
+class AcceleratorDriver:
+    """The accelerator named ``name`` in the SoC behind ``bridge`` (a host.bridge.Bridge)."""
+
+    def __init__(self, bridge, name="nnhil", timeout=2.0):
+        self.bridge = bridge
+        self.name = name
+        self.timeout = timeout
+        try:
+            self.base = bridge.csr.memories[name][0]
+        except KeyError:
+            raise IdentificationMismatch(f"the SoC has no memory region {name!r}: not an nnhil "
+                                         f"bitstream, or the csr.json belongs to another build") from None
+        self.identity = self.identify()
+        self.config = self.identity.config
+        self.model = None
+
+    def _csr(self, reg):
+        return f"{self.name}_{reg}"
+
+    def read_csr(self, reg):
+        return self.bridge.csr_read(self._csr(reg))
+
+    def write_csr(self, reg, value):
+        self.bridge.csr_write(self._csr(reg), value)
+
+    def region_addr(self, region, word=0):
+        return self.base + 4 * (self.config.region_base[region] + word)
+
+    def identify(self):
+        """Read and check the identification registers: magic, versions, build configuration."""
+        magic = self.read_csr("magic")
+        if magic != layout.MAGIC:
+            raise IdentificationMismatch(f"magic word 0x{magic:08x}, expected 0x{layout.MAGIC:08x}: "
+                                         f"the board does not run an nnhil bitstream (program one "
+                                         f"built by 'nnhil build')")
+        version = self.read_csr("version")
+        ident = Identity(magic, version & ((1 << layout.VERSION_FORMAT_SHIFT) - 1),
+                         version >> layout.VERSION_FORMAT_SHIFT,
+                         layout.AccelConfig(**{f.name: self.read_csr(f.name)
+                                               for f in fields(layout.AccelConfig)}))
+        if ident.layout_version != layout.VERSION:
+            raise IdentificationMismatch(f"the bitstream has register layout version {ident.layout_version}, "
+                                         f"this host speaks {layout.VERSION}: rebuild the gateware")
+        if ident.format_version != fx.FORMAT_VERSION:
+            raise IdentificationMismatch(f"the bitstream implements numeric format {ident.format_version}, "
+                                         f"models here use {fx.FORMAT_VERSION}: rebuild the gateware")
+        return ident
+
+    # Model ----------------------------------------------------------------------------------
+    def load(self, model, verify=True):
+        """Write a model's program, weights and biases; with verify, read them all back."""
+        program.check_fits(model, self.config)          # before anything is written
+        image = program.compile_model(model, self.config)
+        for region, words in image.regions.items():
+            self.bridge.write(self.region_addr(region), words)
+        self.write_csr("n_layers", image.n_layers)
+        if verify:
+            for region, words in image.regions.items():
+                back = self.bridge.read(self.region_addr(region), len(words))
+                if back != list(words):
+                    bad = next(i for i, (a, b) in enumerate(zip(back, words)) if a != b)
+                    raise AcceleratorError(f"{region} did not read back: word {bad} is 0x{back[bad]:08x}, "
+                                           f"wrote 0x{words[bad]:08x} ({sum(a != b for a, b in zip(back, words))} "
+                                           f"of {len(words)} words differ)")
+        self.model = model
+        return image
+
+    # Runs -----------------------------------------------------------------------------------
+    def start(self):
+        self.write_csr("control", layout.CTRL_START)
+
+    def soft_reset(self):
+        self.write_csr("control", layout.CTRL_SOFT_RESET)
+
+    def wait(self):
+        """Poll status until done; returns the error code."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            busy, done, error = layout.decode_status(self.read_csr("status"))
+            if done and not busy:
+                return error
+            if time.monotonic() > deadline:
+                self.soft_reset()
+                raise AcceleratorError(f"the accelerator did not finish within {self.timeout} s "
+                                       f"(busy={busy}); it was soft-reset")
+
+    def infer(self, image):
+        """Run one uint8 image through the loaded model."""
+        if self.model is None:
+            raise AcceleratorError("no model loaded: call load() first")
+        self.bridge.write(self.region_addr("act0"), program.pack_input(image))
+        self.start()
+        error = self.wait()
+        if error != layout.ERR_NONE:
+            raise AcceleratorError(f"the accelerator rejected the program: "
+                                   f"{layout.ERROR_NAMES.get(error, error)} (code {error})")
+        logits = program.unpack_logits(self.bridge.read(self.region_addr("logits"), self.model.n_out))
+        return Inference(logits, self.read_csr("argmax"), self.read_csr("cycles"))
+
+    def activations(self, buffer, n):
+        """The first n uint8 values of activation buffer 0 or 1 (for debugging a layer)."""
+        return program.unpack_acts(self.bridge.read(self.region_addr(f"act{buffer}"), -(-n // 4)), n)

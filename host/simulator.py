@@ -1,0 +1,201 @@
+"""Run a built sim model as a managed subprocess and reach it like a board: over TCP or a pty.
+
+The model runs in its build directory (it reads sim_config.js there) in its own process
+group; the sim_tcp module prints the port the OS gave it, and the launcher waits until
+the accelerator's MAGIC CSR answers through the bridge. ``pty()`` puts socat between a
+pseudo-terminal and the TCP port, so the exact pyserial path used for /dev/ttyUSB1 on an
+Arty is exercised. Everything is stopped on exit from the context manager, on Ctrl-C,
+on a failing test and at interpreter exit; every wait has a timeout.
+"""
+import atexit
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from shutil import which
+
+from gateware import layout
+
+from .bridge import Bridge, BridgeError
+
+PORT_LINE = re.compile(r"^sim_tcp: listening on 127\.0\.0\.1:(\d+)$")
+
+
+class SimulatorError(RuntimeError):
+    """The sim could not start, crashed or does not answer; the message has its last output."""
+
+
+def _stop_group(proc, grace=3.0):
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, and reap the leader."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)        # stragglers of the group, if any
+    proc.wait(timeout=grace)
+
+
+class Simulator:
+    """One running sim model of a :class:`gateware.sim.SimBuild`."""
+
+    def __init__(self, build, start_timeout=20.0, bridge_timeout=5.0):
+        self.build = build
+        self.start_timeout = start_timeout
+        self.bridge_timeout = bridge_timeout
+        self.proc = None
+        self.port = None
+        self.output = deque(maxlen=200)
+        self.boot_seconds = None
+        self._port_seen = threading.Event()
+        self._children = []
+
+    # Lifecycle --------------------------------------------------------------------------------
+    def start(self):
+        if not self.build.vsim.exists():
+            raise SimulatorError(f"no sim model at {self.build.vsim}: build it first (nnhil build --target sim)")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen([str(self.build.vsim.resolve())], cwd=self.build.gateware_dir,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace",
+                                     start_new_session=True)
+        atexit.register(self.stop)
+        threading.Thread(target=self._read_output, daemon=True).start()
+        try:
+            if not self._port_seen.wait(self.start_timeout) or self.port is None:
+                self._fail(f"the sim did not report its port within {self.start_timeout} s")
+            self._wait_answering(t0 + self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.boot_seconds = time.monotonic() - t0
+        return self
+
+    def _read_output(self):
+        for line in self.proc.stdout:
+            line = line.rstrip()
+            self.output.append(line)
+            m = PORT_LINE.match(line)
+            if m and self.port is None:
+                self.port = int(m.group(1))
+                self._port_seen.set()
+        self._port_seen.set()                        # EOF: the sim exited
+
+    def _wait_answering(self, deadline):
+        last = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with Bridge(self.url, self.build.csr_json, timeout=1.0) as b:
+                    magic = b.csr_read("nnhil_magic")
+                if magic == layout.MAGIC:
+                    return
+                last = f"nnhil_magic reads 0x{magic:08x}, expected 0x{layout.MAGIC:08x}"
+            except BridgeError as e:
+                last = str(e)
+            time.sleep(0.05)
+        self._fail(f"the SoC did not answer within {self.start_timeout} s ({last})")
+
+    def stop(self):
+        """Stop socat children and the sim; safe to call twice."""
+        for child in self._children:
+            _stop_group(child)
+        self._children.clear()
+        if self.proc is not None:
+            _stop_group(self.proc)
+        atexit.unregister(self.stop)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # State ------------------------------------------------------------------------------------
+    @property
+    def url(self):
+        return f"socket://127.0.0.1:{self.port}"
+
+    def tail(self, n=30):
+        return "\n".join(list(self.output)[-n:])
+
+    def _fail(self, why):
+        raise SimulatorError(f"{why}\n--- last output of {self.build.vsim} ---\n{self.tail()}")
+
+    def check_alive(self):
+        if self.proc is None or self.proc.poll() is not None:
+            rc = None if self.proc is None else self.proc.returncode
+            self._fail(f"the sim is not running (exit status {rc})")
+
+    # Access -----------------------------------------------------------------------------------
+    def bridge(self, url=None, timeout=None):
+        """A :class:`SimBridge` on the TCP port (or ``url``, e.g. a pty from :meth:`pty`)."""
+        self.check_alive()
+        return SimBridge(self, url or self.url, timeout or self.bridge_timeout)
+
+    @contextlib.contextmanager
+    def pty(self, timeout=10.0):
+        """A pseudo-terminal path bridged to the sim's port by socat, for as long as the block runs.
+
+        The sim serves one client at a time (the newest), so do not hold a TCP bridge meanwhile.
+        """
+        self.check_alive()
+        if which("socat") is None:
+            raise SimulatorError("socat is not installed (run `make setup`)")
+        with tempfile.TemporaryDirectory(prefix="nnhil-pty-") as tmp:
+            link = Path(tmp) / "tty"
+            child = subprocess.Popen(
+                ["socat", f"pty,raw,echo=0,link={link}", f"tcp:127.0.0.1:{self.port},nodelay"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True)
+            self._children.append(child)
+            try:
+                deadline = time.monotonic() + timeout
+                while not link.exists():
+                    if child.poll() is not None:
+                        raise SimulatorError(f"socat exited: {child.stderr.read().decode()[-500:]}")
+                    if time.monotonic() > deadline:
+                        raise SimulatorError(f"socat did not create {link} within {timeout} s")
+                    time.sleep(0.01)
+                yield str(link)
+            finally:
+                _stop_group(child)
+                self._children.remove(child)
+
+
+class SimBridge(Bridge):
+    """A Bridge whose errors say whether the sim itself died, with its last output."""
+
+    def __init__(self, sim, url, timeout):
+        self.sim = sim
+        super().__init__(url, sim.build.csr_json, timeout)
+
+    def _send(self, data):
+        try:
+            return super()._send(data)
+        except BridgeError as e:
+            self._diagnose(e)
+
+    def _recv(self, n):
+        try:
+            return super()._recv(n)
+        except BridgeError as e:
+            self._diagnose(e)
+
+    def _diagnose(self, error):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.sim.proc.wait(timeout=1.0)          # a dying sim drops the link first
+        try:
+            self.sim.check_alive()
+        except SimulatorError as dead:
+            raise dead from error
+        raise error

@@ -1,0 +1,375 @@
+"""cocotb tests of the accelerator, driven over Wishbone exactly as the host will.
+
+Run by test_accelerator_sim.py through cocotb's Python runner; the top and its JSON map
+(build configuration, CSR addresses) come from sim_harness.py. Every result is compared
+with training.intmodel (values), gateware.cyclemodel (cycles) or gateware.program
+(validation errors).
+"""
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, RisingEdge
+
+from gateware import cyclemodel, layout, program
+from training import fixedpoint as fx
+from training.intmodel import Dense, IntModel
+
+with open(os.environ["NNHIL_ACCEL_SIM_MAP"]) as f:
+    MAP = json.load(f)
+CFG = layout.AccelConfig(**MAP["config"])
+CSR = MAP["csr"]
+BASE = CFG.region_base
+SEED = int(os.environ.get("NNHIL_SIM_SEED", "1"))
+
+
+class Host:
+    """Wishbone master and the host-side protocol (load, start, poll, read back)."""
+
+    def __init__(self, dut):
+        self.dut = dut
+
+    async def reset(self):
+        dut = self.dut
+        cocotb.start_soon(Clock(dut.sys_clk, 10, units="ns").start())
+        dut.wb_cyc.value = dut.wb_stb.value = dut.wb_we.value = 0
+        dut.wb_adr.value = dut.wb_dat_w.value = 0
+        dut.wb_sel.value = 0xF
+        dut.sys_rst.value = 1
+        for _ in range(3):
+            await RisingEdge(dut.sys_clk)
+        dut.sys_rst.value = 0
+        await FallingEdge(dut.sys_clk)
+
+    async def _access(self, adr, we, data=0, strict=True):
+        """One Wishbone cycle; signals change on falling edges, the slave samples on rising ones.
+
+        Unwritten RAM reads as X in simulation: an error unless ``strict`` is off, then 0.
+        """
+        dut = self.dut
+        dut.wb_adr.value = adr
+        dut.wb_we.value = we
+        dut.wb_dat_w.value = data
+        dut.wb_cyc.value = dut.wb_stb.value = 1
+        for _ in range(16):
+            await FallingEdge(dut.sys_clk)
+            if dut.wb_ack.value:
+                value = dut.wb_dat_r.value
+                value = int(value) if strict else int(value.binstr.replace("x", "0").replace("z", "0"), 2)
+                await FallingEdge(dut.sys_clk)
+                dut.wb_cyc.value = dut.wb_stb.value = 0
+                return value
+        raise AssertionError(f"no Wishbone ack at word {adr:#x}")
+
+    async def write(self, adr, data):
+        await self._access(adr, 1, data)
+
+    async def read(self, adr, strict=True):
+        return await self._access(adr, 0, strict=strict)
+
+    async def csr(self, name, value=None):
+        if value is None:
+            return await self.read(CSR[name])
+        await self.write(CSR[name], value)
+
+    async def write_region(self, region, words, offset=0):
+        assert offset + len(words) <= CFG.region_words[region]
+        for k, w in enumerate(words):
+            await self.write(BASE[region] + offset + k, int(w))
+
+    async def read_region(self, region, n, offset=0, strict=True):
+        return [await self.read(BASE[region] + offset + k, strict) for k in range(n)]
+
+    async def status(self):
+        return layout.decode_status(await self.csr("status"))
+
+    async def load(self, model):
+        image = program.compile_model(model, CFG)
+        for region, words in image.regions.items():
+            await self.write_region(region, words)
+        await self.csr("n_layers", image.n_layers)
+        return image
+
+    async def start(self):
+        await self.csr("control", layout.CTRL_START)
+
+    async def wait_done(self, limit):
+        """Poll status until done; fail (never hang) after ``limit`` cycles."""
+        for _ in range(limit // 2 + 10):   # a poll takes at least two cycles
+            busy, done, error = await self.status()
+            if done and not busy:
+                return error
+        raise AssertionError(f"not done after {limit} cycles")
+
+    async def infer(self, model, image):
+        """Write the input, run, and check logits, argmax, cycles and the last hidden layer."""
+        await self.write_region("act0", program.pack_input(image))
+        await self.start()
+        expect_cycles = cyclemodel.cycles(model, CFG)
+        error = await self.wait_done(expect_cycles)
+        assert error == layout.ERR_NONE, layout.ERROR_NAMES[error]
+        acts = model.activations(image[None])
+        logits = program.unpack_logits(await self.read_region("logits", model.n_out))
+        np.testing.assert_array_equal(logits, acts[-1][0])
+        assert await self.csr("argmax") == model.predict(image[None])[0]
+        assert await self.csr("cycles") == expect_cycles
+        if len(model.layers) > 1:   # the last hidden layer stays in act[(L - 1) % 2]
+            n = model.layers[-2].n_out
+            buf = f"act{(len(model.layers) - 1) % 2}"
+            # the bytes past n in the last word were never written
+            got = program.unpack_acts(await self.read_region(buf, -(-n // 4), strict=False), n)
+            np.testing.assert_array_equal(got, acts[-2][0])
+
+
+# Models -----------------------------------------------------------------------------------------
+
+def dense(rng, n_in, n_out, last, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, bias_scale=1.0, gain=0):
+    """A random layer whose requantization spreads typical outputs over 0..255.
+
+    ``gain`` shifts fewer bits (more saturation at 255) when positive, more when negative.
+    """
+    w = rng.integers(wlo, whi + 1, size=(n_out, n_in), dtype=np.int64).astype(np.int8)
+    spread = 128.0 * 75 * np.sqrt(n_in)
+    bias = np.rint(rng.normal(0, bias_scale * spread, n_out)).astype(np.int32)
+    mult = rng.integers(1 << (fx.MULT_BITS - 1), fx.MULT_MAX + 1, n_out).astype(np.uint16)
+    shift = int(np.ceil(np.log2(spread))) + fx.MULT_BITS - fx.ACT_BITS - gain
+    shift = np.clip(shift + rng.integers(-1, 2, n_out), fx.SHIFT_MIN, fx.SHIFT_MAX).astype(np.uint8)
+    return Dense(w, bias, mult, shift, fx.OUTPUT_I32 if last else fx.OUTPUT_U8)
+
+
+def model_of(layers):
+    return IntModel(layers, input_shape=(layers[0].n_in,))
+
+
+def random_model(rng, sizes, **kw):
+    return model_of([dense(rng, a, b, i == len(sizes) - 2, **kw)
+                     for i, (a, b) in enumerate(zip(sizes, sizes[1:]))])
+
+
+def random_sizes(rng, n_layers):
+    """Layer sizes that fit CFG, mostly not multiples of the lane count."""
+    while True:
+        sizes = [int(rng.integers(1, CFG.act_bytes + 1)) for _ in range(n_layers)]
+        sizes.append(int(rng.integers(1, CFG.logit_words + 1)))
+        model = random_model(rng, sizes)
+        try:
+            program.check_fits(model, CFG)
+            return sizes
+        except program.ModelDoesNotFit:
+            continue
+
+
+def image_for(rng, model):
+    return rng.integers(0, fx.ACT_MAX + 1, model.n_in, dtype=np.int64).astype(np.uint8)
+
+
+async def setup(dut):
+    host = Host(dut)
+    await host.reset()
+    return host, np.random.default_rng(SEED)
+
+
+# Tests ------------------------------------------------------------------------------------------
+
+@cocotb.test()
+async def identification(dut):
+    host, _ = await setup(dut)
+    assert await host.csr("magic") == layout.MAGIC
+    version = await host.csr("version")
+    assert version & ((1 << layout.VERSION_FORMAT_SHIFT) - 1) == layout.VERSION
+    assert version >> layout.VERSION_FORMAT_SHIFT == fx.FORMAT_VERSION
+    for name, value in CFG.to_dict().items():
+        assert await host.csr(name) == value, name
+    assert await host.status() == (False, False, layout.ERR_NONE)
+
+
+@cocotb.test()
+async def random_models(dut):
+    """Random shapes (1 to max_layers layers), two images each, back to back."""
+    host, rng = await setup(dut)
+    for n_layers in [1, 2, 3, CFG.max_layers] + [int(rng.integers(1, CFG.max_layers + 1))]:
+        model = random_model(rng, random_sizes(rng, min(n_layers, CFG.max_layers)))
+        await host.load(model)
+        for _ in range(2):
+            await host.infer(model, image_for(rng, model))
+
+
+@cocotb.test()
+async def headline_shape(dut):
+    """A two-layer model filling the activation buffer and a few full tiles."""
+    host, rng = await setup(dut)
+    n_out = min(CFG.act_bytes, 2 * CFG.lanes)
+    model = random_model(rng, [int(os.environ.get("NNHIL_SIM_N_IN", CFG.act_bytes)), n_out,
+                               min(10, CFG.logit_words)])
+    await host.load(model)
+    # the weights read back, as the host verifies a load
+    words = program.compile_model(model, CFG).regions["weights"]
+    assert await host.read_region("weights", len(words)) == words
+    await host.infer(model, image_for(rng, model))
+
+
+@cocotb.test()
+async def edge_values(dut):
+    """Single neurons, weights at the int8 limits, ReLU of negatives, saturation, zero bias."""
+    host, rng = await setup(dut)
+    P, A = CFG.lanes, CFG.act_bytes
+    cases = [
+        random_model(rng, [1, 1]),
+        random_model(rng, [1, 1, 1, 1][:CFG.max_layers + 1]),
+        random_model(rng, [A, 1, min(P + 1, CFG.logit_words)]),
+        random_model(rng, [P + 1, P - 1, P + 1, 2][:CFG.max_layers] + [CFG.logit_words]),
+        random_model(rng, [A, P, 3], wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MIN),    # all -128
+        random_model(rng, [A, P, 3], wlo=fx.WEIGHT_MAX, whi=fx.WEIGHT_MAX),    # all 127
+        random_model(rng, [A, P + 3, 5], wlo=fx.WEIGHT_MIN, whi=-1),           # ReLU clamps to 0
+        random_model(rng, [A, P + 3, 5], gain=6),                              # saturates at 255
+        random_model(rng, [A, P + 3, 5], bias_scale=0),                        # zero bias
+    ]
+    for model in cases:
+        await host.load(model)
+        await host.infer(model, image_for(rng, model))
+        await host.infer(model, np.full(model.n_in, fx.ACT_MAX, np.uint8))
+        await host.infer(model, np.zeros(model.n_in, np.uint8))
+
+
+@cocotb.test()
+async def requantization_extremes(dut):
+    """Shift 1 and 47, mult 0 and MULT_MAX, accumulators near the int32 limits."""
+    host, rng = await setup(dut)
+    n_in, n_out = min(CFG.act_bytes, 2 * CFG.lanes + 1), CFG.lanes + 1
+    hidden = dense(rng, n_in, n_out, False)
+    # |acc| near 2**31 times mult up to 2**16: shifts around 39 land inside 0..255, smaller saturate
+    hidden.shift[:] = rng.choice([fx.SHIFT_MIN, 38, 39, 40, 41, fx.SHIFT_MAX], n_out)
+    hidden.mult[:] = rng.choice([0, 1, 12345, 1 << (fx.MULT_BITS - 1), fx.MULT_MAX], n_out)
+    bound = fx.accumulator_bound(hidden.weights, np.zeros(n_out))
+    hidden.bias[:] = np.clip(rng.choice([-1, 1], n_out) * (fx.ACC_MAX - bound), -fx.ACC_MAX, fx.ACC_MAX)
+    last = dense(rng, n_out, 3, True)
+    last.bias[:] = fx.ACC_MAX - fx.accumulator_bound(last.weights, np.zeros(3))   # logits near 2**31
+    model = model_of([hidden, last])
+    await host.load(model)
+    for _ in range(3):
+        await host.infer(model, image_for(rng, model))
+
+
+@cocotb.test()
+async def argmax_ties(dut):
+    """Equal logits: the lowest index wins."""
+    host, rng = await setup(dut)
+    n_out = min(CFG.logit_words, CFG.lanes + 2)
+    last = dense(rng, 8, n_out, True)
+    last.weights[:] = last.weights[0]
+    last.bias[:] = last.bias[0]
+    last.bias[n_out // 2:] += 1   # a later, larger tie group
+    model = model_of([dense(rng, 5, 8, False), last])
+    await host.load(model)
+    await host.infer(model, image_for(rng, model))
+    last.bias[:] = last.bias[0]   # all equal: index 0
+    await host.load(model)
+    await host.infer(model, image_for(rng, model))
+
+
+@cocotb.test()
+async def start_while_busy(dut):
+    """A second start during a run reports ERR_BUSY and does not disturb the run."""
+    host, rng = await setup(dut)
+    model = random_model(rng, [CFG.act_bytes, 2 * CFG.lanes, 3])
+    await host.load(model)
+    image = image_for(rng, model)
+    await host.write_region("act0", program.pack_input(image))
+    await host.start()
+    assert (await host.status())[0]
+    await host.start()
+    assert await host.status() == (True, False, layout.ERR_BUSY)
+    assert await host.wait_done(cyclemodel.cycles(model, CFG)) == layout.ERR_BUSY
+    assert await host.csr("cycles") == cyclemodel.cycles(model, CFG)
+    logits = program.unpack_logits(await host.read_region("logits", model.n_out))
+    np.testing.assert_array_equal(logits, model.logits(image[None])[0])
+    await host.infer(model, image_for(rng, model))   # the next start clears the code
+
+
+@cocotb.test()
+async def soft_reset(dut):
+    """Soft reset aborts a run and returns to idle; the next run is exact."""
+    host, rng = await setup(dut)
+    model = random_model(rng, [CFG.act_bytes, 2 * CFG.lanes, 3])
+    await host.load(model)
+    await host.write_region("act0", program.pack_input(image_for(rng, model)))
+    await host.start()
+    for _ in range(int(rng.integers(2, 20))):
+        await FallingEdge(dut.sys_clk)
+    await host.csr("control", layout.CTRL_SOFT_RESET)
+    assert await host.status() == (False, False, layout.ERR_NONE)
+    await host.csr("control", layout.CTRL_SOFT_RESET)   # also harmless when idle
+    assert await host.status() == (False, False, layout.ERR_NONE)
+    await host.infer(model, image_for(rng, model))
+
+
+def invalid_programs(rng, model, image):
+    """(name, n_layers, program words) breaking each validation rule once."""
+    P = CFG.lanes
+    words = image.regions["program"]
+    L = image.n_layers
+    def edit(layer, n_in=None, n_out=None, w_base=None, b_base=None, flags=None):
+        out = list(words)
+        d = out[4 * layer:4 * layer + 4]
+        i, o = d[0] & 0xFFFF, d[0] >> 16
+        i, o = i if n_in is None else n_in, o if n_out is None else n_out
+        out[4 * layer:4 * layer + 4] = [(o << 16) | i, d[1] if w_base is None else w_base,
+                                        d[2] if b_base is None else b_base, d[3] if flags is None else flags]
+        return out
+    last = L - 1
+    first_out = model.layers[0].n_out
+    return [
+        ("no layers", 0, words),
+        ("too many layers", CFG.max_layers + 1, words + [0] * 4 * (CFG.max_layers + 1 - L)),
+        ("n_in 0", L, edit(0, n_in=0)),
+        ("n_out 0", L, edit(last, n_out=0)),
+        ("n_in too big", L, edit(0, n_in=CFG.act_bytes + 1)),
+        ("hidden n_out too big", L, edit(0, n_out=CFG.act_bytes + 1)),
+        ("weights past the end", L, edit(last, w_base=CFG.weight_words - 1)),
+        ("weights base huge", L, edit(0, w_base=0xFFFFFFFF)),
+        ("many tiles", L, edit(last, n_out=min(CFG.weight_words * P, 0xFFFF))),
+        ("bias past the end", L, edit(last, b_base=CFG.bias_entries - 1)),
+        ("bias base huge", L, edit(0, b_base=0xFFFFFFFF)),
+        ("chain", L, edit(last, n_in=first_out + 1)),
+        ("hidden logits", L, edit(0, flags=layout.FLAG_LOGITS)),
+        ("last not logits", L, edit(last, flags=0)),
+        ("too many logits", L, edit(last, n_out=CFG.logit_words + 1)),
+        ("random", L, [int(v) for v in rng.integers(0, 1 << 32, len(words), dtype=np.int64)]),
+    ]
+
+
+@cocotb.test()
+async def invalid_programs_rejected(dut):
+    """Every ERR_* code, checked against program.check_program; nothing runs, nothing hangs."""
+    host, rng = await setup(dut)
+    model = random_model(rng, [CFG.act_bytes, CFG.lanes + 1, 3])
+    image = await host.load(model)
+    seen = set()
+    for name, n_layers, words in invalid_programs(rng, model, image):
+        expect, layer = program.check_program(words, n_layers, CFG)
+        assert expect != layout.ERR_NONE, name
+        await host.write_region("program", words[:CFG.region_words["program"]])
+        await host.csr("n_layers", n_layers)
+        await host.start()
+        assert await host.wait_done(100) == expect, name
+        assert await host.csr("cycles") == cyclemodel.rejected_cycles(layer), name
+        seen.add(expect)
+    assert seen >= set(layout.ERROR_NAMES) - {layout.ERR_NONE, layout.ERR_BUSY}
+    await host.load(model)   # a valid program runs again
+    await host.infer(model, image_for(rng, model))
+
+
+@cocotb.test()
+async def read_back(dut):
+    """Every writable region reads back what was written, lane words included."""
+    host, rng = await setup(dut)
+    for region in ("weights", "bias", "program", "act0", "act1"):
+        n = min(CFG.region_words[region], 3 * max(1, CFG.lanes // 4) + 5)
+        offset = CFG.region_words[region] - n
+        words = [int(v) for v in rng.integers(0, 1 << 32, n, dtype=np.int64)]
+        await host.write_region(region, words, offset)
+        assert await host.read_region(region, n, offset) == words, region
+
+

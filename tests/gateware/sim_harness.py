@@ -1,0 +1,37 @@
+"""Build the standalone accelerator for Icarus and run the cocotb tests on it.
+
+``build`` writes the Verilog and a JSON map (configuration and CSR word addresses) for
+cocotb_accelerator.py and compiles it; ``run`` runs one of its tests.
+"""
+import json
+from pathlib import Path
+
+from gateware.standalone import Standalone
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = ROOT / "build" / "gateware_sim"
+TOPLEVEL = "nnhil_accel_top"
+MAP_ENV = "NNHIL_ACCEL_SIM_MAP"  # tells the cocotb module where the JSON map is
+
+
+def build(cfg, name):
+    """Generate and compile the top for ``cfg`` under build/gateware_sim/<name>; return the runner."""
+    from cocotb.runner import get_runner
+    out = BUILD_DIR / name
+    out.mkdir(parents=True, exist_ok=True)
+    top = Standalone(cfg)
+    verilog = top.verilog(TOPLEVEL)
+    source = out / f"{TOPLEVEL}.v"
+    if not source.exists() or source.read_text() != verilog:   # keep the timestamp: no rebuild
+        source.write_text(verilog)
+    (out / "map.json").write_text(json.dumps({"config": cfg.to_dict(), "csr": top.csr_map()}))
+    runner = get_runner("icarus")
+    runner.build(verilog_sources=[source], hdl_toplevel=TOPLEVEL, build_dir=out / "sim_build")
+    return runner, out
+
+
+def run(runner, out, testcase, extra_env=None):
+    """Run one cocotb test of cocotb_accelerator.py; raises if it fails."""
+    runner.test(test_module="cocotb_accelerator", hdl_toplevel=TOPLEVEL, testcase=testcase,
+                build_dir=out / "sim_build", test_dir=out,
+                extra_env={MAP_ENV: str(out / "map.json"), **(extra_env or {})})

@@ -1,0 +1,106 @@
+"""gateware.program: packing against the layout contract, and check_fits messages."""
+import numpy as np
+import pytest
+
+from gateware import layout, program
+from gateware.layout import AccelConfig
+from training import fixedpoint as fx
+from training.intmodel import Dense, IntModel
+
+
+def model(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        last = i == len(sizes) - 2
+        layers.append(Dense(rng.integers(-128, 128, (b, a)).astype(np.int8),
+                            rng.integers(-1000, 1000, b).astype(np.int32),
+                            rng.integers(0, 1 << 16, b).astype(np.uint16),
+                            rng.integers(1, 48, b).astype(np.uint8),
+                            fx.OUTPUT_I32 if last else fx.OUTPUT_U8))
+    return IntModel(layers, input_shape=(sizes[0],))
+
+
+def weight_bytes(words, lanes):
+    """The int8 weights of each wide word, lane k at index k."""
+    return np.asarray(words, dtype="<u4").view(np.int8).reshape(-1, lanes)
+
+
+@pytest.mark.parametrize("lanes", [4, 8, 64])
+def test_weights_follow_the_layout(lanes):
+    cfg = AccelConfig(lanes=lanes)
+    m = model([13, 2 * lanes + 3, 5])
+    image = program.compile_model(m, cfg)
+    wide = weight_bytes(image.regions["weights"], lanes)
+    desc = image.regions["program"]
+    for l, layer in enumerate(m.layers):
+        d0, w_base, b_base, flags = desc[4 * l:4 * l + 4]
+        assert (d0 & 0xFFFF, d0 >> 16) == (layer.n_in, layer.n_out)
+        assert flags == (layout.FLAG_LOGITS if l == len(m.layers) - 1 else 0)
+        for t in range(layout.tiles(layer.n_out, lanes)):
+            for i in range(layer.n_in):
+                for k in range(lanes):
+                    j = t * lanes + k
+                    expect = layer.weights[j, i] if j < layer.n_out else 0
+                    assert wide[w_base + t * layer.n_in + i, k] == expect
+        bias = np.asarray(image.regions["bias"], dtype=np.uint32).reshape(-1, 2)[b_base:b_base + layer.n_out]
+        np.testing.assert_array_equal(bias[:, 0].view(np.int32), layer.bias)
+        np.testing.assert_array_equal(bias[:, 1] & 0xFFFF, layer.mult)
+        np.testing.assert_array_equal(bias[:, 1] >> 16, layer.shift)
+    assert image.n_layers == 2
+    assert program.check_program(desc, image.n_layers, cfg) == (layout.ERR_NONE, None)
+
+
+def test_input_and_output_words():
+    x = np.arange(7, dtype=np.uint8) * 37
+    words = program.pack_input(x)
+    assert len(words) == 2 and words[0] == int.from_bytes(bytes(x[:4]), "little")
+    np.testing.assert_array_equal(program.unpack_acts(words, 7), x)
+    logits = np.array([-5, 2**31 - 1, -2**31], dtype=np.int32)
+    np.testing.assert_array_equal(program.unpack_logits(logits.view(np.uint32).tolist()), logits)
+    with pytest.raises(TypeError):
+        program.pack_input(x.astype(np.int16))
+
+
+def test_headline_fits_the_default_build():
+    program.check_fits(model([784, 128, 10]), AccelConfig())
+
+
+@pytest.mark.parametrize("cfg, sizes, words", [
+    (AccelConfig(max_layers=2), [4, 4, 4, 4], ["layers: needs 3, the accelerator has 2 (1 too many)"]),
+    (AccelConfig(act_bytes=512), [784, 128, 10],
+     ["inputs of a layer (activation buffer bytes): needs 784, the accelerator has 512 (272 too many)"]),
+    (AccelConfig(act_bytes=64), [8, 100, 10], ["outputs of a hidden layer", "needs 100", "36 too many"]),
+    (AccelConfig(logit_words=8), [8, 10], ["logits: needs 10", "(2 too many)"]),
+    (AccelConfig(weight_words=1024), [784, 128, 10],
+     ["weight words (64 int8 each): needs 1696, the accelerator has 1024 (672 too many)"]),
+    (AccelConfig(bias_entries=100), [784, 128, 10], ["bias entries: needs 138", "(38 too many)"]),
+])
+def test_check_fits_names_what_and_by_how_much(cfg, sizes, words):
+    m = model(sizes)
+    with pytest.raises(program.ModelDoesNotFit) as e:
+        program.check_fits(m, cfg)
+    assert isinstance(e.value, ValueError)
+    for w in words:
+        assert w in str(e.value)
+    with pytest.raises(program.ModelDoesNotFit):   # nothing is compiled either
+        program.compile_model(m, cfg)
+
+
+def test_check_fits_lists_every_problem():
+    with pytest.raises(program.ModelDoesNotFit) as e:
+        program.check_fits(model([784, 128, 10]), AccelConfig(weight_words=16, bias_entries=16, act_bytes=64))
+    assert str(e.value).count("too many") == 4   # inputs, hidden outputs, weights, bias
+
+
+def test_check_program_order():
+    cfg = AccelConfig(lanes=4, weight_words=64, bias_entries=16, act_bytes=16, logit_words=4, max_layers=2)
+    good = layout.encode_layer(16, 8, 0, 0, False) + layout.encode_layer(8, 4, 32, 8, True)
+    assert program.check_program(good, 2, cfg) == (layout.ERR_NONE, None)
+    assert program.check_program(good, 3, cfg) == (layout.ERR_LAYER_COUNT, None)
+    assert program.check_program(good, 0, cfg) == (layout.ERR_LAYER_COUNT, None)
+    # one layer alone is not a logits layer
+    assert program.check_program(good, 1, cfg) == (layout.ERR_OUTPUT_KIND, 0)
+    bad = layout.encode_layer(16, 8, 0, 0, False) + layout.encode_layer(9, 4, 60, 8, True)
+    # weights run past the end before the chain is even considered
+    assert program.check_program(bad, 2, cfg) == (layout.ERR_WEIGHT_RANGE, 1)

@@ -1,0 +1,43 @@
+"""gateware.resources: the report arithmetic, the cycles command, and (slow) real synthesis."""
+import pytest
+
+from gateware import cyclemodel, resources
+from gateware.layout import AccelConfig
+
+
+def test_utilization_counts_lut_rams_and_half_ramb18():
+    use = resources.utilization({"LUT6": 10, "LUT2": 5, "RAM64M": 2, "SRL16E": 3, "FDRE": 7, "FDCE": 1,
+                                 "RAMB18E1": 3, "RAMB36E1": 4, "DSP48E1": 64, "CARRY4": 9, "IBUF": 99})
+    assert use == {"LUT": 10 + 5 + 8 + 3, "FF": 8, "RAMB18": 3, "RAMB36": 4, "DSP48E1": 64, "CARRY4": 9}
+    text, fits = resources.report("x", use)
+    assert fits == ["xc7a35t", "xc7a100t"] and "5.5 RAMB36" in text
+
+
+def test_report_names_the_device_that_is_too_small():
+    use = {"LUT": 100, "FF": 100, "RAMB18": 1, "RAMB36": 60, "DSP48E1": 10, "CARRY4": 0}
+    text, fits = resources.report("x", use)
+    assert fits == ["xc7a100t"]
+    assert "xc7a35t" in text and "DOES NOT FIT" in text and "60.5/50" in text
+
+
+def test_cycles_command(capsys):
+    cfg = AccelConfig()
+    model = resources.headline_model()
+    assert resources.print_cycles(cfg) == cyclemodel.cycles(model, cfg)
+    out = capsys.readouterr().out
+    assert "784-128-10" in out and f"{cfg.lanes} lanes" in out
+
+
+@pytest.mark.slow
+def test_accelerator_lanes_map_to_dsp(tmp_path):
+    cfg = AccelConfig()
+    use = resources.estimate("accelerator", cfg, tmp_path)
+    assert cfg.lanes <= use["DSP48E1"] <= cfg.lanes + 4
+    # the accumulators live in the DSPs' P registers, not in fabric
+    assert use["FF"] < 2 * cfg.lanes * 32
+
+
+@pytest.mark.slow
+def test_arty_soc_fits_xc7a35t(tmp_path):
+    text, fits = resources.report("soc", resources.estimate("soc", AccelConfig(), tmp_path))
+    assert "xc7a35t" in fits, text
