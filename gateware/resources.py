@@ -132,16 +132,18 @@ def estimate(target, cfg, workdir):
     return utilization(synthesize(sources, top, workdir / "yosys"))
 
 
-def main(argv=None):
-    """``nnhil resources``: print the estimates; exit status 1 if the SoC misses the device."""
-    p = argparse.ArgumentParser(prog="nnhil resources", description=__doc__.splitlines()[0])
+def add_arguments(p):
+    """The ``nnhil resources`` options."""
     p.add_argument("--target", choices=["accelerator", "soc", "both"], default="both")
     p.add_argument("--device", choices=sorted(DEVICES), default="xc7a35t",
                    help="the device the SoC must fit (default: the Arty A7-35's)")
     p.add_argument("--out", default=str(DEFAULT_DIR), help="work directory")
     p.add_argument("--lanes", type=int, default=AccelConfig.lanes)
     p.add_argument("--weight-words", type=int, default=AccelConfig.weight_words)
-    args = p.parse_args(argv)
+
+
+def run(args):
+    """Print the estimates; returns 1 if the SoC misses the device."""
     cfg = AccelConfig(lanes=args.lanes, weight_words=args.weight_words)
     ok = True
     for target in (["accelerator", "soc"] if args.target == "both" else [args.target]):
@@ -151,6 +153,12 @@ def main(argv=None):
             print(f"the SoC does not fit the {args.device}")
             ok = False
     return 0 if ok else 1
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="nnhil resources", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 def headline_model(rng=None):

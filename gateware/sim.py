@@ -225,30 +225,11 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=BU
 
 
 def build_arty(cfg=layout.AccelConfig(), out_root=BUILD_ROOT, log=print):
-    """The Arty A7-35 gateware; the bitstream too when Vivado is on PATH. Returns the build dir."""
-    from litex.soc.cores.uart import UARTPHY
-    from litex.soc.integration.builder import Builder
-    from litex_boards.targets.digilent_arty import BaseSoC
+    """The Arty A7-35 build of ``cfg`` (see gateware.arty) in ``build/arty-<hash>/``."""
+    from . import arty
 
-    from . import soc as nnsoc
-
-    key, digest = build_key("arty", cfg)
-    out = Path(out_root) / f"arty-{digest}"
-    vivado = shutil.which("vivado") is not None
-    soc = BaseSoC(variant="a7-35", sys_clk_freq=100e6, **nnsoc.SOC_KWARGS)
-    nnsoc.add_host_link(soc, UARTPHY(soc.platform.request("serial"), soc.sys_clk_freq, 115200))
-    nnsoc.add_accelerator(soc, cfg)
-    builder = Builder(soc, output_dir=str(out), compile_gateware=vivado,
-                      csr_json=str(out / "csr.json"), csr_csv=str(out / "csr.csv"))
-    builder.build()
-    (out / "build.json").write_text(json.dumps({"key": key, "hash": digest}, indent=2))
-    if vivado:
-        log(f"bitstream: {out / 'gateware' / (soc.platform.name + '.bit')}")
-    else:
-        log(f"generated the Arty gateware, BIOS and Vivado project in {out}/gateware; "
-            "Vivado is not on PATH, so no bitstream was built: install Vivado and rerun "
-            "`nnhil build --target arty`")
-    return out
+    _, digest = build_key("arty", cfg)
+    return arty.build(cfg, Path(out_root) / f"arty-{digest}", log)
 
 
 def build(target="sim", cfg=layout.AccelConfig(), log=print, **kwargs):

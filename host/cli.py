@@ -82,6 +82,22 @@ def cmd_eval(args):
                       "test_images": len(labels), "test_accuracy": workflow.accuracy(pred, labels)}))
 
 
+def cmd_build(args):
+    from gateware import sim
+    sim.run(args)
+
+
+def cmd_resources(args):
+    from gateware import resources
+    return resources.run(args)
+
+
+def cmd_cycles(args):
+    from gateware import resources
+    from gateware.layout import AccelConfig
+    resources.print_cycles(AccelConfig(lanes=args.lanes))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnhil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,13 +119,26 @@ def main(argv=None):
     _add_data_args(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("build", help="build the SoC: a cached Verilator model, or the Arty A7 gateware")
+    from gateware import sim
+    sim.add_arguments(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("resources", help="synthesise the accelerator and the Arty SoC with Yosys; check they fit")
+    from gateware import resources
+    resources.add_arguments(p)
+    p.set_defaults(func=cmd_resources)
+
+    p = sub.add_parser("cycles", help="cycles per inference of the headline 784-128-10 model")
+    p.add_argument("--lanes", type=int, default=64)
+    p.set_defaults(func=cmd_cycles)
+
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError) as e:
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ import functools
 
 import pytest
 
-pytest.importorskip("cocotb")
 
 from gateware.layout import AccelConfig
 

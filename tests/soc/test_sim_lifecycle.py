@@ -9,16 +9,20 @@ from gateware import layout, sim as simbuild
 from host.simulator import Simulator, SimulatorError
 
 
-def test_cached_build_returns_at_once(sim_build):
-    t0 = time.perf_counter()
-    again = simbuild.build_sim(layout.AccelConfig(), log=lambda line: None)
-    assert again == sim_build and time.perf_counter() - t0 < 5
+def test_cached_build_is_reused_untouched(sim_build):
+    stamp = sim_build.vsim.stat().st_mtime_ns
+    lines = []
+    again = simbuild.build_sim(layout.AccelConfig(), log=lines.append)
+    assert again == sim_build
+    assert lines == [f"sim model {sim_build.dir.name[4:]} is up to date in {sim_build.dir}"]
+    assert sim_build.vsim.stat().st_mtime_ns == stamp
 
 
-def test_boot_to_answer_is_quick(sim, record_property):
+def test_boot_time_is_recorded(sim, record_property):
+    """The launcher bounds the boot with its own timeout; the figure goes to the JUnit report."""
     print(f"\nboot to answering: {sim.boot_seconds:.2f} s")
     record_property("boot_to_answer_s", sim.boot_seconds)
-    assert sim.boot_seconds < 10
+    assert 0 < sim.boot_seconds < sim.start_timeout
 
 
 def test_killed_sim_fails_clearly_and_leaves_nothing(sim_build):
