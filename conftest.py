@@ -1,23 +1,52 @@
-"""nnhil's pytest plugin: command-line options and the fixtures shared by all tests."""
+"""nnhil's pytest plugin: where the tests run (--sim or --board arty) and the shared fixtures.
+
+By default the SoC runs in Verilator (``--sim``). ``--board arty`` runs the same tests on
+a Digilent Arty A7 through its serial port (``--port``, or the Arty's FTDI found on USB);
+without a board those tests skip saying what was looked for, unless ``--sim-fallback``
+sends them to the simulation. The board's build directory (its csr.json and software
+headers) is ``--build-dir``, by default the cached Arty build of the default configuration.
+"""
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from training import workflow
 from training.train import TrainConfig
 
+DEFAULT_IMAGES = 300
+FULL_IMAGES = 10_000
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("nnhil")
+    group.addoption("--sim", action="store_true", help="run on the Verilator simulation (the default)")
+    group.addoption("--board", choices=["arty"], help="run on a real board")
+    group.addoption("--port", help="the board's serial port (default: find the Arty's FTDI UART)")
+    group.addoption("--baud", type=int, default=115200, help="baud rate of the board's UART")
+    group.addoption("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
+    group.addoption("--build-dir", help="build directory of what the board runs (csr.json, software)")
+    group.addoption("--sim-fallback", action="store_true",
+                    help="with --board and no board found, run on the simulation instead of skipping")
+    group.addoption("--images", type=int, default=DEFAULT_IMAGES,
+                    help=f"test images run on the target (default {DEFAULT_IMAGES})")
+    group.addoption("--full", action="store_true", help=f"run all {FULL_IMAGES} test images")
     group.addoption("--runslow", action="store_true",
                     help="also run tests marked slow (long trainings, synthesis)")
 
 
+def pytest_configure(config):
+    if config.getoption("--sim") and config.getoption("--board"):
+        raise pytest.UsageError("--sim and --board exclude each other")
+
+
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    board = config.getoption("--board")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
+        if "sim" in item.keywords and board:
+            item.add_marker(pytest.mark.skip(reason=f"tests the simulation itself; this run is on --board {board}"))
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +60,77 @@ def headline(fashion):
     """The README's default model, trained once and cached under out/ by its config hash."""
     model, out_dir = workflow.ensure_model(TrainConfig(), fashion)
     return model, out_dir
+
+
+@pytest.fixture(scope="session")
+def n_images(request):
+    return FULL_IMAGES if request.config.getoption("--full") else request.config.getoption("--images")
+
+
+# The hardware -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sim_build():
+    """The default configuration's sim model (built once, then taken from build/sim-<hash>)."""
+    from gateware import layout, sim
+    return sim.build_sim(layout.AccelConfig())
+
+
+@pytest.fixture(scope="session")
+def sim(sim_build):
+    from host.simulator import Simulator
+    with Simulator(sim_build) as s:
+        yield s
+
+
+@dataclasses.dataclass
+class Target:
+    """Where the SoC runs and how to reach it."""
+    name: str                 # "sim", or the board's name
+    build_dir: Path           # csr.json and the software headers of what runs there
+    url: str = None           # a board's serial port
+    baud: int = 115200
+    sim: object = None        # the Simulator, for the sim
+
+    @property
+    def csr_json(self):
+        return self.build_dir / "csr.json"
+
+    def bridge(self, timeout=5.0):
+        from host.bridge import Bridge
+        if self.sim is not None:
+            return self.sim.bridge(timeout=timeout)
+        return Bridge(self.url, self.csr_json, timeout=timeout, baudrate=self.baud)
+
+
+def _board_target(request, name):
+    from gateware import layout, sim
+    from host import board
+
+    opt = request.config.getoption
+    port = opt("--port") or board.find_arty()
+    if port is None:
+        if opt("--sim-fallback"):
+            return None
+        pytest.skip(f"--board {name}: no board found (looked for {board.describe_search()}); "
+                    f"pass --port, or --sim-fallback to run on the simulation")
+    if opt("--bitstream"):
+        board.program(opt("--bitstream"))
+    build_dir = Path(opt("--build-dir") or sim.BUILD_ROOT / f"arty-{sim.build_key('arty', layout.AccelConfig())[1]}")
+    if not (build_dir / "csr.json").exists():
+        raise pytest.UsageError(f"no csr.json in {build_dir}: build the board's gateware with "
+                                f"'nnhil build --target arty' or pass --build-dir")
+    return Target(name, build_dir, url=port, baud=opt("--baud"))
+
+
+@pytest.fixture(scope="session")
+def target(request, record_testsuite_property):
+    """The SoC under test: the simulation, or a board given by --board."""
+    name = request.config.getoption("--board")
+    t = _board_target(request, name) if name else None
+    if t is None:
+        if name:
+            print(f"\n--board {name}: no board found, running on the simulation (--sim-fallback)")
+        t = Target("sim", request.getfixturevalue("sim_build").dir, sim=request.getfixturevalue("sim"))
+    record_testsuite_property("target", t.name)
+    record_testsuite_property("build_dir", str(t.build_dir))
+    return t

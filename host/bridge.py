@@ -44,12 +44,18 @@ class CSRMap:
 class Bridge:
     """Word reads and writes on the SoC bus through UARTBone."""
 
-    def __init__(self, url, csr_map, timeout=5.0):
+    def __init__(self, url, csr_map, timeout=5.0, baudrate=BAUDRATE):
         self.csr = csr_map if isinstance(csr_map, CSRMap) else CSRMap(csr_map)
         self.timeout = timeout
+        device = "://" not in url
         try:
-            self.port = serial.serial_for_url(url, BAUDRATE, timeout=timeout, write_timeout=timeout)
+            # a device is locked (flock) so that a second user gets an error, not garbage
+            self.port = serial.serial_for_url(url, baudrate, timeout=timeout, write_timeout=timeout,
+                                              **({"exclusive": True} if device else {}))
         except (serial.SerialException, OSError) as e:
+            if device and "exclusively lock" in str(e):
+                raise BridgeError(f"{url} is in use by another program (a test run, litex_server or "
+                                  f"a terminal): close it and try again") from e
             raise BridgeError(f"cannot open {url}: {e}") from e
         self.url = url
         sock = getattr(self.port, "_socket", None)

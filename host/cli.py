@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from gateware import program
 from training import datasets, modelfile, workflow
 from training.train import TrainConfig
 
@@ -98,6 +99,11 @@ def cmd_cycles(args):
     resources.print_cycles(AccelConfig(lanes=args.lanes))
 
 
+def cmd_demo(args):
+    from . import demo
+    return demo.run(args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnhil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +125,11 @@ def main(argv=None):
     _add_data_args(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("demo", help="the main job: train or reuse the headline model, run it on the SoC, report")
+    from . import demo
+    demo.add_arguments(p)
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("build", help="build the SoC: a cached Verilator model, or the Arty A7 gateware")
     from gateware import sim
     sim.add_arguments(p)
@@ -136,7 +147,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (datasets.DataError, modelfile.ModelFileError) as e:
+    except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, RuntimeError, OSError) as e:
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
 

@@ -93,15 +93,20 @@ class AcceleratorDriver:
             self.bridge.write(self.region_addr(region), words)
         self.write_csr("n_layers", image.n_layers)
         if verify:
-            for region, words in image.regions.items():
-                back = self.bridge.read(self.region_addr(region), len(words))
-                if back != list(words):
-                    bad = next(i for i, (a, b) in enumerate(zip(back, words)) if a != b)
-                    raise AcceleratorError(f"{region} did not read back: word {bad} is 0x{back[bad]:08x}, "
-                                           f"wrote 0x{words[bad]:08x} ({sum(a != b for a, b in zip(back, words))} "
-                                           f"of {len(words)} words differ)")
+            self.verify(image)
         self.model = model
         return image
+
+    def verify(self, image):
+        """Read back every region of a compiled model; raise naming the first word that differs."""
+        for region, words in image.regions.items():
+            back = self.bridge.read(self.region_addr(region), len(words))
+            if back != list(words):
+                bad = [i for i, (a, b) in enumerate(zip(back, words)) if a != b]
+                raise AcceleratorError(f"{region} did not read back: word {bad[0]} is 0x{back[bad[0]]:08x}, "
+                                       f"wrote 0x{words[bad[0]]:08x} ({len(bad)} of {len(words)} words differ)")
+        if self.read_csr("n_layers") != image.n_layers:
+            raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {image.n_layers}")
 
     # Runs -----------------------------------------------------------------------------------
     def start(self):

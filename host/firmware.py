@@ -195,11 +195,19 @@ class Firmware:
                  image_stride=stride, results=res)
         return self._results(res, res_words, len(images))
 
-    def accel_batch(self, n_layers, n_logits, images, timeout=None):
-        """The accelerator's loaded program on each image, driven by the CPU."""
-        img, stride, res, res_words = self._layout_batch(images, 0, n_logits)
-        timeout = timeout or 30 + len(images) * 0.1
-        self.run(CMD_ACCEL_BATCH, timeout, images=img, n_images=len(images), image_stride=stride,
-                 results=res, n_layers=n_layers)
-        return self._results(res, res_words, len(images))
+    def accel_batch(self, n_layers, n_logits, images, chunk=2000, progress=None, timeout=None):
+        """The accelerator's loaded program on each image, driven by the CPU.
 
+        Images go through main RAM ``chunk`` at a time, so any number of them fits;
+        ``progress(done, total)`` is called after each chunk.
+        """
+        parts = []
+        for start in range(0, len(images), chunk):
+            part = images[start:start + chunk]
+            img, stride, res, res_words = self._layout_batch(part, 0, n_logits)
+            self.run(CMD_ACCEL_BATCH, timeout or 30 + len(part) * 0.1, images=img, n_images=len(part),
+                     image_stride=stride, results=res, n_layers=n_layers)
+            parts.append(self._results(res, res_words, len(part)))
+            if progress:
+                progress(start + len(part), len(images))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -12,6 +12,8 @@ from gateware import layout, soc
 from host.bridge import Bridge, CSRMap
 from training import fixedpoint as fx
 
+pytestmark = pytest.mark.sim
+
 BIN = Path(sys.executable).parent
 
 

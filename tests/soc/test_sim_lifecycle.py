@@ -8,6 +8,8 @@ import pytest
 from gateware import layout, sim as simbuild
 from host.simulator import Simulator, SimulatorError
 
+pytestmark = pytest.mark.sim
+
 
 def test_cached_build_is_reused_untouched(sim_build):
     stamp = sim_build.vsim.stat().st_mtime_ns

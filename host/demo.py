@@ -1,0 +1,118 @@
+"""The main job: the headline model trained (or reused), run on the SoC, checked and reported.
+
+Trains or reuses the cached headline model, builds or reuses the sim SoC (or opens a
+board), loads the weights over the bridge, runs the test images through the accelerator
+(batched by the firmware from main RAM), and prints on-board accuracy, bit-exact agreement
+with the integer reference model, cycles per inference and the speedup over the CPU.
+"""
+import contextlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gateware import cyclemodel, layout, sim as simbuild
+from training import plots, workflow
+from training.train import TrainConfig
+
+from . import board
+from .bridge import Bridge
+from .driver import AcceleratorDriver
+from .firmware import Firmware, build_firmware
+from .simulator import Simulator
+
+CLOCK_HZ = 100e6              # the Arty SoC's clock, for converting cycles to time
+CPU_IMAGES = 2                # the CPU takes about a million cycles per image
+
+
+def add_arguments(p):
+    p.add_argument("--data-dir", help="folder with the gzip IDX files")
+    p.add_argument("--images", type=int, default=10_000, help="test images to run (default: all)")
+    p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
+    p.add_argument("--port", help="the board's serial port (default: find the Arty's FTDI)")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--build-dir", help="the board's build directory (default: the cached Arty build)")
+
+
+@contextlib.contextmanager
+def _target(args, log):
+    """(bridge, build_dir) of the simulation or the board."""
+    if not args.board:
+        build = simbuild.build_sim(layout.AccelConfig(), log=log)
+        with Simulator(build) as sim:
+            log(f"sim SoC answering on {sim.url} after {sim.boot_seconds:.1f} s")
+            with sim.bridge() as bridge:
+                yield bridge, build.dir
+        return
+    port = args.port or board.find_arty()
+    if port is None:
+        raise board.BoardError(f"no Arty found (looked for {board.describe_search()}); pass --port")
+    build_dir = Path(args.build_dir or simbuild.build_arty(layout.AccelConfig(), log=log))
+    with Bridge(port, build_dir / "csr.json", baudrate=args.baud) as bridge:
+        yield bridge, build_dir
+
+
+def run(args, log=print):
+    data = workflow.load_data("fashion-mnist", args.data_dir)
+    model, out_dir = workflow.ensure_model(TrainConfig(), data, log=log)
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    images, labels = data.test[0][:args.images], data.test[1][:args.images]
+    ref = model.logits(images)
+
+    with _target(args, log) as (bridge, build_dir):
+        accel = AcceleratorDriver(bridge)
+        t0 = time.perf_counter()
+        accel.load(model)
+        load_s = time.perf_counter() - t0
+        log(f"loaded {sum(l.weights.size for l in model.layers)} weights over the bridge and read "
+            f"them back in {load_s:.2f} s")
+        fw = Firmware(bridge, build_firmware(build_dir))
+        fw.boot()
+        t0 = time.perf_counter()
+        r = fw.accel_batch(len(model.layers), model.n_out, images,
+                           progress=lambda done, total: log(f"  {done}/{total} images"))
+        batch_s = time.perf_counter() - t0
+        cpu = fw.cpu_infer(model, images[:CPU_IMAGES])
+
+    exact = (r["logits"] == ref).all(axis=1)
+    cpu_exact = (cpu["logits"] == ref[:CPU_IMAGES]).all()
+    accel_cycles = int(np.median(r["accel_cycles"]))
+    batch_cycles = int(np.median(r["cpu_cycles"]))
+    cpu_cycles = int(np.median(cpu["cpu_cycles"]))
+    board_acc = float((r["prediction"] == labels).mean())
+    summary = {
+        "target": args.board or "sim", "images": len(labels), "model_hash": model.hash,
+        "float_test_accuracy": metrics["float_test_accuracy"],
+        "software_int_accuracy": float((ref.argmax(1) == labels).mean()),
+        "board_accuracy": board_acc, "bit_exact_images": int(exact.sum()),
+        "accelerator_cycles": accel_cycles,
+        "model_cycles": cyclemodel.cycles(model, accel.config),
+        "macs_per_cycle": round(model.macs / accel_cycles, 1),
+        "batch_cycles_per_image": batch_cycles, "cpu_cycles_per_image": cpu_cycles,
+        "cpu_bit_exact": bool(cpu_exact),
+        "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
+        "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
+        "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2),
+    }
+    (out_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
+    cm = plots.confusion_matrix(labels, r["prediction"], len(data.classes))
+    plots.confusion(cm, data.classes, out_dir / "board_confusion.png", f"on-board ({summary['target']})")
+
+    us = 1e6 / CLOCK_HZ
+    log("")
+    log(f"model            784-128-10 MLP, {model.macs} MACs, hash {model.hash[:12]}")
+    log(f"accuracy         on-board {board_acc:.4f}  software integer {summary['software_int_accuracy']:.4f}  "
+        f"float {summary['float_test_accuracy']:.4f}  ({len(labels)} test images)")
+    log(f"bit-exact        {int(exact.sum())}/{len(labels)} images: logits and argmax equal the integer "
+        f"reference model; CPU inference {'bit-exact' if cpu_exact else 'DIFFERS'}")
+    log(f"accelerator      {accel_cycles} cycles per inference ({accel_cycles * us:.2f} us at 100 MHz), "
+        f"model {summary['model_cycles']}, {summary['macs_per_cycle']} MACs/cycle, {accel.config.lanes} lanes")
+    log(f"with driver      {batch_cycles} cycles per image ({batch_cycles * us:.2f} us) through the firmware")
+    log(f"CPU (VexRiscv)   {cpu_cycles} cycles per inference ({cpu_cycles * us / 1000:.2f} ms)")
+    log(f"speedup          {summary['speedup_accelerator']}x (accelerator), "
+        f"{summary['speedup_with_driver']}x (with the driver)")
+    log(f"weight load      {load_s:.2f} s over the bridge, verified by read-back")
+    log(f"report           {out_dir}/ (board.json, board_confusion.png, curves.png, samples.png)")
+    ok = exact.all() and cpu_exact and accel_cycles == summary["model_cycles"]
+    return 0 if ok else 1

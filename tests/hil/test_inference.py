@@ -1,0 +1,119 @@
+"""The headline model on the target: bit-exact with the integer reference, in exactly the modelled cycles."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gateware import cyclemodel, layout, program, resources
+from host import driver as drv
+from training import fixedpoint as fx
+from training.intmodel import IntModel
+
+SPEEDUP_TARGET = 250          # accelerator batch (driver included) vs the CPU, in CPU cycles
+
+
+@pytest.fixture(scope="module")
+def loaded(accelerator, headline):
+    model, _ = headline
+    accelerator.load(model)                # verified by read-back
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch(firmware, accelerator, loaded, fashion, n_images):
+    images, labels = fashion.test[0][:n_images], fashion.test[1][:n_images]
+    result = firmware.accel_batch(len(loaded.layers), loaded.n_out, images)
+    return images, labels, result
+
+
+def test_identification_matches_the_build(accelerator, bridge):
+    consts = bridge.csr.constants
+    assert accelerator.identity.magic == layout.MAGIC
+    assert accelerator.identity.format_version == fx.FORMAT_VERSION
+    assert accelerator.config == layout.AccelConfig(
+        **{f.name: consts[f"accel_{f.name}"] for f in dataclasses.fields(layout.AccelConfig)})
+
+
+def test_logits_and_argmax_bit_exact(batch, loaded, record_property):
+    images, labels, r = batch
+    ref = loaded.logits(images)
+    mismatched = np.flatnonzero((r["logits"] != ref).any(axis=1))
+    assert mismatched.size == 0, (f"{mismatched.size} of {len(images)} images differ, first {mismatched[0]}: "
+                                  f"board {r['logits'][mismatched[0]].tolist()} vs model {ref[mismatched[0]].tolist()}")
+    np.testing.assert_array_equal(r["prediction"], ref.argmax(axis=1))
+    record_property("images_bit_exact", len(images))
+
+
+def test_cycles_equal_the_model(batch, loaded, accelerator, record_property):
+    _, _, r = batch
+    expected = cyclemodel.cycles(loaded, accelerator.config)
+    assert set(r["accel_cycles"].tolist()) == {expected}
+    record_property("accelerator_cycles", expected)
+    record_property("batch_cpu_cycles_per_image", int(np.median(r["cpu_cycles"])))
+
+
+def test_accuracy_equals_the_integer_model(batch, loaded, record_property):
+    images, labels, r = batch
+    board = float((r["prediction"] == labels).mean())
+    assert board == float((loaded.predict(images) == labels).mean())
+    record_property("board_accuracy", board)
+
+
+def test_host_path_single_images(accelerator, loaded, fashion):
+    """Image by image from the host, no firmware: the path a board without a CPU program takes."""
+    images = fashion.test[0][-5:]
+    ref = loaded.logits(images)
+    for image, row in zip(images, ref):
+        out = accelerator.infer(image)
+        np.testing.assert_array_equal(out.logits, row)
+        assert out.argmax == int(row.argmax())
+        assert out.cycles == cyclemodel.cycles(loaded, accelerator.config)
+
+
+def test_cpu_inference_bit_exact_and_speedup(firmware, batch, loaded, record_property):
+    images, _, r = batch
+    cpu = firmware.cpu_infer(loaded, images[:2])
+    np.testing.assert_array_equal(cpu["logits"], loaded.logits(images[:2]))
+    cpu_cycles = int(np.median(cpu["cpu_cycles"]))
+    speedup = cpu_cycles / int(np.median(r["cpu_cycles"]))
+    print(f"\nCPU {cpu_cycles} cycles/image; accelerator batch {int(np.median(r['cpu_cycles']))} "
+          f"cycles/image with the driver: {speedup:.0f}x")
+    record_property("cpu_cycles_per_inference", cpu_cycles)
+    record_property("speedup_vs_cpu", round(speedup, 1))
+    assert speedup >= SPEEDUP_TARGET
+
+
+def test_weight_corruption_is_detected(accelerator, loaded, bridge):
+    image = program.compile_model(loaded, accelerator.config)
+    addr = accelerator.region_addr("weights", 100)
+    good = bridge.read(addr)[0]
+    bridge.write(addr, [good ^ 0x80])
+    try:
+        with pytest.raises(drv.AcceleratorError, match="weights did not read back: word 100"):
+            accelerator.verify(image)
+    finally:
+        bridge.write(addr, [good])
+    accelerator.verify(image)
+
+
+def test_oversized_model_rejected_before_writing(accelerator, loaded, bridge):
+    wide = resources.headline_model()
+    layers = [dataclasses.replace(wide.layers[0], weights=np.ones((3000, 784), np.int8),
+                                  bias=np.zeros(3000, np.int32), mult=np.ones(3000, np.uint16),
+                                  shift=np.ones(3000, np.uint8)),
+              dataclasses.replace(wide.layers[1], weights=np.ones((10, 3000), np.int8))]
+    big = IntModel(layers, (784,))
+    before = bridge.read(accelerator.region_addr("weights"), 64)
+    with pytest.raises(program.ModelDoesNotFit, match=r"weight words .* needs 39848, the accelerator has 2048"):
+        accelerator.load(big)
+    assert bridge.read(accelerator.region_addr("weights"), 64) == before
+
+
+def test_mismatched_bitstream_is_refused(bridge, monkeypatch):
+    monkeypatch.setattr(drv.fx, "FORMAT_VERSION", fx.FORMAT_VERSION + 1)
+    with pytest.raises(drv.IdentificationMismatch, match="numeric format 1, models here use 2"):
+        drv.AcceleratorDriver(bridge)
+    monkeypatch.undo()
+    monkeypatch.setitem(bridge.csr.registers, "nnhil_magic", bridge.csr.addr("ctrl_scratch"))
+    with pytest.raises(drv.IdentificationMismatch, match="not run an nnhil bitstream"):
+        drv.AcceleratorDriver(bridge)
