@@ -7,6 +7,8 @@ sends them to the simulation. The board's build directory (its csr.json and soft
 headers) is ``--build-dir``, by default the cached Arty build of the default configuration.
 """
 import dataclasses
+import importlib.metadata
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,8 @@ def pytest_addoption(parser):
     group.addoption("--images", type=int, default=DEFAULT_IMAGES,
                     help=f"test images run on the target (default {DEFAULT_IMAGES})")
     group.addoption("--full", action="store_true", help=f"run all {FULL_IMAGES} test images")
+    group.addoption("--update-baselines", action="store_true",
+                    help="rewrite tests/baselines/latency.json with the measured cycles")
     group.addoption("--runslow", action="store_true",
                     help="also run tests marked slow (long trainings, synthesis)")
 
@@ -56,9 +60,10 @@ def fashion():
 
 
 @pytest.fixture(scope="session")
-def headline(fashion):
+def headline(fashion, record_testsuite_property):
     """The README's default model, trained once and cached under out/ by its config hash."""
     model, out_dir = workflow.ensure_model(TrainConfig(), fashion)
+    record_testsuite_property("model_hash", model.hash)
     return model, out_dir
 
 
@@ -132,5 +137,9 @@ def target(request, record_testsuite_property):
             print(f"\n--board {name}: no board found, running on the simulation (--sim-fallback)")
         t = Target("sim", request.getfixturevalue("sim_build").dir, sim=request.getfixturevalue("sim"))
     record_testsuite_property("target", t.name)
-    record_testsuite_property("build_dir", str(t.build_dir))
+    record_testsuite_property("gateware_build", t.build_dir.name)
+    record_testsuite_property("litex_version", importlib.metadata.version("litex"))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent)
+    record_testsuite_property("git_commit", commit.stdout.strip() if commit.returncode == 0 else "unknown")
     return t

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gateware import cyclemodel, layout, program, resources
-from host import driver as drv
+from host import driver as drv, latency
 from training import fixedpoint as fx
 from training.intmodel import IntModel
 
@@ -24,6 +24,12 @@ def batch(firmware, accelerator, loaded, fashion, n_images):
     images, labels = fashion.test[0][:n_images], fashion.test[1][:n_images]
     result = firmware.accel_batch(len(loaded.layers), loaded.n_out, images)
     return images, labels, result
+
+
+@pytest.fixture(scope="module")
+def cpu(firmware, batch, loaded):
+    images = batch[0][:2]
+    return images, firmware.cpu_infer(loaded, images)
 
 
 def test_identification_matches_the_build(accelerator, bridge):
@@ -70,17 +76,28 @@ def test_host_path_single_images(accelerator, loaded, fashion):
         assert out.cycles == cyclemodel.cycles(loaded, accelerator.config)
 
 
-def test_cpu_inference_bit_exact_and_speedup(firmware, batch, loaded, record_property):
-    images, _, r = batch
-    cpu = firmware.cpu_infer(loaded, images[:2])
-    np.testing.assert_array_equal(cpu["logits"], loaded.logits(images[:2]))
-    cpu_cycles = int(np.median(cpu["cpu_cycles"]))
-    speedup = cpu_cycles / int(np.median(r["cpu_cycles"]))
-    print(f"\nCPU {cpu_cycles} cycles/image; accelerator batch {int(np.median(r['cpu_cycles']))} "
+def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, record_property):
+    images, r_cpu = cpu
+    np.testing.assert_array_equal(r_cpu["logits"], loaded.logits(images))
+    cpu_cycles = int(np.median(r_cpu["cpu_cycles"]))
+    batch_cycles = int(np.median(batch[2]["cpu_cycles"]))
+    speedup = cpu_cycles / batch_cycles
+    print(f"\nCPU {cpu_cycles} cycles/image; accelerator batch {batch_cycles} "
           f"cycles/image with the driver: {speedup:.0f}x")
     record_property("cpu_cycles_per_inference", cpu_cycles)
     record_property("speedup_vs_cpu", round(speedup, 1))
     assert speedup >= SPEEDUP_TARGET
+
+
+def test_latency_against_baseline(batch, cpu, loaded, accelerator, request):
+    measured = {"accelerator_cycles": int(np.median(batch[2]["accel_cycles"])),
+                "batch_cycles_per_image": int(np.median(batch[2]["cpu_cycles"])),
+                "cpu_cycles_per_inference": int(np.median(cpu[1]["cpu_cycles"]))}
+    name = latency.key(loaded, accelerator.config)
+    if request.config.getoption("--update-baselines"):
+        latency.update(name, measured)
+    diff = latency.compare(name, measured, latency.load())
+    assert not diff, "\n".join(diff)
 
 
 def test_weight_corruption_is_detected(accelerator, loaded, bridge):

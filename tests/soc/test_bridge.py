@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateware import layout, soc
-from host.bridge import Bridge, CSRMap
+from host.bridge import Bridge, BridgeError, CSRMap
 from training import fixedpoint as fx
 
 pytestmark = pytest.mark.sim
@@ -100,3 +100,21 @@ def test_litex_cli_lists_accelerator_registers(sim, sim_build):
     assert f"{layout.MAGIC:08x}" in lines["nnhil_magic"]
     for name in ("control", "status", "cycles", "argmax", "lanes", "max_layers"):
         assert f"nnhil_{name}" in lines
+
+
+def test_second_user_of_a_port_is_refused(sim, sim_build):
+    with sim.pty() as tty, Bridge(tty, sim_build.csr_json) as first:
+        with pytest.raises(BridgeError, match="in use by another program"):
+            Bridge(tty, sim_build.csr_json)
+        assert first.csr_read("nnhil_magic") == layout.MAGIC
+
+
+def test_board_code_path_on_the_sim_pty(sim, sim_build):
+    """The HIL suite with --board arty against the sim behind a pty: the /dev/ttyUSB1 code path."""
+    with sim.pty() as tty:
+        r = subprocess.run([sys.executable, "-m", "pytest", "tests/hil", "-q", "-p", "no:cacheprovider",
+                            "--board", "arty", "--port", tty, "--build-dir", str(sim_build.dir)],
+                           capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2])
+    summary = r.stdout.strip().splitlines()[-1]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "passed" in summary and "skipped" not in summary and "failed" not in summary, summary
