@@ -104,6 +104,11 @@ def cmd_demo(args):
     return demo.run(args)
 
 
+def cmd_report(args):
+    from . import report
+    print(f"wrote {report.write(args.out)}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnhil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +134,10 @@ def main(argv=None):
     from . import demo
     demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="plot the latency and accuracy history of the demo runs")
+    p.add_argument("--out", default="out/report", help="output folder (default out/report)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("build", help="build the SoC: a cached Verilator model, or the Arty A7 gateware")
     from gateware import sim

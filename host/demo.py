@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from gateware import cyclemodel, layout, sim as simbuild
-from training import plots, workflow
+from training import modelfile, plots, workflow
 from training.train import TrainConfig
 
-from . import board
+from . import board, history
 from .bridge import Bridge
 from .driver import AcceleratorDriver
 from .firmware import Firmware, build_firmware
@@ -56,9 +56,10 @@ def _target(args, log):
 def run(args, log=print):
     data = workflow.load_data("fashion-mnist", args.data_dir)
     model, out_dir = workflow.ensure_model(TrainConfig(), data, log=log)
-    metrics = json.loads((out_dir / "metrics.json").read_text())
     images, labels = data.test[0][:args.images], data.test[1][:args.images]
     ref = model.logits(images)
+    fmodel, standardizer, _ = modelfile.load_float(out_dir / "float.npz")
+    float_acc = float((fmodel.predict(standardizer(images)) == labels).mean())
 
     with _target(args, log) as (bridge, build_dir):
         accel = AcceleratorDriver(bridge)
@@ -83,21 +84,23 @@ def run(args, log=print):
     board_acc = float((r["prediction"] == labels).mean())
     summary = {
         "target": args.board or "sim", "images": len(labels), "model_hash": model.hash,
-        "float_test_accuracy": metrics["float_test_accuracy"],
+        "float_test_accuracy": float_acc,
         "software_int_accuracy": float((ref.argmax(1) == labels).mean()),
         "board_accuracy": board_acc, "bit_exact_images": int(exact.sum()),
         "accelerator_cycles": accel_cycles,
         "model_cycles": cyclemodel.cycles(model, accel.config),
         "macs_per_cycle": round(model.macs / accel_cycles, 1),
-        "batch_cycles_per_image": batch_cycles, "cpu_cycles_per_image": cpu_cycles,
+        "batch_cycles_per_image": batch_cycles, "cpu_cycles_per_inference": cpu_cycles,
         "cpu_bit_exact": bool(cpu_exact),
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
         "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2),
     }
-    (out_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
     cm = plots.confusion_matrix(labels, r["prediction"], len(data.classes))
     plots.confusion(cm, data.classes, out_dir / "board_confusion.png", f"on-board ({summary['target']})")
+    summary["confusion_png"] = str(out_dir / "board_confusion.png")
+    (out_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
+    history.append("demo", summary)
 
     us = 1e6 / CLOCK_HZ
     log("")
@@ -113,6 +116,7 @@ def run(args, log=print):
     log(f"speedup          {summary['speedup_accelerator']}x (accelerator), "
         f"{summary['speedup_with_driver']}x (with the driver)")
     log(f"weight load      {load_s:.2f} s over the bridge, verified by read-back")
-    log(f"report           {out_dir}/ (board.json, board_confusion.png, curves.png, samples.png)")
+    log(f"report           {out_dir}/ (board.json, board_confusion.png, curves.png, samples.png); "
+        f"history in {history.HISTORY}, plotted by 'nnhil report'")
     ok = exact.all() and cpu_exact and accel_cycles == summary["model_cycles"]
     return 0 if ok else 1

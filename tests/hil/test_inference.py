@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gateware import cyclemodel, layout, program, resources
-from host import driver as drv, latency
+from host import driver as drv, history, latency
 from training import fixedpoint as fx
 from training.intmodel import IntModel
 
@@ -89,11 +89,15 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, record_property
     assert speedup >= SPEEDUP_TARGET
 
 
-def test_latency_against_baseline(batch, cpu, loaded, accelerator, request):
-    measured = {"accelerator_cycles": int(np.median(batch[2]["accel_cycles"])),
-                "batch_cycles_per_image": int(np.median(batch[2]["cpu_cycles"])),
+def test_latency_against_baseline(batch, cpu, loaded, accelerator, target, request):
+    images, labels, r = batch
+    measured = {"accelerator_cycles": int(np.median(r["accel_cycles"])),
+                "batch_cycles_per_image": int(np.median(r["cpu_cycles"])),
                 "cpu_cycles_per_inference": int(np.median(cpu[1]["cpu_cycles"]))}
     name = latency.key(loaded, accelerator.config)
+    history.append("pytest", {**measured, "target": target.name, "images": len(labels),
+                              "model_hash": loaded.hash,
+                              "board_accuracy": float((r["prediction"] == labels).mean())})
     if request.config.getoption("--update-baselines"):
         latency.update(name, measured)
     diff = latency.compare(name, measured, latency.load())
