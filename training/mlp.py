@@ -19,6 +19,10 @@ class MLP:
         self.biases = [np.zeros(n_out, np.float32) for n_out in self.sizes[1:]]
 
     @property
+    def n_out(self):
+        return self.sizes[-1]
+
+    @property
     def params(self):
         return self.weights + self.biases
 

@@ -29,6 +29,10 @@ class TrainConfig:
         d["layers"] = list(self.layers)
         return d
 
+    def build_model(self):
+        """The untrained model this configuration describes (subclasses build other models)."""
+        return MLP(self.layers, seed=self.seed)
+
 
 @dataclass
 class History:
@@ -72,10 +76,10 @@ def smoothed_targets(labels, n_classes, smoothing):
 
 
 def sgd_step(params, grads, velocity, lr, momentum, l2):
-    """One momentum-SGD update in place; L2 decays weight matrices, not biases."""
+    """One momentum-SGD update in place; L2 decays weight matrices and conv kernels, not biases."""
     lr, momentum, l2 = np.float32(lr), np.float32(momentum), np.float32(l2)
     for p, g, v in zip(params, grads, velocity):
-        if p.ndim == 2 and l2:
+        if p.ndim >= 2 and l2:
             g += l2 * p
         v *= momentum
         v -= lr * g
@@ -83,10 +87,11 @@ def sgd_step(params, grads, velocity, lr, momentum, l2):
 
 
 def train(cfg, x_train, y_train, x_val, y_val, log=print):
-    """Train an MLP on standardised float32 inputs; returns (best model, history)."""
-    model = MLP(cfg.layers, seed=cfg.seed)
+    """Train cfg.build_model() (an MLP, or any model with the same forward/backward/params
+    interface, e.g. the CNN) on standardised float32 inputs; returns (best model, history)."""
+    model = cfg.build_model()
     rng = np.random.default_rng(cfg.seed + 1)
-    n_classes = cfg.layers[-1]
+    n_classes = model.n_out
     targets = smoothed_targets(y_train, n_classes, cfg.label_smoothing)
     velocity = [np.zeros_like(p) for p in model.params]
     steps = (len(x_train) + cfg.batch - 1) // cfg.batch
