@@ -50,4 +50,4 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf out build .pytest_cache
+	rm -rf build .pytest_cache   # out/ holds trained models and run history: never removed here

@@ -179,5 +179,5 @@ def print_cycles(cfg=AccelConfig(), model=None):
     cycles = cyclemodel.cycles(model, cfg)
     shape = "-".join(str(n) for n in [model.n_in] + [l.n_out for l in model.layers])
     print(f"{shape}: {cycles} cycles per inference on {cfg.lanes} lanes, "
-          f"{model.macs} MACs, {model.macs / cycles:.1f} MACs/cycle")
+          f"{model.macs} MACs, {cyclemodel.macs_per_cycle(model, cfg):.1f} MACs/cycle")
     return cycles

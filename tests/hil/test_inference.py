@@ -74,6 +74,8 @@ def test_host_path_single_images(accelerator, loaded, fashion):
         np.testing.assert_array_equal(out.logits, row)
         assert out.argmax == int(row.argmax())
         assert out.cycles == cyclemodel.cycles(loaded, accelerator.config)
+        hidden = loaded.activations(image[None])[0][0]        # layer 0 writes buffer 1
+        np.testing.assert_array_equal(accelerator.activations(1, len(hidden)), hidden)
 
 
 def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, record_property):
