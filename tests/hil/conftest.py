@@ -5,11 +5,6 @@ from host.driver import AcceleratorDriver
 from host.firmware import Firmware, build_firmware
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        item.add_marker(pytest.mark.board)
-
-
 @pytest.fixture(scope="module")
 def bridge(target):
     with target.bridge() as b:

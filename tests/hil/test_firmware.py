@@ -5,6 +5,8 @@ import pytest
 from gateware import resources
 from host.firmware import CMD_CPU_INFER, FIRMWARE_MAX, Firmware, FirmwareError
 
+pytestmark = pytest.mark.board
+
 
 def test_cpu_inference_of_random_weights_is_bit_exact(firmware, fashion):
     """Random int8 weights drive hidden layers into saturation: the edges the trained model avoids."""

@@ -6,6 +6,8 @@ checked by the latency baselines in test_inference.py.
 """
 import pytest
 
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture(scope="module")
 def loaded(accelerator, headline):

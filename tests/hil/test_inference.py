@@ -9,6 +9,8 @@ from host import driver as drv, history, latency
 from training import fixedpoint as fx
 from training.intmodel import IntModel
 
+pytestmark = pytest.mark.board
+
 SPEEDUP_TARGET = 250          # accelerator batch (driver included) vs the CPU, in CPU cycles
 
 
