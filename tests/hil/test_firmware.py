@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gateware import resources
-from host.firmware import CMD_CPU_INFER, FIRMWARE_MAX, Firmware, FirmwareError
+from host.firmware import CMD_CPU_INFER, CTRL_CPU_RESET, FIRMWARE_MAX, Firmware, FirmwareError
 
 pytestmark = pytest.mark.board
 
@@ -29,7 +29,7 @@ def test_missing_and_oversized_firmware_are_refused(firmware, tmp_path):
 
 def test_unresponsive_firmware_times_out(firmware):
     """Last in the module: it stops the CPU, then boots the firmware again."""
-    firmware.bridge.csr_write("ctrl_reset", 2)          # hold the CPU: nobody serves the mailbox
+    firmware.bridge.csr_write("ctrl_reset", CTRL_CPU_RESET)   # hold the CPU: nobody serves the mailbox
     try:
         with pytest.raises(FirmwareError, match="did not finish"):
             firmware.run(CMD_CPU_INFER, timeout=1.0)
