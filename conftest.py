@@ -8,6 +8,7 @@ headers) is ``--build-dir``, by default the cached Arty build of the default con
 """
 import dataclasses
 import importlib.metadata
+import signal
 import subprocess
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     if config.getoption("--sim") and config.getoption("--board"):
         raise pytest.UsageError("--sim and --board exclude each other")
+    # a kill unwinds like Ctrl-C, so session fixtures stop the sim and socat
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,6 +2,7 @@
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -154,11 +155,16 @@ def main(argv=None):
     p.set_defaults(func=cmd_cycles)
 
     args = parser.parse_args(argv)
+    # a kill (CI timeout, systemd) unwinds like Ctrl-C: the sim and socat are stopped in order
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, RuntimeError, OSError) as e:
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("nnhil: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

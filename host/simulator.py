@@ -9,6 +9,7 @@ on a failing test and at interpreter exit; every wait has a timeout.
 """
 import atexit
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -24,11 +25,22 @@ from gateware import layout
 
 from .bridge import Bridge, BridgeError
 
+PR_SET_PDEATHSIG = 1          # linux/prctl.h
+_LIBC = ctypes.CDLL(None, use_errno=True)    # loaded here: the child only makes the call
 PORT_LINE = re.compile(r"^sim_tcp: listening on 127\.0\.0\.1:(\d+)$")
 
 
 class SimulatorError(RuntimeError):
     """The sim could not start, crashed or does not answer; the message has its last output."""
+
+
+def _die_with_parent():
+    """Run in the child before exec: SIGTERM it when the host process dies, however it dies.
+
+    The sim and socat run in their own process group (a terminal's Ctrl-C goes to the host,
+    which stops them in order); this covers a host that is killed outright.
+    """
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stop_group(proc, grace=3.0):
@@ -67,7 +79,7 @@ class Simulator:
         self.proc = subprocess.Popen([str(self.build.vsim.resolve())], cwd=self.build.gateware_dir,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         atexit.register(self.stop)
         threading.Thread(target=self._read_output, daemon=True).start()
         try:
@@ -156,7 +168,7 @@ class Simulator:
             child = subprocess.Popen(
                 ["socat", f"pty,raw,echo=0,link={link}", f"tcp:127.0.0.1:{self.port},nodelay"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_die_with_parent)
             self._children.append(child)
             try:
                 deadline = time.monotonic() + timeout
