@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training import fixedpoint as fx
+from training.intmodel import Dense
 
 from . import layout
 
@@ -43,6 +44,9 @@ def _needs(model, cfg):
 
 def check_fits(model, cfg):
     """Raise ModelDoesNotFit naming every capacity the model exceeds, and by how much."""
+    other = [f"layer {i} is {type(l).__name__}" for i, l in enumerate(model.layers) if not isinstance(l, Dense)]
+    if other:
+        raise ModelDoesNotFit(f"this accelerator runs dense layers only: {', '.join(other)}")
     over = [f"{what}: needs {need}, the accelerator has {cap} ({need - cap} too many)"
             for what, need, cap in _needs(model, cfg) if need > cap]
     if over:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gateware import program
 from training import datasets, modelfile, workflow
+from training.cnn import CNNConfig
 from training.train import TrainConfig
 
 
@@ -28,19 +29,39 @@ def _add_data_args(p):
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
 
 
+def _sizes(text):
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes such as 16,32, got {text!r}")
+    if min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return sizes
+
+
+ARCHS = {"mlp": TrainConfig, "cnn": CNNConfig}
+TUPLE_FLAGS = {"layers": _layers, "channels": _sizes}
+
+
 def _add_train_args(p):
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "layers":
-            p.add_argument(flag, type=_layers, default=defaults.layers, help="layer sizes, e.g. 784,128,10")
-        else:
-            p.add_argument(flag, type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name),
-                           help=f"default {getattr(defaults, f.name)}")
+    """One flag per hyperparameter; unset flags take the chosen architecture's default."""
+    p.add_argument("--arch", choices=sorted(ARCHS), default="mlp",
+                   help="mlp, or cnn (conv-ReLU-maxpool blocks, then dense layers)")
+    mlp, cnn = TrainConfig(), CNNConfig()
+    for f in dataclasses.fields(CNNConfig):
+        if f.name == "input_shape":
+            continue
+        defaults = [f"{a} {getattr(c, f.name)}" for a, c in (("mlp", mlp), ("cnn", cnn)) if hasattr(c, f.name)]
+        p.add_argument("--" + f.name.replace("_", "-"), default=None,
+                       type=TUPLE_FLAGS.get(f.name, type(getattr(cnn, f.name))),
+                       help="default: " + ", ".join(defaults))
 
 
 def _train_config(args):
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    cls = ARCHS[args.arch]
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+             if getattr(args, f.name, None) is not None}
+    return cls(**given)
 
 
 def _load_data(args, val_size=5000, seed=0):

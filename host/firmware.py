@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from training import fixedpoint as fx
+from training.intmodel import Dense
 
 from .bridge import Console
 
@@ -85,6 +86,8 @@ def build_firmware(soc_dir, timeout=120):
 
 def pack_cpu_model(model, base):
     """The CPU model blob at address ``base``: n_layers, LAYER_WORDS per layer, then the arrays."""
+    if not all(isinstance(l, Dense) for l in model.layers):
+        raise FirmwareError("the firmware runs dense layers only")
     if max(max(l.n_in, l.n_out) for l in model.layers) > MAX_WIDTH:
         raise FirmwareError(f"the firmware runs layers up to {MAX_WIDTH} wide")
     head = 4 * (1 + LAYER_WORDS * len(model.layers))

@@ -16,6 +16,31 @@ the clamp at 0 is the ReLU. ``mult_j`` and ``shift_j`` are per output neuron.
 
 Accumulators never overflow because :func:`check_accumulator_range` rejects any layer
 whose worst case does not fit in ``ACC_BITS`` bits; the hardware relies on this.
+
+Tensor layout (the one layout of every activation tensor, for hardware and firmware):
+an activation is ``(C, H, W)``, stored channel-major and row-major inside a channel, so
+element ``(c, y, x)`` is at offset ``(c * H + y) * W + x``. The input image ``(H, W)`` is
+``(1, H, W)``. A dense layer after a conv or pool reads this buffer as its flat input
+vector in memory order (flatten is free). Conv weights are ``[c_out][c_in][ky][kx]``.
+
+A conv layer (valid padding, stride 1, k x k kernel) is a dense layer applied at every
+output position, with per-output-channel weights, bias, mult and shift::
+
+    acc[o, r, c] = bias[o] + sum_{i, ky, kx} w[o, i, ky, kx] * x[i, r + ky, c + kx]
+    y[o, r, c]   = clamp((acc * mult[o] + 2**(shift[o] - 1)) >> shift[o], 0, 255)
+
+so a ``(C, H, W)`` input gives ``(c_out, H - k + 1, W - k + 1)``; the same accumulator
+bound (per output channel, over its ``c_in * k * k`` weights) guarantees no overflow.
+
+A max-pool layer (2x2, stride 2) takes uint8 activations to uint8::
+
+    y[c, r, q] = max(x[c, 2r + dy, 2q + dx] for dy, dx in {0, 1})
+
+giving ``(C, H // 2, W // 2)`` (an odd last row/column is dropped). The spec order is
+conv -> requantize/ReLU/saturate -> pool. Because requantization is monotonic
+non-decreasing within a channel (one ``mult >= 0`` and ``shift`` per channel), pooling
+the int32 accumulators first and requantizing the maximum gives the same bits, so the
+hardware may do either (pooling first requantizes 4x fewer values).
 """
 import numpy as np
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from . import fixedpoint as fx
-from .intmodel import IntModel, LAYER_TYPES
+from .cnn import CNN
+from .intmodel import Conv2D, Dense, IntModel, LAYER_TYPES, MaxPool2D
 from .mlp import MLP
 from .train import Standardizer
 
@@ -103,30 +104,54 @@ def _check_kind(path, manifest, kind):
 
 
 def save_float(path, model, standardizer, meta=None):
+    """MLP files hold layer{i}.weights/bias; CNN files the convs first, then the dense layers."""
     arrays = {}
     for i, (w, b) in enumerate(zip(model.weights, model.biases)):
         arrays[f"layer{i}.weights"], arrays[f"layer{i}.bias"] = w, b
-    manifest = {"kind": KIND_FLOAT, "arch": "mlp", "sizes": model.sizes,
-                "standardizer": {"mean": standardizer.mean, "std": standardizer.std},
-                "meta": meta or {}}
+    if isinstance(model, CNN):
+        arch = {"arch": "cnn", "cnn": model.config()}
+    else:
+        arch = {"arch": "mlp", "sizes": model.sizes}
+    manifest = dict(arch, kind=KIND_FLOAT,
+                    standardizer={"mean": standardizer.mean, "std": standardizer.std},
+                    meta=meta or {})
     return _write(path, manifest, arrays)
 
 
+def _load_float_cnn(path, manifest, arrays):
+    try:
+        model = CNN(**manifest["cnn"])
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: invalid CNN description {manifest['cnn']} ({e})") from e
+    n_conv = len(model.conv_w)
+    for i, (w0, b0) in enumerate(zip(model.weights, model.biases)):
+        w, b = arrays[f"layer{i}.weights"], arrays[f"layer{i}.bias"]
+        if w.shape != w0.shape or b.shape != b0.shape:
+            raise ModelFileError(f"{path}: layer {i} has weights {w.shape} and bias {b.shape}, "
+                                 f"expected {w0.shape} and {b0.shape} for {manifest['cnn']}")
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise ModelFileError(f"{path}: layer {i} holds NaN or infinite values")
+        if i < n_conv:
+            model.conv_w[i], model.conv_b[i] = w.astype(np.float32), b.astype(np.float32)
+        else:
+            model.dense_w[i - n_conv], model.dense_b[i - n_conv] = w.astype(np.float32), b.astype(np.float32)
+    if len(arrays) != 2 * len(model.weights):
+        raise ModelFileError(f"{path}: holds {len(arrays)} arrays, a {manifest['cnn']} CNN has "
+                             f"{2 * len(model.weights)}")
+    return model
+
+
 def load_float(path):
-    """(MLP, Standardizer, meta) from a float model file."""
+    """(MLP or CNN, Standardizer, meta) from a float model file."""
     manifest, arrays = _read(path)
     _check_kind(path, manifest, KIND_FLOAT)
     try:
-        sizes = [int(s) for s in manifest["sizes"]]
-        model = MLP(sizes)
-        for i in range(len(sizes) - 1):
-            w, b = arrays[f"layer{i}.weights"], arrays[f"layer{i}.bias"]
-            if w.shape != (sizes[i], sizes[i + 1]) or b.shape != (sizes[i + 1],):
-                raise ModelFileError(f"{path}: layer {i} has weights {w.shape} and bias {b.shape}, "
-                                     f"which do not chain sizes {sizes}")
-            if not (np.isfinite(w).all() and np.isfinite(b).all()):
-                raise ModelFileError(f"{path}: layer {i} holds NaN or infinite values")
-            model.weights[i], model.biases[i] = w.astype(np.float32), b.astype(np.float32)
+        if manifest.get("arch", "mlp") == "cnn":
+            model = _load_float_cnn(path, manifest, arrays)
+        elif manifest.get("arch", "mlp") != "mlp":
+            raise ModelFileError(f"{path}: unknown architecture {manifest['arch']!r}")
+        else:
+            model = _load_float_mlp(path, manifest, arrays)
         st = Standardizer(**manifest["standardizer"])
     except (KeyError, TypeError) as e:
         raise ModelFileError(f"{path}: manifest lacks {e}") from e
@@ -135,12 +160,39 @@ def load_float(path):
     return model, st, manifest["meta"]
 
 
+def _load_float_mlp(path, manifest, arrays):
+    sizes = [int(s) for s in manifest["sizes"]]
+    model = MLP(sizes)
+    for i in range(len(sizes) - 1):
+        w, b = arrays[f"layer{i}.weights"], arrays[f"layer{i}.bias"]
+        if w.shape != (sizes[i], sizes[i + 1]) or b.shape != (sizes[i + 1],):
+            raise ModelFileError(f"{path}: layer {i} has weights {w.shape} and bias {b.shape}, "
+                                 f"which do not chain sizes {sizes}")
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise ModelFileError(f"{path}: layer {i} holds NaN or infinite values")
+        model.weights[i], model.biases[i] = w.astype(np.float32), b.astype(np.float32)
+    return model
+
+
+def _layer_spec(layer):
+    """The manifest entry of a layer (dense entries are unchanged since version 1's MLPs)."""
+    if isinstance(layer, Dense):
+        return {"type": "dense", "n_in": layer.n_in, "n_out": layer.n_out, "output": layer.output}
+    if isinstance(layer, Conv2D):
+        return {"type": "conv2d", "in_shape": list(layer.in_shape), "out_channels": layer.c_out,
+                "kernel": layer.kernel, "output": layer.output}
+    if isinstance(layer, MaxPool2D):
+        return {"type": "maxpool2d", "in_shape": list(layer.in_shape), "size": layer.size}
+    raise TypeError(f"cannot save a {type(layer).__name__} layer")
+
+
 def save_quantized(path, model):
     arrays, layers = {}, []
     for i, layer in enumerate(model.layers):
-        for name, dtype in INT_DTYPES.items():
-            arrays[f"layer{i}.{name}"] = np.asarray(getattr(layer, name)).astype(dtype)
-        layers.append({"type": "dense", "n_in": layer.n_in, "n_out": layer.n_out, "output": layer.output})
+        if not isinstance(layer, MaxPool2D):      # a pool has no arrays
+            for name, dtype in INT_DTYPES.items():
+                arrays[f"layer{i}.{name}"] = np.asarray(getattr(layer, name)).astype(dtype)
+        layers.append(_layer_spec(layer))
     manifest = {"kind": KIND_QUANTIZED, "numeric_format": fx.FORMAT_VERSION,
                 "input_shape": list(model.input_shape), "classes": model.classes,
                 "layers": layers, "meta": model.meta}
@@ -160,12 +212,28 @@ def load_quantized(path):
             cls = LAYER_TYPES.get(spec["type"])
             if cls is None:
                 raise ModelFileError(f"{path}: layer {i} has unknown type {spec['type']!r}")
+            if cls is MaxPool2D:
+                if spec.get("size", 2) != MaxPool2D.size:
+                    raise ModelFileError(f"{path}: layer {i} is a {spec['size']}x{spec['size']} "
+                                         f"max-pool; only 2x2 is supported")
+                if any(k.startswith(f"layer{i}.") for k in arrays):
+                    raise ModelFileError(f"{path}: layer {i} is a max-pool but the file holds arrays for it")
+                layers.append(MaxPool2D(spec["in_shape"]))
+                continue
             parts = {}
             for name, dtype in INT_DTYPES.items():
                 arr = arrays[f"layer{i}.{name}"]
                 if arr.dtype != dtype:
                     raise ModelFileError(f"{path}: layer {i} {name} is {arr.dtype}, expected {np.dtype(dtype)}")
                 parts[name] = arr
+            if cls is Conv2D:
+                w = parts["weights"]
+                if w.ndim != 4 or list(w.shape[:1]) + list(w.shape[2:]) != [spec["out_channels"],
+                                                                         spec["kernel"], spec["kernel"]]:
+                    raise ModelFileError(f"{path}: layer {i} conv weights are {list(w.shape)}, manifest says "
+                                         f"{spec['out_channels']} channels of {spec['kernel']}x{spec['kernel']}")
+                layers.append(Conv2D(output=spec["output"], in_shape=spec["in_shape"], **parts))
+                continue
             layer = cls(output=spec["output"], **parts)
             if (layer.n_in, layer.n_out) != (spec["n_in"], spec["n_out"]):
                 raise ModelFileError(f"{path}: layer {i} arrays are {layer.n_out}x{layer.n_in}, "
@@ -174,7 +242,7 @@ def load_quantized(path):
         model = IntModel(layers, manifest["input_shape"], manifest.get("classes"), manifest.get("meta"))
     except KeyError as e:
         raise ModelFileError(f"{path}: missing entry {e}") from e
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         if isinstance(e, ModelFileError):
             raise
         raise ModelFileError(f"{path}: {e}") from e

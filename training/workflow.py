@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets, modelfile, plots
+from .cnn import CNNConfig
 from .quantize import quantize
 from .train import Standardizer, TrainConfig, train
 
@@ -43,9 +44,16 @@ def config_hash(cfg, dataset):
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def default_out_dir(cfg, dataset):
+def arch_name(cfg):
+    """A short name of the architecture: 'mlp784-128-10' or 'cnn16-32-k3-10'."""
     layers = "-".join(str(n) for n in cfg.layers)
-    return DEFAULT_OUT / f"{dataset}-mlp{layers}-{config_hash(cfg, dataset)}"
+    if isinstance(cfg, CNNConfig):
+        return f"cnn{'-'.join(str(c) for c in cfg.channels)}-k{cfg.kernel}-{layers}"
+    return f"mlp{layers}"
+
+
+def default_out_dir(cfg, dataset):
+    return DEFAULT_OUT / f"{dataset}-{arch_name(cfg)}-{config_hash(cfg, dataset)}"
 
 
 def accuracy(pred, labels):
@@ -53,10 +61,20 @@ def accuracy(pred, labels):
 
 
 def train_and_quantize(cfg, data, out_dir, log=print):
-    """Train, checkpoint, quantize, evaluate on the test set and plot; returns metrics."""
+    """Train, checkpoint, quantize, evaluate on the test set and plot; returns metrics.
+
+    cfg is a TrainConfig (an MLP) or a CNNConfig (a CNN); both write float.npz,
+    quantized.npz, metrics.json and the plots into out_dir.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"training MLP {'-'.join(map(str, cfg.layers))} on {data.name}: "
+    cnn = isinstance(cfg, CNNConfig)
+    if cnn:
+        name = (f"CNN conv{cfg.kernel}x{cfg.kernel} {'-'.join(map(str, cfg.channels))} "
+                f"dense {'-'.join(map(str, cfg.layers))}")
+    else:
+        name = f"MLP {'-'.join(map(str, cfg.layers))}"
+    log(f"training {name} on {data.name}: "
         f"{len(data.train[1])} train / {len(data.val[1])} validation images")
     t0 = time.perf_counter()
     st = data.standardizer
@@ -80,16 +98,27 @@ def train_and_quantize(cfg, data, out_dir, log=print):
         "int_test_accuracy": accuracy(int_pred, test_y),
         "int_float_agreement": accuracy(int_pred, float_pred),
         "test_images": int(len(test_y)), "macs": qmodel.macs,
-        "weights": int(sum(layer.weights.size for layer in qmodel.layers)),
+        "weights": int(sum(layer.weights.size for layer in qmodel.layers if hasattr(layer, "weights"))),
     }
+    if cnn:
+        metrics.update(arch="cnn", channels=list(cfg.channels), kernel=cfg.kernel,
+                       epochs=cfg.epochs, seconds_per_epoch=round(float(np.mean(hist.seconds)), 2),
+                       conv_weights=int(sum(layer.weights.size for layer in qmodel.layers
+                                            if getattr(layer, "weights", None) is not None
+                                            and layer.weights.ndim == 4)))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    title = f"MLP {'-'.join(map(str, cfg.layers))} on {data.name}"
+    title = f"{name} on {data.name}"
     plots.training_curves(hist, out_dir / "curves.png", title)
     plots.confusion(plots.confusion_matrix(test_y, int_pred, len(data.classes)), data.classes,
                     out_dir / "confusion.png", f"{title}, integer model,")
     plots.sample_predictions(test_x, test_y, int_pred, data.classes, out_dir / "samples.png",
                              title=f"{title}, integer model: predicted (true)")
     return metrics
+
+
+def train_cnn(data, out_dir, log=print, **overrides):
+    """train_and_quantize for CNNConfig(**overrides): the entry point of 'nnhil train --arch cnn'."""
+    return train_and_quantize(CNNConfig(**overrides), data, out_dir, log)
 
 
 def ensure_model(cfg, data, out_dir=None, log=print):

@@ -5,7 +5,7 @@ import pytest
 from gateware import layout, program
 from gateware.layout import AccelConfig
 from training import fixedpoint as fx
-from training.intmodel import Dense, IntModel
+from training.intmodel import Dense, IntModel, MaxPool2D
 
 
 def model(sizes, seed=0):
@@ -104,3 +104,11 @@ def test_check_program_order():
     bad = layout.encode_layer(16, 8, 0, 0, False) + layout.encode_layer(9, 4, 60, 8, True)
     # weights run past the end before the chain is even considered
     assert program.check_program(bad, 2, cfg) == (layout.ERR_WEIGHT_RANGE, 1)
+
+
+def test_cnn_layers_are_refused_by_name():
+    dense = Dense(np.ones((10, 4), np.int8), np.zeros(10, np.int32), np.ones(10, np.uint16),
+                  np.ones(10, np.uint8), fx.OUTPUT_I32)
+    model = IntModel([MaxPool2D((1, 4, 4)), dense], (1, 4, 4))
+    with pytest.raises(program.ModelDoesNotFit, match="dense layers only: layer 0 is MaxPool2D"):
+        program.check_fits(model, AccelConfig())

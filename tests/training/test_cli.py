@@ -57,3 +57,14 @@ def test_bad_layers_flag(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--layers", "784,x,10"])
     assert "comma-separated" in capsys.readouterr().err
+
+
+def test_train_cnn_from_the_command_line(tmp_path, fashion):
+    out = tmp_path / "cnn"
+    assert main(["train", "--arch", "cnn", "--channels", "4,8", "--kernel", "2", "--layers", "16,10",
+                 "--epochs", "1", "--no-download", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["arch"] == "cnn" and metrics["int_test_accuracy"] > 0.7
+    q = modelfile.load_quantized(out / "quantized.npz")
+    assert [type(layer).__name__ for layer in q.layers] == ["Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D",
+                                                            "Dense", "Dense"]

@@ -1,0 +1,243 @@
+"""A small convolutional network in vectorised NumPy: forward, backward, prediction.
+
+The network is ``[conv(k x k, valid, stride 1) -> ReLU -> maxpool 2x2/2] * B -> flatten ->
+dense (-> ReLU -> dropout -> dense ...)``. It has the same interface as :class:`MLP`
+(``params``, ``forward(x, dropout, rng)``, ``backward(dlogits, cache)``, ``logits``,
+``predict``, ``n_out``), so :func:`training.train.train` trains it unchanged.
+
+Inputs are flattened standardised images ``[N, C*H*W]`` in channel-major order (see
+:mod:`training.fixedpoint` for the one tensor layout). Internally the conv blocks work in
+NHWC, which makes im2col a single copy and the conv a single matmul; the flatten before
+the first dense layer goes back to channel-major (C, H, W) order, the same order the
+integer model and the hardware use, so dense weights need no permutation when quantized.
+
+Convolution weights are ``[c_out, c_in, k, k]``; dense weights are ``[n_in, n_out]`` as in
+the MLP. The functions work in whatever float dtype they are given (float32 for training,
+float64 for the gradient checks and the quantizer).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .train import TrainConfig
+
+
+# Functional building blocks (NHWC) ---------------------------------------------------------------
+def im2col(x, k):
+    """[N, H, W, C] -> ([N*Ho*Wo, C*k*k] patches ordered (c, kh, kw), (Ho, Wo))."""
+    n, h, w, c = x.shape
+    ho, wo = h - k + 1, w - k + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {k}x{k} kernel does not fit a {h}x{w} input")
+    win = sliding_window_view(x, (k, k), axis=(1, 2))          # [N, Ho, Wo, C, k, k], a view
+    return win.reshape(n * ho * wo, c * k * k), (ho, wo)
+
+
+def conv_forward(x, w, b):
+    """Valid stride-1 convolution (cross-correlation). x [N,H,W,C], w [Co,C,k,k] -> [N,Ho,Wo,Co]."""
+    co, k = w.shape[0], w.shape[2]
+    cols, (ho, wo) = im2col(x, k)
+    out = cols @ w.reshape(co, -1).T
+    out += b
+    return out.reshape(len(x), ho, wo, co), cols
+
+
+def conv_backward(dout, cols, x_shape, w, need_dx=True):
+    """Gradients (dx, dw, db) of conv_forward given d(loss)/d(out) [N,Ho,Wo,Co]."""
+    n, ho, wo, co = dout.shape
+    k, c = w.shape[2], w.shape[1]
+    d2 = dout.reshape(-1, co)
+    dw = (cols.T @ d2).T.reshape(w.shape)      # this operand order is the fast BLAS path
+    db = d2.sum(axis=0)
+    if not need_dx:
+        return None, dw, db
+    dcols = (d2 @ w.reshape(co, -1)).reshape(n, ho, wo, c, k, k)
+    dx = np.zeros(x_shape, dout.dtype)
+    for i in range(k):              # col2im: a loop over the k*k kernel taps, not over pixels
+        for j in range(k):
+            dx[:, i:i + ho, j:j + wo, :] += dcols[..., i, j]
+    return dx, dw, db
+
+
+def pool_forward(x):
+    """2x2 max-pool, stride 2, on [N,H,W,C]; odd trailing rows/columns are dropped (floor)."""
+    n, h, w, c = x.shape
+    ho, wo = h // 2, w // 2
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a 2x2 max-pool needs at least a 2x2 input, got {h}x{w}")
+    win = x[:, :2 * ho, :2 * wo].reshape(n, ho, 2, wo, 2, c).transpose(0, 1, 3, 5, 2, 4)
+    win = win.reshape(n, ho, wo, c, 4)
+    arg = win.argmax(axis=-1)       # the first maximum in (row, column) order wins a tie
+    out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    return out, arg
+
+
+def pool_backward(dout, arg, x_shape):
+    """Routes each output's gradient to the one input that won the max (the first on ties)."""
+    n, h, w, c = x_shape
+    ho, wo = h // 2, w // 2
+    d = np.zeros((n, ho, wo, c, 4), dout.dtype)
+    np.put_along_axis(d, arg[..., None], dout[..., None], axis=-1)
+    d = d.reshape(n, ho, wo, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * ho, 2 * wo, c)
+    if (2 * ho, 2 * wo) == (h, w):
+        return d
+    dx = np.zeros(x_shape, dout.dtype)
+    dx[:, :2 * ho, :2 * wo] = d
+    return dx
+
+
+def conv_shapes(input_shape, channels, kernel):
+    """The (C, H, W) shape after each conv -> ReLU -> pool block, and the MACs of each conv."""
+    c, h, w = input_shape
+    shapes, macs = [], []
+    for co in channels:
+        ho, wo = h - kernel + 1, w - kernel + 1
+        if ho < 2 or wo < 2:
+            raise ValueError(f"a {kernel}x{kernel} conv and a 2x2 pool do not fit a {h}x{w} input")
+        macs.append(ho * wo * co * c * kernel * kernel)
+        c, h, w = co, ho // 2, wo // 2
+        shapes.append((c, h, w))
+    return shapes, macs
+
+
+class CNN:
+    def __init__(self, input_shape=(1, 28, 28), channels=(16, 32), kernel=3, dense=(10,), seed=0):
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.channels = tuple(int(c) for c in channels)
+        self.kernel = int(kernel)
+        self.dense = tuple(int(d) for d in dense)
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
+        if not self.channels or min(self.channels) < 1 or self.kernel < 1:
+            raise ValueError(f"a CNN needs at least one conv with positive channels and kernel, "
+                             f"got channels {channels}, kernel {kernel}")
+        if not self.dense or min(self.dense) < 1:
+            raise ValueError(f"a CNN needs at least one positive dense size, got {dense}")
+        self.block_shapes, self.conv_macs = conv_shapes(self.input_shape, self.channels, self.kernel)
+        rng = np.random.default_rng(seed)
+        k, c_in = self.kernel, self.input_shape[0]
+        self.conv_w, self.conv_b = [], []
+        for co in self.channels:          # He initialisation, fan-in c_in * k * k
+            fan_in = c_in * k * k
+            self.conv_w.append((rng.standard_normal((co, c_in, k, k)) * np.sqrt(2.0 / fan_in))
+                               .astype(np.float32))
+            self.conv_b.append(np.zeros(co, np.float32))
+            c_in = co
+        sizes = [int(np.prod(self.block_shapes[-1]))] + list(self.dense)
+        self.dense_w = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32)
+                        for a, b in zip(sizes[:-1], sizes[1:])]
+        self.dense_b = [np.zeros(b, np.float32) for b in sizes[1:]]
+
+    # the interface train.train() uses ------------------------------------------------------------
+    @property
+    def weights(self):
+        return self.conv_w + self.dense_w
+
+    @property
+    def biases(self):
+        return self.conv_b + self.dense_b
+
+    @property
+    def params(self):
+        return self.weights + self.biases
+
+    @property
+    def n_out(self):
+        return self.dense[-1]
+
+    @property
+    def macs(self):
+        sizes = [int(np.prod(self.block_shapes[-1]))] + list(self.dense)
+        return sum(self.conv_macs) + sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def config(self):
+        return {"input_shape": list(self.input_shape), "channels": list(self.channels),
+                "kernel": self.kernel, "dense": list(self.dense)}
+
+    def forward(self, x, dropout=0.0, rng=None):
+        """Logits for flattened channel-major inputs [N, C*H*W], and the cache for backward()."""
+        c, h, w = self.input_shape
+        hcur = x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1)      # NHWC view
+        conv_cache = []
+        for wt, b in zip(self.conv_w, self.conv_b):
+            z, cols = conv_forward(hcur, wt, b)
+            np.maximum(z, 0, out=z)
+            p, arg = pool_forward(z)
+            conv_cache.append((cols, hcur.shape, z, arg))
+            hcur = p
+        flat = hcur.transpose(0, 3, 1, 2).reshape(len(x), -1)        # channel-major flatten
+        acts, masks = [flat], []
+        hd = flat
+        n_dense = len(self.dense_w)
+        for i, (wt, b) in enumerate(zip(self.dense_w, self.dense_b)):
+            if dropout > 0:                # dropout on every dense layer's input
+                keep = rng.random(hd.shape, dtype=np.float32) >= dropout
+                mask = keep * np.asarray(1.0 / (1.0 - dropout), hd.dtype)
+                hd = hd * mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+            acts[-1] = hd
+            hd = hd @ wt
+            hd += b
+            if i < n_dense - 1:
+                np.maximum(hd, 0, out=hd)
+                acts.append(hd)
+        return hd, (conv_cache, acts, masks, hcur.shape)
+
+    def backward(self, dlogits, cache):
+        """Gradients (weights, biases) in the order of ``weights`` and ``biases``."""
+        conv_cache, acts, masks, pooled_shape = cache
+        nd = len(self.dense_w)
+        gdw, gdb = [None] * nd, [None] * nd
+        d = dlogits
+        for i in reversed(range(nd)):
+            gdw[i] = acts[i].T @ d
+            gdb[i] = d.sum(axis=0)
+            d = d @ self.dense_w[i].T
+            if masks[i] is not None:
+                d *= masks[i]
+            if i > 0:
+                d *= acts[i] > 0
+        n, ho, wo, co = pooled_shape
+        d = d.reshape(n, co, ho, wo).transpose(0, 2, 3, 1)
+        nc = len(self.conv_w)
+        gcw, gcb = [None] * nc, [None] * nc
+        for i in reversed(range(nc)):
+            cols, x_shape, z, arg = conv_cache[i]
+            dz = pool_backward(d, arg, z.shape)
+            dz *= z > 0
+            d, gcw[i], gcb[i] = conv_backward(dz, cols, x_shape, self.conv_w[i], need_dx=i > 0)
+        return gcw + gdw, gcb + gdb
+
+    def logits(self, x, batch=1024):
+        return np.concatenate([self.forward(x[i:i + batch])[0] for i in range(0, len(x), batch)])
+
+    def predict(self, x):
+        return self.logits(x).argmax(axis=1)
+
+
+@dataclass
+class CNNConfig(TrainConfig):
+    """Training hyperparameters of :class:`TrainConfig` plus the CNN's shape.
+
+    ``layers`` are the dense layers after the conv blocks (the last one is the classes).
+    """
+    layers: tuple = (128, 10)
+    channels: tuple = (16, 32)
+    kernel: int = 3
+    input_shape: tuple = (1, 28, 28)
+    epochs: int = 15
+    batch: int = 64
+    lr: float = 0.05
+    dropout: float = 0.1
+    l2: float = 5e-4
+
+    def to_dict(self):
+        d = super().to_dict()
+        d.update(arch="cnn", channels=list(self.channels), input_shape=list(self.input_shape))
+        return d
+
+    def build_model(self):
+        return CNN(self.input_shape, self.channels, self.kernel, self.layers, seed=self.seed)
