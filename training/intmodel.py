@@ -55,24 +55,35 @@ class Dense:
         return (self.n_out,)
 
     def __call__(self, x):
-        acc = self.accumulate(x)
-        if self.output == fx.OUTPUT_I32:
-            return acc.astype(np.int32)
-        return fx.requantize(acc, self.mult, self.shift)
+        return _output_stage(self, self.accumulate(x))
 
     def validate(self, index):
         """Raise ValueError naming what is wrong with this layer."""
         where = f"layer {index} (dense)"
         if self.weights.ndim != 2 or 0 in self.weights.shape:
             raise ValueError(f"{where}: weights must be a non-empty 2-D array, got {self.weights.shape}")
-        for name, arr in (("bias", self.bias), ("mult", self.mult), ("shift", self.shift)):
-            if arr.shape != (self.n_out,):
-                raise ValueError(f"{where}: {name} has shape {arr.shape}, expected ({self.n_out},)")
-        if self.output not in fx.OUTPUT_KINDS:
-            raise ValueError(f"{where}: output kind {self.output!r} is not one of {fx.OUTPUT_KINDS}")
-        if self.output == fx.OUTPUT_U8 and (self.shift.min() < fx.SHIFT_MIN or self.shift.max() > fx.SHIFT_MAX):
-            raise ValueError(f"{where}: shifts must lie in [{fx.SHIFT_MIN}, {fx.SHIFT_MAX}]")
-        fx.check_accumulator_range(self.weights, self.bias)
+        _check_requantization(where, self, self.n_out)
+
+
+def _output_stage(layer, acc):
+    """int32 logits, or per-output requantization to uint8 (over the channel axis 1 of acc)."""
+    if layer.output == fx.OUTPUT_I32:
+        return acc.astype(np.int32)
+    per_output = (-1,) + (1,) * (acc.ndim - 2)
+    return fx.requantize(acc, layer.mult.reshape(per_output), layer.shift.reshape(per_output))
+
+
+def _check_requantization(where, layer, n_outputs):
+    """The checks dense and conv layers share: per-output parameters, output kind, ranges."""
+    for name in ("bias", "mult", "shift"):
+        arr = getattr(layer, name)
+        if arr.shape != (n_outputs,):
+            raise ValueError(f"{where}: {name} has shape {arr.shape}, expected ({n_outputs},)")
+    if layer.output not in fx.OUTPUT_KINDS:
+        raise ValueError(f"{where}: output kind {layer.output!r} is not one of {fx.OUTPUT_KINDS}")
+    if layer.output == fx.OUTPUT_U8 and (layer.shift.min() < fx.SHIFT_MIN or layer.shift.max() > fx.SHIFT_MAX):
+        raise ValueError(f"{where}: shifts must lie in [{fx.SHIFT_MIN}, {fx.SHIFT_MAX}]")
+    fx.check_accumulator_range(layer.weights, layer.bias)
 
 
 def _as_chw(shape):
@@ -153,10 +164,7 @@ class Conv2D:
         return out
 
     def __call__(self, x):
-        acc = self.accumulate(x)
-        if self.output == fx.OUTPUT_I32:
-            return acc.astype(np.int32)
-        return fx.requantize(acc, self.mult[:, None, None], self.shift[:, None, None])
+        return _output_stage(self, self.accumulate(x))
 
     def out_shape(self, index, in_shape):
         _chain_chw(index, "conv2d", self.in_shape, in_shape)
@@ -174,14 +182,7 @@ class Conv2D:
             raise ValueError(f"{where}: weights take {w.shape[1]} input channels, in_shape has {c}")
         if self.kernel > h or self.kernel > wd:
             raise ValueError(f"{where}: a {self.kernel}x{self.kernel} kernel does not fit a {h}x{wd} input")
-        for name, arr in (("bias", self.bias), ("mult", self.mult), ("shift", self.shift)):
-            if arr.shape != (self.c_out,):
-                raise ValueError(f"{where}: {name} has shape {arr.shape}, expected ({self.c_out},)")
-        if self.output not in fx.OUTPUT_KINDS:
-            raise ValueError(f"{where}: output kind {self.output!r} is not one of {fx.OUTPUT_KINDS}")
-        if self.output == fx.OUTPUT_U8 and (self.shift.min() < fx.SHIFT_MIN or self.shift.max() > fx.SHIFT_MAX):
-            raise ValueError(f"{where}: shifts must lie in [{fx.SHIFT_MIN}, {fx.SHIFT_MAX}]")
-        fx.check_accumulator_range(self.weights, self.bias)
+        _check_requantization(where, self, self.c_out)
 
 
 @dataclass
