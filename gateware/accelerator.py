@@ -1,4 +1,4 @@
-"""The MLP inference accelerator: P int8 MAC lanes, a serial requantizer and a layer sequencer.
+"""The inference accelerator: P int8 MAC lanes, a serial requantizer and pool, a layer sequencer.
 
 The numeric format is :mod:`training.fixedpoint`; the memory map, program encoding and
 error codes are :mod:`gateware.layout`. :mod:`gateware.cyclemodel` predicts the
@@ -134,19 +134,28 @@ class Requantizer(LiteXModule):
     """Drains one tile from the shadow bank, one lane per cycle, into the next layer's input.
 
     Per lane: shadow value and bias-RAM read -> acc + bias -> * mult (two stages, for the
-    DSP pipeline) -> + rounding -> ReLU and shift -> clamp and write. Hidden layers write
-    the uint8 result into the output activation buffer; the last layer writes acc + bias to
-    the logits RAM and keeps the argmax (first maximum wins: update only when greater).
+    DSP pipeline) -> + rounding -> ReLU and shift -> clamp, pool and write. Lane k of a tile
+    is channel ``chan + k`` and goes to output index ``out + k * plane`` (channel-major).
+    Hidden layers write uint8 results to the output activation buffer; with ``pool`` each
+    lane keeps the running maximum of its 2x2 window's four requantized values (one
+    comparator, a lanes x 8-bit LUT RAM) and writes it on the last. The last layer writes
+    acc + bias to the logits RAM and keeps the argmax (first maximum wins).
     """
     LATENCY = cyclemodel.DRAIN_LATENCY   # sweep of a lane to its write
 
     def __init__(self, cfg, shadow):
         # Layer parameters, held by the sequencer during a layer.
         self.b_base = Signal(32)
-        self.n_out  = Signal(DIM)
+        self.c_out  = Signal(DIM)
+        self.plane  = Signal(DIM)      # output index stride between channels
         self.logits = Signal()
-        self.clear  = Signal()         # layer start: output index back to 0
-        self.start  = Signal()         # the shadow bank holds a new tile from the next cycle
+        self.pool   = Signal()
+        # The tile in the shadow bank, valid with ``start``.
+        self.start       = Signal()    # the shadow bank holds a new tile from the next cycle
+        self.tile_out    = Signal(DIM) # output index of lane 0
+        self.tile_chan   = Signal(DIM) # channel of lane 0
+        self.phase_first = Signal()    # first of a pool window's four positions (or no pool)
+        self.phase_last  = Signal()    # last of them (or no pool): write the output
         self.flush  = Signal()
         # Memory ports (read bias, write activations or logits).
         self.bias_adr = Signal(_bits(cfg.bias_entries))
@@ -162,24 +171,32 @@ class Requantizer(LiteXModule):
         # # #
 
         lanes  = cfg.lanes
-        # Sweep: read shadow[k] for output j = tile*lanes + k.
+        # Sweep: read shadow[k], channel c = tile_chan + k, output j = tile_out + k * plane.
         active = Signal()
         k      = Signal(max=lanes)
         j      = Signal(DIM)
-        last_k = (k == lanes - 1) | (j == self.n_out - 1)
+        c      = Signal(DIM)
+        first  = Signal()
+        last   = Signal()
+        last_k = (k == lanes - 1) | (c == self.c_out - 1)
         self.sync += [
-            If(active, k.eq(k + 1), j.eq(j + 1), If(last_k, active.eq(0))),
-            If(self.start, active.eq(1), k.eq(0)),
-            If(self.clear, j.eq(0)),
+            If(active, k.eq(k + 1), j.eq(j + self.plane), c.eq(c + 1), If(last_k, active.eq(0))),
+            If(self.start,
+                active.eq(1), k.eq(0), j.eq(self.tile_out), c.eq(self.tile_chan),
+                first.eq(self.phase_first), last.eq(self.phase_last),
+            ),
             If(self.flush, active.eq(0)),
         ]
-        self.comb += self.bias_adr.eq(self.b_base + j)
+        self.comb += self.bias_adr.eq(self.b_base + c)
 
         # Pipeline: stage n holds the lane swept n cycles earlier.
         valid = Signal(self.LATENCY)
         index = [Signal(DIM, reset_less=True) for _ in range(self.LATENCY)]
+        lane  = [Signal(max=lanes, reset_less=True) for _ in range(self.LATENCY)]
+        flags = [Signal(2, reset_less=True) for _ in range(self.LATENCY)]
         self.sync += [valid.eq(Cat(active, valid[:-1])), If(self.flush, valid.eq(0))]
-        self.sync += [index[0].eq(j)] + [index[n].eq(index[n - 1]) for n in range(1, self.LATENCY)]
+        for pipe, head in ((index, j), (lane, k), (flags, Cat(first, last))):
+            self.sync += [pipe[0].eq(head)] + [pipe[n].eq(pipe[n - 1]) for n in range(1, self.LATENCY)]
         self.comb += self.busy.eq(active | (valid != 0))
 
         acc   = Signal((fx.ACC_BITS, True), reset_less=True)
@@ -216,13 +233,22 @@ class Requantizer(LiteXModule):
         self.sync += [shift[n].eq(shift[n - 1]) for n in range(1, 4)]
         self.sync += [half[n].eq(half[n - 1]) for n in range(1, 3)]
 
-        # Write stage: clamp to uint8, or pass the logit through.
-        y = Signal(fx.ACT_BITS)
+        # Write stage: clamp to uint8, pool, or pass the logit through.
+        y      = Signal(fx.ACT_BITS)
+        pooled = Signal(fx.ACT_BITS)
+        window = Memory(fx.ACT_BITS, lanes, name="pool_max")
+        wport  = window.get_port(write_capable=True, async_read=True)
+        self.specials += window, wport
+        w_first, w_last = flags[-1][0], flags[-1][1]
         self.comb += [
             If(neg, y.eq(0)).Elif(q[fx.ACT_BITS:] != 0, y.eq(fx.ACT_MAX)).Else(y.eq(q)),
+            wport.adr.eq(lane[-1]),
+            pooled.eq(Mux(~self.pool | w_first | (y > wport.dat_r), y, wport.dat_r)),
+            wport.dat_w.eq(pooled),
+            wport.we.eq(valid[-1] & self.pool),
             self.out_adr.eq(index[-1]),
-            self.out_dat.eq(Mux(self.logits, total[4], Replicate(y, 4))),
-            self.act_we.eq(valid[-1] & ~self.logits),
+            self.out_dat.eq(Mux(self.logits, total[4], Replicate(pooled, 4))),
+            self.act_we.eq(valid[-1] & ~self.logits & (~self.pool | w_last)),
             self.logit_we.eq(valid[-1] & self.logits),
         ]
         best = Signal((fx.ACC_BITS, True), reset_less=True)
@@ -233,14 +259,16 @@ class Requantizer(LiteXModule):
 
 
 class Accelerator(LiteXModule):
-    """Runs a whole quantized MLP from the layer program in its memories.
+    """Runs a whole quantized network (conv, max-pool, dense) from the layer program in its memories.
 
     The host fills weights, bias, program and act0 through ``bus``, writes ``n_layers`` and
     pulses ``control.start``. The sequencer first validates every descriptor (any ERR_*
-    ends the run at once with ``done`` and the code), then runs each layer as tiles of
-    ``lanes`` outputs: n_in MAC cycles per tile, back to back, the requantizer draining the
-    previous tile meanwhile (a tile narrower than its n_in waits lanes - n_in cycles so the
-    shadow bank is free), then waits for the layer's last write before the next layer.
+    ends the run at once with ``done`` and the code), then runs each layer as windows: for
+    each tile of ``lanes`` output channels, each output position (and, pooled, each of its
+    four conv positions) it issues the window's c_in k^2 inputs, one per cycle, walking the
+    input tensor with an address generator and the weight RAM in step. The requantizer
+    drains a window while the next one computes; a window shorter than its tile's lanes
+    waits until the shadow bank is free. A dense layer is the 1x1 conv over (n_in, 1, 1).
     """
     def __init__(self, cfg=layout.AccelConfig()):
         self.cfg = cfg
@@ -330,42 +358,55 @@ class Accelerator(LiteXModule):
         ]
         self.comb += self.cycles.status.eq(count)
 
-        # Descriptor of layer `layer`, latched in LOAD.
+        # Descriptor of layer `layer`, latched in LOAD; its sizes, computed in SIZE1-4.
+        G = layout.GEOM_BITS
         layer    = Signal(max=cfg.max_layers + 1)
         n_layers = Signal(32)          # latched at start: a CSR write cannot disturb a run
-        n_in     = Signal(DIM)
-        n_out    = Signal(DIM)
+        c_in, c_out = Signal(DIM), Signal(DIM)
+        height, width, kernel = Signal(G), Signal(G), Signal(G)
+        pool     = Signal()
+        is_logit = Signal()
         w_base   = Signal(32)
         b_base   = Signal(32)
-        is_logit = Signal()
-        prev_out = Signal(DIM)
         lg_lanes = (P - 1).bit_length()
+        kk, hw   = Signal(2*G), Signal(2*G)
+        conv_h, conv_w = Signal(G + 1), Signal(G + 1)   # wrap when kernel > height: ERR_SHAPE
+        out_h, out_w   = Signal(G), Signal(G)
+        window   = Signal(DIM + 2*G)   # c_in k^2 inputs per output value
+        n_in     = Signal(DIM + 2*G)
+        plane    = Signal(2*G)
+        n_out    = Signal(DIM + 2*G)
         n_tiles  = Signal(DIM - lg_lanes + 1)
-        gap      = Signal(lg_lanes + 1)  # idle cycles between tiles so the shadow bank is free
+        v_last   = Signal(lg_lanes + 1)  # valid lanes of the last tile
+        w_span   = Signal(DIM + DIM)
         w_end    = Signal(34)          # explicit widths: Verilog would wrap the sums at 32 bits
         b_end    = Signal(33)
-        n_out_up = Signal(DIM + 1)
+        gap_full = Signal(lg_lanes + 1)  # idle cycles after a window so the shadow bank is free
+        gap_last = Signal(lg_lanes + 1)
+        prev_out = Signal(DIM + 2*G)
         is_last  = Signal()
         running  = Signal()            # validation done, running the program
         d = p_port.dat_r
-        d_n_in, d_n_out = d[:DIM], d[DIM:2*DIM]
         self.comb += [
             p_port.adr.eq(layer),
             is_last.eq(layer == n_layers - 1),
-            b_end.eq(b_base + n_out),
-            n_out_up.eq(d_n_out + P - 1),
             rq.b_base.eq(b_base),
-            rq.n_out.eq(n_out),
+            rq.c_out.eq(c_out),
+            rq.plane.eq(plane),
             rq.logits.eq(is_logit),
+            rq.pool.eq(pool),
         ]
 
         # Validation: the first failing check of the first failing layer sets the error. These
         # depend on registers only: feeding FSM outputs back into the FSM's combinatorial block
-        # makes a zero-delay loop in event-driven simulators.
+        # makes a zero-delay loop in event-driven simulators. Past ERR_ACT_CAPACITY, window <=
+        # n_in <= act_bytes < 2**DIM, so w_span may use window's low DIM bits.
         self.comb += [
             bad_count.eq((n_layers == 0) | (n_layers > cfg.max_layers)),
-            If((n_in == 0) | (n_out == 0),
+            If((c_in == 0) | (c_out == 0) | (height == 0) | (width == 0) | (kernel == 0),
                 check.eq(layout.ERR_EMPTY_LAYER)
+            ).Elif((kernel > height) | (kernel > width) | (pool & ((conv_h < 2) | (conv_w < 2))),
+                check.eq(layout.ERR_SHAPE)
             ).Elif((n_in > cfg.act_bytes) | (~is_last & (n_out > cfg.act_bytes)),
                 check.eq(layout.ERR_ACT_CAPACITY)
             ).Elif(w_end > cfg.weight_words,
@@ -374,14 +415,78 @@ class Accelerator(LiteXModule):
                 check.eq(layout.ERR_BIAS_RANGE)
             ).Elif((layer != 0) & (n_in != prev_out),
                 check.eq(layout.ERR_CHAIN)
-            ).Elif((is_logit != is_last) | (is_last & (n_out > cfg.logit_words)),
+            ).Elif((is_logit != is_last) | (is_last & (pool | (plane != 1) | (c_out > cfg.logit_words))),
                 check.eq(layout.ERR_OUTPUT_KIND)
             ),
         ]
-        tile  = Signal(DIM)
-        i     = Signal(DIM)
-        w_ptr = Signal(32)
-        wait  = Signal(lg_lanes + 1)
+
+        # Run state: tile, output position (pr, pc) and pool phase q, window element (ci, ky, kx).
+        tile      = Signal(DIM)
+        w_tile    = Signal(32)         # first weight word of the tile
+        w_ptr     = Signal(32)
+        out_base  = Signal(DIM)        # output index of the tile's channel 0 at position 0
+        chan_base = Signal(DIM)
+        pr, pc    = Signal(G), Signal(G)
+        q         = Signal(2)
+        pos       = Signal(DIM)        # output position pr * out_w + pc
+        row_base  = Signal(DIM)        # input address of the position's top-left conv position
+        pos_addr  = Signal(DIM)
+        ci        = Signal(DIM)
+        ky, kx    = Signal(G), Signal(G)
+        addr      = Signal(DIM)        # input byte address of the window element
+        row_addr  = Signal(DIM)
+        chan_addr = Signal(DIM)
+        wait      = Signal(lg_lanes + 1)
+        step_col  = Mux(pool, 2, 1)
+        step_row  = Mux(pool, width << 1, width)
+
+        # The next window and its first input address.
+        q_next     = Signal(2)
+        phase_more = Signal()
+        col_more   = Signal()
+        row_more   = Signal()
+        tile_more  = Signal()
+        next_base  = Signal(DIM)
+        self.comb += [
+            q_next.eq(q + 1),
+            phase_more.eq(pool & (q != 3)),
+            col_more.eq(pc != out_w - 1),
+            row_more.eq(pr != out_h - 1),
+            tile_more.eq(tile != n_tiles - 1),
+            If(phase_more,
+                next_base.eq(pos_addr + Mux(q_next[1], width, 0) + q_next[0]),
+            ).Elif(col_more,
+                next_base.eq(pos_addr + step_col),
+            ).Elif(row_more,
+                next_base.eq(row_base + step_row),
+            ).Else(next_base.eq(0)),
+        ]
+        to_window = [NextValue(addr, next_base), NextValue(row_addr, next_base),
+                     NextValue(chan_addr, next_base)]
+        next_window = If(phase_more,
+            NextValue(q, q_next),
+        ).Elif(col_more,
+            NextValue(q, 0), NextValue(pc, pc + 1), NextValue(pos, pos + 1),
+            NextValue(pos_addr, next_base),
+        ).Elif(row_more,
+            NextValue(q, 0), NextValue(pc, 0), NextValue(pr, pr + 1), NextValue(pos, pos + 1),
+            NextValue(row_base, next_base), NextValue(pos_addr, next_base),
+        ).Else(
+            NextValue(q, 0), NextValue(pc, 0), NextValue(pr, 0), NextValue(pos, 0),
+            NextValue(row_base, 0), NextValue(pos_addr, 0),
+            NextValue(tile, tile + 1),
+            NextValue(w_tile, w_tile + window),
+            NextValue(w_ptr, w_tile + window),
+            NextValue(out_base, out_base + (plane << lg_lanes)),
+            NextValue(chan_base, chan_base + P),
+        )
+
+        # The window's tile, for the requantizer when it reaches the shadow bank.
+        meta = Cat(out_base + pos, chan_base, q == 0, ~pool | (q == 3))
+        delay = [Signal(len(meta), reset_less=True) for _ in range(MACArray.LATENCY)]
+        self.sync += [delay[0].eq(meta)] + [delay[n].eq(delay[n - 1]) for n in range(1, len(delay))]
+        self.comb += Cat(rq.tile_out, rq.tile_chan, rq.phase_first, rq.phase_last).eq(delay[-1])
+
         fsm.act("IDLE",
             If(start,
                 NextValue(n_layers, self.n_layers.storage),
@@ -397,19 +502,50 @@ class Accelerator(LiteXModule):
         )
         fsm.act("FETCH", NextState("LOAD"))   # program RAM read
         fsm.act("LOAD",
-            NextValue(n_in, d_n_in),
-            NextValue(n_out, d_n_out),
-            NextValue(w_base, d[32:64]),
-            NextValue(w_ptr, d[32:64]),
-            NextValue(b_base, d[64:96]),
-            NextValue(is_logit, d[96]),
-            NextValue(n_tiles, n_out_up[lg_lanes:]),
-            NextValue(gap, Mux(d_n_in < P, P - d_n_in, 0)),
-            NextValue(tile, 0),
-            NextValue(i, 0),
-            If(running, rq.clear.eq(1), NextState("ISSUE")).Else(NextState("RANGE")),
+            NextValue(c_in, d[0:16]),
+            NextValue(c_out, d[16:32]),
+            NextValue(height, d[32:40]),
+            NextValue(width, d[40:48]),
+            NextValue(kernel, d[48:56]),
+            NextValue(is_logit, d[56] != 0),
+            NextValue(pool, d[57] != 0),
+            NextValue(w_base, d[64:96]),
+            NextValue(b_base, d[96:128]),
+            [NextValue(r, 0) for r in (tile, out_base, chan_base, pr, pc, q, pos, row_base, pos_addr,
+                                       ci, ky, kx, addr, row_addr, chan_addr)],
+            NextState("SIZE1"),
         )
-        fsm.act("RANGE", NextValue(w_end, w_base + n_tiles * n_in), NextState("CHECK"))
+        fsm.act("SIZE1",
+            NextValue(kk, kernel * kernel),
+            NextValue(hw, height * width),
+            NextValue(conv_h, height - kernel + 1),
+            NextValue(conv_w, width - kernel + 1),
+            NextValue(n_tiles, (c_out + P - 1)[lg_lanes:]),
+            NextValue(v_last, (c_out - 1)[:lg_lanes] + 1),
+            NextValue(w_tile, w_base),
+            NextValue(w_ptr, w_base),
+            NextState("SIZE2"),
+        )
+        fsm.act("SIZE2",
+            NextValue(window, c_in * kk),
+            NextValue(n_in, c_in * hw),
+            NextValue(out_h, Mux(pool, conv_h[1:], conv_h)),
+            NextValue(out_w, Mux(pool, conv_w[1:], conv_w)),
+            NextState("SIZE3"),
+        )
+        fsm.act("SIZE3",
+            NextValue(plane, out_h * out_w),
+            NextValue(w_span, n_tiles * window[:DIM]),
+            NextValue(gap_full, Mux(window < P, P - window, 0)),
+            NextValue(gap_last, Mux(window < v_last, v_last - window, 0)),
+            NextState("SIZE4"),
+        )
+        fsm.act("SIZE4",
+            NextValue(n_out, c_out * plane),
+            NextValue(w_end, w_base + w_span),
+            NextValue(b_end, b_base + c_out),
+            If(running, NextState("ISSUE")).Else(NextState("CHECK")),
+        )
         fsm.act("CHECK",
             If(check != layout.ERR_NONE,
                 fail.eq(1), NextState("FINISH"),
@@ -420,19 +556,32 @@ class Accelerator(LiteXModule):
                 NextState("FETCH"),
             )
         )
+        last_kx = kx == kernel - 1
+        last_ky = ky == kernel - 1
+        last_ci = ci == c_in - 1
         fsm.act("ISSUE",
             mac.valid.eq(1),
-            mac.first.eq(i == 0),
-            mac.last.eq(i == n_in - 1),
+            mac.first.eq((ci == 0) & (ky == 0) & (kx == 0)),
+            mac.last.eq(last_kx & last_ky & last_ci),
             NextValue(w_ptr, w_ptr + 1),
-            NextValue(i, i + 1),
-            If(i == n_in - 1,
-                NextValue(i, 0),
-                NextValue(tile, tile + 1),
-                NextValue(wait, gap - 1),
-                If(tile == n_tiles - 1,
+            If(~last_kx,
+                NextValue(kx, kx + 1), NextValue(addr, addr + 1),
+            ).Elif(~last_ky,
+                NextValue(kx, 0), NextValue(ky, ky + 1),
+                NextValue(row_addr, row_addr + width), NextValue(addr, row_addr + width),
+            ).Elif(~last_ci,
+                NextValue(kx, 0), NextValue(ky, 0), NextValue(ci, ci + 1),
+                NextValue(chan_addr, chan_addr + hw), NextValue(row_addr, chan_addr + hw),
+                NextValue(addr, chan_addr + hw),
+            ).Else(   # the window is complete
+                NextValue(kx, 0), NextValue(ky, 0), NextValue(ci, 0),
+                NextValue(w_ptr, w_tile),
+                *to_window,
+                next_window,
+                NextValue(wait, Mux(tile_more, gap_full, gap_last) - 1),
+                If(~phase_more & ~col_more & ~row_more & ~tile_more,
                     NextState("DRAIN"),
-                ).Elif(gap != 0,
+                ).Elif(Mux(tile_more, gap_full, gap_last) != 0,
                     NextState("GAP"),
                 )
             )
@@ -453,7 +602,7 @@ class Accelerator(LiteXModule):
         in_buf = layer[0]              # layer l reads act[l % 2] and writes act[(l + 1) % 2]
         self.comb += [
             w_port.adr.eq(w_ptr),
-            mac.byte.eq(i[:2]),
+            mac.byte.eq(addr[:2]),
             mac.weights.eq(w_port.dat_r),
             mac.act_word.eq(Mux(in_buf, a_ports[1].dat_r, a_ports[0].dat_r)),
             rq.start.eq(mac.tile_done),
@@ -466,7 +615,7 @@ class Accelerator(LiteXModule):
         for b, port in enumerate(a_ports):
             reads = in_buf == b
             self.comb += [
-                port.adr.eq(Mux(reads, i[2:], rq.out_adr[2:])),
+                port.adr.eq(Mux(reads, addr[2:], rq.out_adr[2:])),
                 port.dat_w.eq(rq.out_dat),
                 If(~reads & rq.act_we, port.we.eq(1 << rq.out_adr[:2])),
             ]

@@ -2,42 +2,50 @@
 
 A run of L layers on P lanes takes, from the start pulse to done::
 
-    1 + 4 L                              count check, then FETCH/LOAD/RANGE/CHECK per layer
+    1 + 7 L                              count check, then FETCH/LOAD/SIZE1-4/CHECK per layer
     + sum over layers of
-        2                                FETCH, LOAD
-        + T n_in                         one MAC cycle per input and tile, T = ceil(n_out / P)
-        + (T - 1) max(0, P - n_in)       a tile waits until the previous one left the shadow bank
+        6                                FETCH, LOAD, SIZE1-4
+        + T N n                          n = c_in k^2 MAC cycles per window, N = phases * plane
+                                         windows (output positions) per tile, T channel tiles
+        + (T - 1) N max(0, P - n)        after each window the requantizer sweeps the tile's
+        + (N - 1) max(0, v - n)          v valid lanes (P, or v = c_out - (T - 1) P in the last
+                                         tile) before the next window may reload the shadow bank
         + v + MAC_LATENCY + DRAIN_LATENCY + 1
-                                         the last tile (v = n_out - (T - 1) P valid lanes) drains
+                                         the last window drains
     + 1                                  FINISH
 
-Every tile but the last drains while the next one computes, so a layer costs about
-T n_in + n_out mod P cycles. The gateware takes its pipeline depths from here; the tests
-compare this model with the hardware counter exactly.
+A dense layer is one window per tile (N = 1, n = n_in), so it costs about T n_in +
+n_out mod P. A conv layer with c_out <= P costs N max(n, c_out): it is MAC-bound when a
+window has at least as many inputs as the layer has channels, else drain-bound. The
+gateware takes its pipeline depths from here; the tests compare this model with the
+hardware counter exactly.
 """
-from . import layout
+from . import layout, program
 
 MAC_LATENCY = 4      # issue -> RAM data -> operands -> product -> accumulator
 DRAIN_LATENCY = 6    # sweep -> acc + bias -> product -> product -> rounded -> shifted -> write
-VALIDATE_CYCLES = 4  # per layer: FETCH, LOAD, RANGE, CHECK
-LOAD_CYCLES = 2      # per layer when running: FETCH, LOAD
+VALIDATE_CYCLES = 7  # per layer: FETCH, LOAD, SIZE1-4, CHECK
+LOAD_CYCLES = 6      # per layer when running: FETCH, LOAD, SIZE1-4
 
 
-def layer_cycles(n_in, n_out, lanes):
-    t = layout.tiles(n_out, lanes)
-    last_valid = n_out - (t - 1) * lanes
-    return (LOAD_CYCLES + t * n_in + (t - 1) * max(0, lanes - n_in)
+def layer_cycles(shape, lanes):
+    """Cycles of one layout.LayerShape."""
+    t = layout.tiles(shape.c_out, lanes)
+    last_valid = shape.c_out - (t - 1) * lanes
+    n, windows = shape.window, shape.phases * shape.plane
+    return (LOAD_CYCLES + t * windows * n
+            + (t - 1) * windows * max(0, lanes - n) + (windows - 1) * max(0, last_valid - n)
             + last_valid + MAC_LATENCY + DRAIN_LATENCY + 1)
 
 
 def shape_cycles(shapes, lanes):
-    """Cycles for layers given as (n_in, n_out) pairs."""
-    return 1 + VALIDATE_CYCLES * len(shapes) + sum(layer_cycles(i, o, lanes) for i, o in shapes) + 1
+    """Cycles of a program of layout.LayerShape layers."""
+    return 1 + VALIDATE_CYCLES * len(shapes) + sum(layer_cycles(s, lanes) for s in shapes) + 1
 
 
 def cycles(model, cfg):
     """Cycles per inference of an IntModel (they do not depend on the values)."""
-    return shape_cycles([(l.n_in, l.n_out) for l in model.layers], cfg.lanes)
+    return shape_cycles(program.check_fits(model, cfg), cfg.lanes)
 
 
 def rejected_cycles(failing_layer=None):
@@ -45,5 +53,10 @@ def rejected_cycles(failing_layer=None):
     return 2 if failing_layer is None else 2 + VALIDATE_CYCLES * (failing_layer + 1)
 
 
+def hardware_macs(model, cfg):
+    """MACs the accelerator performs for one inference (a pool's dropped row/column skipped)."""
+    return sum(s.macs for s in program.check_fits(model, cfg))
+
+
 def macs_per_cycle(model, cfg):
-    return model.macs / cycles(model, cfg)
+    return hardware_macs(model, cfg) / cycles(model, cfg)

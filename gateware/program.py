@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training import fixedpoint as fx
-from training.intmodel import Dense
+from training.intmodel import Conv2D, Dense, MaxPool2D
 
 from . import layout
+from .layout import LayerShape
 
 
 class ModelDoesNotFit(ValueError):
@@ -24,33 +25,56 @@ class Image:
     n_layers: int = 0
 
 
-def _needs(model, cfg):
+def layer_shapes(model):
+    """[(LayerShape, the conv or dense layer it runs)] of an IntModel, each max-pool fused
+    into the conv before it (the hardware pools the conv's output as it is produced)."""
+    out = []
+    for i, layer in enumerate(model.layers):
+        last = i == len(model.layers) - 1
+        if isinstance(layer, MaxPool2D):
+            prev = out[-1][0] if out else None
+            if not (i and isinstance(model.layers[i - 1], Conv2D)) or prev.pool:
+                raise ModelDoesNotFit(f"layer {i} is a max-pool that does not follow a conv layer: "
+                                      "the accelerator pools a conv's output as it is produced")
+            out[-1] = (LayerShape(**{**prev.__dict__, "pool": True}), out[-1][1])
+        elif isinstance(layer, Conv2D):
+            out.append((LayerShape(*layer.in_shape, layer.kernel, layer.c_out, logits=last), layer))
+        elif isinstance(layer, Dense):
+            out.append((LayerShape.dense(layer.n_in, layer.n_out, logits=last), layer))
+        else:
+            raise ModelDoesNotFit(f"layer {i} is a {type(layer).__name__}, which the accelerator does not run")
+    return out
+
+
+def _needs(shapes, cfg):
     """(what, needed, capacity) for every capacity the model uses."""
-    layers = model.layers
-    hidden = layers[:-1]
+    last = shapes[-1]
+    geom = (1 << layout.GEOM_BITS) - 1
     return [
-        ("layers", len(layers), cfg.max_layers),
-        ("inputs of a layer (activation buffer bytes)", max(l.n_in for l in layers), cfg.act_bytes),
+        ("layers (a max-pool shares its conv's)", len(shapes), cfg.max_layers),
+        ("inputs of a layer (activation buffer bytes)", max(s.n_in for s in shapes), cfg.act_bytes),
         ("outputs of a hidden layer (activation buffer bytes)",
-         max((l.n_out for l in hidden), default=0), cfg.act_bytes),
-        ("logits", layers[-1].n_out, cfg.logit_words),
-        (f"weight words ({cfg.lanes} int8 each)",
-         sum(layout.tiles(l.n_out, cfg.lanes) * l.n_in for l in layers), cfg.weight_words),
-        ("bias entries", sum(l.n_out for l in layers), cfg.bias_entries),
-        ("inputs or outputs of a layer (descriptor field)",
-         max(max(l.n_in, l.n_out) for l in layers), (1 << layout.DIM_BITS) - 1),
+         max((s.n_out for s in shapes[:-1]), default=0), cfg.act_bytes),
+        ("logits", last.n_out, cfg.logit_words),
+        ("output positions of the last layer (it must be dense)", last.plane * last.phases, 1),
+        (f"weight words ({cfg.lanes} int8 each)", sum(s.weight_words(cfg.lanes) for s in shapes),
+         cfg.weight_words),
+        ("bias entries", sum(s.c_out for s in shapes), cfg.bias_entries),
+        ("channels of a layer (descriptor field)", max(max(s.c_in, s.c_out) for s in shapes),
+         (1 << layout.DIM_BITS) - 1),
+        ("height, width or kernel of a layer (descriptor field)",
+         max(max(s.height, s.width, s.kernel) for s in shapes), geom),
     ]
 
 
 def check_fits(model, cfg):
     """Raise ModelDoesNotFit naming every capacity the model exceeds, and by how much."""
-    other = [f"layer {i} is {type(l).__name__}" for i, l in enumerate(model.layers) if not isinstance(l, Dense)]
-    if other:
-        raise ModelDoesNotFit(f"this accelerator runs dense layers only: {', '.join(other)}")
+    shapes = [s for s, _ in layer_shapes(model)]
     over = [f"{what}: needs {need}, the accelerator has {cap} ({need - cap} too many)"
-            for what, need, cap in _needs(model, cfg) if need > cap]
+            for what, need, cap in _needs(shapes, cfg) if need > cap]
     if over:
         raise ModelDoesNotFit(f"the model does not fit the accelerator ({cfg}):\n  " + "\n  ".join(over))
+    return shapes
 
 
 def _words(data):
@@ -59,7 +83,8 @@ def _words(data):
 
 
 def pack_weights(weights, lanes):
-    """Words of one layer: per tile, per input, the weights to its ``lanes`` outputs."""
+    """Words of one layer: per tile, per window element, the weights to its ``lanes`` channels."""
+    weights = weights.reshape(len(weights), -1)            # [c_out, c_in * k * k]
     n_out, n_in = weights.shape
     t = layout.tiles(n_out, lanes)
     padded = np.zeros((t * lanes, n_in), dtype=np.int8)
@@ -68,8 +93,8 @@ def pack_weights(weights, lanes):
 
 
 def pack_bias(layer):
-    """Two words per output: the int32 bias, then mult | shift << 16."""
-    words = np.empty((layer.n_out, 2), dtype=np.uint32)
+    """Two words per output channel: the int32 bias, then mult | shift << 16."""
+    words = np.empty((len(layer.bias), 2), dtype=np.uint32)
     words[:, 0] = layer.bias.astype(np.int32).view(np.uint32)
     words[:, 1] = layer.mult.astype(np.uint32) | (layer.shift.astype(np.uint32) << 16)
     return words.ravel().tolist()
@@ -77,17 +102,16 @@ def pack_bias(layer):
 
 def compile_model(model, cfg):
     """The memory image of ``model``: weights, bias and program regions, and n_layers."""
-    check_fits(model, cfg)
+    shapes = check_fits(model, cfg)
     weights, bias, program = [], [], []
     w_base = b_base = 0
-    for i, layer in enumerate(model.layers):
-        logits = layer.output == fx.OUTPUT_I32
-        program += layout.encode_layer(layer.n_in, layer.n_out, w_base, b_base, logits)
+    for shape, (_, layer) in zip(shapes, layer_shapes(model)):
+        program += shape.encode(w_base, b_base)
         weights += pack_weights(layer.weights, cfg.lanes)
         bias += pack_bias(layer)
-        w_base += layout.tiles(layer.n_out, cfg.lanes) * layer.n_in
-        b_base += layer.n_out
-    return Image({"weights": weights, "bias": bias, "program": program}, len(model.layers))
+        w_base += shape.weight_words(cfg.lanes)
+        b_base += shape.c_out
+    return Image({"weights": weights, "bias": bias, "program": program}, len(shapes))
 
 
 def pack_input(image):
@@ -118,23 +142,24 @@ def check_program(descriptors, n_layers, cfg):
     """
     if not 1 <= n_layers <= cfg.max_layers:
         return layout.ERR_LAYER_COUNT, None
-    mask = (1 << layout.DIM_BITS) - 1
     prev = None
     for l in range(n_layers):
-        d0, w_base, b_base, flags = descriptors[4 * l:4 * l + 4]
-        n_in, n_out = d0 & mask, (d0 >> layout.DIM_BITS) & mask
+        s, w_base, b_base = LayerShape.decode(descriptors[4 * l:4 * l + 4])
         last = l == n_layers - 1
+        empty = 0 in (s.c_in, s.c_out, s.height, s.width, s.kernel)
+        ch, cw = s.conv_hw
         checks = [
-            (layout.ERR_EMPTY_LAYER, n_in == 0 or n_out == 0),
-            (layout.ERR_ACT_CAPACITY, n_in > cfg.act_bytes or (not last and n_out > cfg.act_bytes)),
-            (layout.ERR_WEIGHT_RANGE, w_base + layout.tiles(n_out, cfg.lanes) * n_in > cfg.weight_words),
-            (layout.ERR_BIAS_RANGE, b_base + n_out > cfg.bias_entries),
-            (layout.ERR_CHAIN, prev is not None and n_in != prev),
-            (layout.ERR_OUTPUT_KIND, bool(flags & layout.FLAG_LOGITS) != last
-                                     or (last and n_out > cfg.logit_words)),
+            (layout.ERR_EMPTY_LAYER, lambda: empty),
+            (layout.ERR_SHAPE, lambda: ch < 1 or cw < 1 or (s.pool and (ch < 2 or cw < 2))),
+            (layout.ERR_ACT_CAPACITY, lambda: s.n_in > cfg.act_bytes or (not last and s.n_out > cfg.act_bytes)),
+            (layout.ERR_WEIGHT_RANGE, lambda: w_base + s.weight_words(cfg.lanes) > cfg.weight_words),
+            (layout.ERR_BIAS_RANGE, lambda: b_base + s.c_out > cfg.bias_entries),
+            (layout.ERR_CHAIN, lambda: prev is not None and s.n_in != prev),
+            (layout.ERR_OUTPUT_KIND, lambda: s.logits != last or (last and (
+                s.pool or s.plane != 1 or s.c_out > cfg.logit_words))),
         ]
         for code, failed in checks:
-            if failed:
+            if failed():
                 return code, l
-        prev = n_out
+        prev = s.n_out
     return layout.ERR_NONE, None

@@ -102,7 +102,7 @@ def conv_shapes(input_shape, channels, kernel):
 
 
 class CNN:
-    def __init__(self, input_shape=(1, 28, 28), channels=(16, 32), kernel=3, dense=(10,), seed=0):
+    def __init__(self, input_shape=(1, 28, 28), channels=(16, 32), kernel=2, dense=(10,), seed=0):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.channels = tuple(int(c) for c in channels)
         self.kernel = int(kernel)
@@ -224,9 +224,9 @@ class CNNConfig(TrainConfig):
 
     ``layers`` are the dense layers after the conv blocks (the last one is the classes).
     """
-    layers: tuple = (128, 10)
+    layers: tuple = (64, 10)
     channels: tuple = (16, 32)
-    kernel: int = 3
+    kernel: int = 2
     input_shape: tuple = (1, 28, 28)
     epochs: int = 15
     batch: int = 64

@@ -45,7 +45,7 @@ def config_hash(cfg, dataset):
 
 
 def arch_name(cfg):
-    """A short name of the architecture: 'mlp784-128-10' or 'cnn16-32-k3-10'."""
+    """A short name of the architecture: 'mlp784-128-10' or 'cnn16-32-k2-64-10'."""
     layers = "-".join(str(n) for n in cfg.layers)
     if isinstance(cfg, CNNConfig):
         return f"cnn{'-'.join(str(c) for c in cfg.channels)}-k{cfg.kernel}-{layers}"

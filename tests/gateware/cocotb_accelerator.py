@@ -5,6 +5,7 @@ Run by test_accelerator_sim.py through cocotb's Python runner; the top and its J
 with training.intmodel (values), gateware.cyclemodel (cycles) or gateware.program
 (validation errors).
 """
+import dataclasses
 import json
 import os
 
@@ -15,7 +16,7 @@ from cocotb.triggers import FallingEdge, RisingEdge
 
 from gateware import cyclemodel, layout, program
 from training import fixedpoint as fx
-from training.intmodel import Dense, IntModel
+from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 with open(os.environ["NNHIL_ACCEL_SIM_MAP"]) as f:
     MAP = json.load(f)
@@ -115,28 +116,83 @@ class Host:
         np.testing.assert_array_equal(logits, acts[-1][0])
         assert await self.csr("argmax") == model.predict(image[None])[0]
         assert await self.csr("cycles") == expect_cycles
-        if len(model.layers) > 1:   # the last hidden layer stays in act[(L - 1) % 2]
-            n = model.layers[-2].n_out
-            buf = f"act{(len(model.layers) - 1) % 2}"
+        shapes = program.check_fits(model, CFG)
+        if len(shapes) > 1:   # the last hidden layer (a pool fused into its conv) stays in act[(L - 1) % 2]
+            n = shapes[-2].n_out
+            buf = f"act{(len(shapes) - 1) % 2}"
             # the bytes past n in the last word were never written
             got = program.unpack_acts(await self.read_region(buf, -(-n // 4), strict=False), n)
-            np.testing.assert_array_equal(got, acts[-2][0])
+            np.testing.assert_array_equal(got, acts[-2][0].ravel())
 
 
 # Models -----------------------------------------------------------------------------------------
 
-def dense(rng, n_in, n_out, last, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, bias_scale=1.0, gain=0):
-    """A random layer whose requantization spreads typical outputs over 0..255.
+def _requant(rng, n_out, n_in, gain):
+    """bias, mult, shift that spread typical outputs of n_in-input neurons over 0..255.
 
     ``gain`` shifts fewer bits (more saturation at 255) when positive, more when negative.
     """
-    w = rng.integers(wlo, whi + 1, size=(n_out, n_in), dtype=np.int64).astype(np.int8)
     spread = 128.0 * 75 * np.sqrt(n_in)
-    bias = np.rint(rng.normal(0, bias_scale * spread, n_out)).astype(np.int32)
     mult = rng.integers(1 << (fx.MULT_BITS - 1), fx.MULT_MAX + 1, n_out).astype(np.uint16)
     shift = int(np.ceil(np.log2(spread))) + fx.MULT_BITS - fx.ACT_BITS - gain
     shift = np.clip(shift + rng.integers(-1, 2, n_out), fx.SHIFT_MIN, fx.SHIFT_MAX).astype(np.uint8)
-    return Dense(w, bias, mult, shift, fx.OUTPUT_I32 if last else fx.OUTPUT_U8)
+    return mult, shift, spread
+
+
+def _weights(rng, shape, wlo, whi):
+    return rng.integers(wlo, whi + 1, size=shape, dtype=np.int64).astype(np.int8)
+
+
+def dense(rng, n_in, n_out, last, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, bias_scale=1.0, gain=0):
+    """A random dense layer whose requantization spreads typical outputs over 0..255."""
+    mult, shift, spread = _requant(rng, n_out, n_in, gain)
+    bias = np.rint(rng.normal(0, bias_scale * spread, n_out)).astype(np.int32)
+    return Dense(_weights(rng, (n_out, n_in), wlo, whi), bias, mult, shift,
+                 fx.OUTPUT_I32 if last else fx.OUTPUT_U8)
+
+
+def conv(rng, in_shape, c_out, k, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, bias_scale=1.0, gain=0):
+    """A random hidden conv layer, requantized like :func:`dense`."""
+    mult, shift, spread = _requant(rng, c_out, in_shape[0] * k * k, gain)
+    bias = np.rint(rng.normal(0, bias_scale * spread, c_out)).astype(np.int32)
+    return Conv2D(_weights(rng, (c_out, in_shape[0], k, k), wlo, whi), bias, mult, shift,
+                  fx.OUTPUT_U8, in_shape)
+
+
+def cnn(rng, in_shape, blocks, classes, **kw):
+    """conv (-> pool) blocks given as (c_out, k, pool), then a dense layer to ``classes``."""
+    layers, shape = [], tuple(in_shape)
+    for c_out, k, pooled in blocks:
+        layers.append(conv(rng, shape, c_out, k, **kw))
+        shape = layers[-1].shape_out
+        if pooled:
+            layers.append(MaxPool2D(shape))
+            shape = layers[-1].shape_out
+    layers.append(dense(rng, int(np.prod(shape)), classes, True, **kw))
+    return IntModel(layers, input_shape=in_shape)
+
+
+def random_cnn(rng):
+    """A CNN of random odd-or-even shape that fits CFG: 1-2 conv blocks, pooled or not."""
+    while True:
+        c = int(rng.integers(1, 4))
+        h, w = (int(v) for v in rng.integers(2, 12, 2))
+        blocks, shape = [], (c, h, w)
+        for _ in range(int(rng.integers(1, 3))):
+            k = int(rng.integers(1, min(shape[1:]) + 1))
+            ho, wo = shape[1] - k + 1, shape[2] - k + 1
+            pooled = bool(rng.integers(0, 2)) and ho >= 2 and wo >= 2
+            c_out = int(rng.integers(1, 2 * CFG.lanes + 2))
+            blocks.append((c_out, k, pooled))
+            shape = (c_out, ho // 2, wo // 2) if pooled else (c_out, ho, wo)
+            if min(shape[1:]) < 2:
+                break
+        model = cnn(rng, (c, h, w), blocks, int(rng.integers(1, CFG.logit_words + 1)))
+        try:
+            program.check_fits(model, CFG)
+            return model
+        except program.ModelDoesNotFit:
+            continue
 
 
 def model_of(layers):
@@ -162,7 +218,7 @@ def random_sizes(rng, n_layers):
 
 
 def image_for(rng, model):
-    return rng.integers(0, fx.ACT_MAX + 1, model.n_in, dtype=np.int64).astype(np.uint8)
+    return rng.integers(0, fx.ACT_MAX + 1, model.input_shape, dtype=np.int64).astype(np.uint8)
 
 
 async def setup(dut):
@@ -229,8 +285,8 @@ async def edge_values(dut):
     for model in cases:
         await host.load(model)
         await host.infer(model, image_for(rng, model))
-        await host.infer(model, np.full(model.n_in, fx.ACT_MAX, np.uint8))
-        await host.infer(model, np.zeros(model.n_in, np.uint8))
+        await host.infer(model, np.full(model.input_shape, fx.ACT_MAX, np.uint8))
+        await host.infer(model, np.zeros(model.input_shape, np.uint8))
 
 
 @cocotb.test()
@@ -265,6 +321,81 @@ async def argmax_ties(dut):
     await host.load(model)
     await host.infer(model, image_for(rng, model))
     last.bias[:] = last.bias[0]   # all equal: index 0
+    await host.load(model)
+    await host.infer(model, image_for(rng, model))
+
+
+@cocotb.test()
+async def conv_shapes(dut):
+    """Conv and pool geometry: odd sizes, 1x1 and whole-input kernels, 1 and many channels,
+    more channels than lanes, windows shorter and longer than the lanes, pooling that drops
+    an odd row and column, and a pool of the smallest (2x2) conv output."""
+    host, rng = await setup(dut)
+    P = CFG.lanes
+    cases = [
+        ((1, 5, 7), [(3, 2, True)]),              # odd sizes: conv 4x6, pool 2x3
+        ((1, 6, 6), [(2, 3, True)]),              # conv 4x4 -> pool 2x2
+        ((1, 4, 5), [(2, 2, True)]),              # conv 3x4: pool drops a row
+        ((2, 3, 3), [(P + 3, 2, True)]),          # two tiles, pool of the minimal 2x2 conv output
+        ((3, 3, 4), [(2, 3, False)]),             # kernel as tall as the input: one output row
+        ((2, 3, 3), [(3, 3, False)]),             # whole-input kernel: one position, like dense
+        ((5, 2, 3), [(P + 1, 1, False)]),         # 1x1 conv, channels past the lanes
+        ((1, 7, 5), [(1, 2, True), (2, 2, False)]),   # one channel in and out, two blocks
+        ((1, 5, 5), [(P, 1, False)]),             # window of 1 under P lanes: drain-bound
+    ]
+    ran = 0
+    for in_shape, blocks in cases:
+        model = cnn(rng, in_shape, blocks, min(5, CFG.logit_words))
+        try:
+            program.check_fits(model, CFG)
+        except program.ModelDoesNotFit:
+            assert CFG.act_bytes < 256, "every case fits a build with 256 activation bytes"
+            continue
+        await host.load(model)
+        await host.infer(model, image_for(rng, model))
+        ran += 1
+    assert ran >= 3
+
+
+@cocotb.test()
+async def conv_edge_values(dut):
+    """Conv at the int8 limits, all-negative weights (ReLU gives 0 before the pool), saturation
+    at 255 inside the pool, zero bias, and black and white images."""
+    host, rng = await setup(dut)
+    shape, blocks = (1, 5, 5), [(3, 2, True)]
+    cases = [
+        cnn(rng, shape, blocks, 3, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MIN),
+        cnn(rng, shape, blocks, 3, wlo=fx.WEIGHT_MAX, whi=fx.WEIGHT_MAX),
+        cnn(rng, shape, blocks, 3, wlo=fx.WEIGHT_MIN, whi=-1),
+        cnn(rng, shape, blocks, 3, gain=6),
+        cnn(rng, shape, blocks, 3, bias_scale=0),
+    ]
+    for model in cases:
+        await host.load(model)
+        await host.infer(model, image_for(rng, model))
+        await host.infer(model, np.full(model.input_shape, fx.ACT_MAX, np.uint8))
+        await host.infer(model, np.zeros(model.input_shape, np.uint8))
+
+
+@cocotb.test()
+async def random_cnns(dut):
+    """Random conv/pool/dense programs, back to back, two images each."""
+    host, rng = await setup(dut)
+    for _ in range(int(os.environ.get("NNHIL_SIM_CNNS", "4"))):
+        model = random_cnn(rng)
+        await host.load(model)
+        for _ in range(2):
+            await host.infer(model, image_for(rng, model))
+
+
+@cocotb.test()
+async def cnn_headline_shape(dut):
+    """The headline CNN's shape: 28x28, conv 2x2 (16) pool, conv 2x2 (32) pool, dense 64, dense 10."""
+    host, rng = await setup(dut)
+    model = cnn(rng, (1, 28, 28), [(16, 2, True), (32, 2, True)], 64)
+    hidden = model.layers[-1]
+    model = IntModel(model.layers[:-1] + [dense(rng, hidden.n_in, 64, False), dense(rng, 64, 10, True)],
+                     input_shape=(1, 28, 28))
     await host.load(model)
     await host.infer(model, image_for(rng, model))
 
@@ -306,36 +437,43 @@ async def soft_reset(dut):
 
 
 def invalid_programs(rng, model, image):
-    """(name, n_layers, program words) breaking each validation rule once."""
-    P = CFG.lanes
+    """(name, n_layers, program words) breaking each validation rule once (model: a pooled conv
+    then a dense layer)."""
     words = image.regions["program"]
     L = image.n_layers
-    def edit(layer, n_in=None, n_out=None, w_base=None, b_base=None, flags=None):
+    def edit(layer, w_base=None, b_base=None, **fields):
         out = list(words)
-        d = out[4 * layer:4 * layer + 4]
-        i, o = d[0] & 0xFFFF, d[0] >> 16
-        i, o = i if n_in is None else n_in, o if n_out is None else n_out
-        out[4 * layer:4 * layer + 4] = [(o << 16) | i, d[1] if w_base is None else w_base,
-                                        d[2] if b_base is None else b_base, d[3] if flags is None else flags]
+        shape, wb, bb = layout.LayerShape.decode(out[4 * layer:4 * layer + 4])
+        shape = dataclasses.replace(shape, **fields)
+        d = shape.encode(0, 0)[:2] + [wb if w_base is None else w_base, bb if b_base is None else b_base]
+        out[4 * layer:4 * layer + 4] = d
         return out
     last = L - 1
-    first_out = model.layers[0].n_out
+    first = layout.LayerShape.decode(words[:4])[0]
     return [
         ("no layers", 0, words),
         ("too many layers", CFG.max_layers + 1, words + [0] * 4 * (CFG.max_layers + 1 - L)),
-        ("n_in 0", L, edit(0, n_in=0)),
-        ("n_out 0", L, edit(last, n_out=0)),
-        ("n_in too big", L, edit(0, n_in=CFG.act_bytes + 1)),
-        ("hidden n_out too big", L, edit(0, n_out=CFG.act_bytes + 1)),
+        ("c_in 0", L, edit(0, c_in=0)),
+        ("c_out 0", L, edit(last, c_out=0)),
+        ("kernel 0", L, edit(0, kernel=0)),
+        ("height 0", L, edit(0, height=0)),
+        ("kernel taller than the input", L, edit(0, kernel=first.height + 1)),
+        ("kernel wider than the input", L, edit(0, kernel=first.width + 1, height=first.width + 1)),
+        ("pool of a one-row conv output", L, edit(0, kernel=first.height)),
+        ("n_in too big", L, edit(0, c_in=CFG.act_bytes + 1)),
+        ("input plane too big", L, edit(0, height=255, width=255)),
+        ("hidden n_out too big", L, edit(0, c_out=CFG.act_bytes + 1)),
         ("weights past the end", L, edit(last, w_base=CFG.weight_words - 1)),
         ("weights base huge", L, edit(0, w_base=0xFFFFFFFF)),
-        ("many tiles", L, edit(last, n_out=min(CFG.weight_words * P, 0xFFFF))),
+        ("many tiles", L, edit(last, c_out=min(CFG.weight_words * CFG.lanes, 0xFFFF))),
         ("bias past the end", L, edit(last, b_base=CFG.bias_entries - 1)),
         ("bias base huge", L, edit(0, b_base=0xFFFFFFFF)),
-        ("chain", L, edit(last, n_in=first_out + 1)),
-        ("hidden logits", L, edit(0, flags=layout.FLAG_LOGITS)),
-        ("last not logits", L, edit(last, flags=0)),
-        ("too many logits", L, edit(last, n_out=CFG.logit_words + 1)),
+        ("chain", L, edit(last, c_in=first.n_out // first.plane + 1)),
+        ("hidden logits", L, edit(0, logits=True)),
+        ("last not logits", L, edit(last, logits=False)),
+        ("last pooled", L, edit(last, pool=True)),
+        ("last has positions", L, edit(last, c_in=1, height=first.n_out, kernel=1)),
+        ("too many logits", L, edit(last, c_out=CFG.logit_words + 1)),
         ("random", L, [int(v) for v in rng.integers(0, 1 << 32, len(words), dtype=np.int64)]),
     ]
 
@@ -344,7 +482,7 @@ def invalid_programs(rng, model, image):
 async def invalid_programs_rejected(dut):
     """Every ERR_* code, checked against program.check_program; nothing runs, nothing hangs."""
     host, rng = await setup(dut)
-    model = random_model(rng, [CFG.act_bytes, CFG.lanes + 1, 3])
+    model = cnn(rng, (1, 4, 5), [(2, 2, True)], 3)
     image = await host.load(model)
     seen = set()
     for name, n_layers, words in invalid_programs(rng, model, image):

@@ -7,8 +7,9 @@ import pytest
 from gateware import cyclemodel, layout
 from gateware.layout import AccelConfig
 
-HEADLINE = [(784, 128), (128, 10)]
-HEADLINE_MACS = sum(i * o for i, o in HEADLINE)
+S = layout.LayerShape
+HEADLINE = [S.dense(784, 128), S.dense(128, 10, logits=True)]
+HEADLINE_MACS = sum(s.macs for s in HEADLINE)
 TARGET_CYCLES = 3600
 
 
@@ -19,7 +20,7 @@ def test_headline_meets_the_target():
     assert cycles <= TARGET_CYCLES
     assert HEADLINE_MACS / cycles >= 32
     # the drain of every tile but each layer's last is hidden behind MAC cycles
-    mac_cycles = sum(layout.tiles(o, cfg.lanes) * i for i, o in HEADLINE)
+    mac_cycles = sum(s.weight_words(cfg.lanes) for s in HEADLINE)
     assert cycles - mac_cycles < 2 * cfg.lanes
 
 
@@ -31,9 +32,26 @@ def test_more_lanes_never_slower(lanes):
 def test_narrow_layers_wait_for_the_shadow_bank():
     # n_in < lanes: each tile after the first waits lanes - n_in cycles
     lanes = 64
-    a = cyclemodel.layer_cycles(10, 3 * lanes, lanes)
-    b = cyclemodel.layer_cycles(lanes, 3 * lanes, lanes)
+    a = cyclemodel.layer_cycles(S.dense(10, 3 * lanes), lanes)
+    b = cyclemodel.layer_cycles(S.dense(lanes, 3 * lanes), lanes)
     assert b - a == 3 * (lanes - 10) - 2 * (lanes - 10)
+
+
+def test_conv_is_mac_or_drain_bound():
+    """One tile: a window of n inputs and c channels costs max(n, c) per position."""
+    lanes, fixed = 64, cyclemodel.LOAD_CYCLES + cyclemodel.MAC_LATENCY + cyclemodel.DRAIN_LATENCY + 1
+    mac_bound = S(16, 13, 13, 2, 32, pool=True)           # n = 64 >= 32 channels
+    assert cyclemodel.layer_cycles(mac_bound, lanes) == 4 * 36 * 64 + 32 + fixed
+    drain_bound = S(1, 28, 28, 2, 16, pool=True)          # n = 4 < 16 channels
+    assert cyclemodel.layer_cycles(drain_bound, lanes) == 4 * 169 * 16 - 12 + 16 + fixed
+
+
+def test_pool_computes_only_the_positions_it_keeps():
+    lanes = 8
+    odd = S(1, 6, 6, 2, 4, pool=True)       # conv 5x5: the fifth row and column are dropped
+    even = S(1, 5, 5, 2, 4)                 # conv 4x4, no pool: the same 16 positions
+    assert odd.macs == even.macs
+    assert cyclemodel.layer_cycles(odd, lanes) == cyclemodel.layer_cycles(even, lanes)
 
 
 def test_rejected_programs_are_short():

@@ -5,7 +5,9 @@ import pytest
 from gateware import layout, program
 from gateware.layout import AccelConfig
 from training import fixedpoint as fx
-from training.intmodel import Dense, IntModel, MaxPool2D
+from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+
+LayerShape = layout.LayerShape
 
 
 def model(sizes, seed=0):
@@ -34,9 +36,8 @@ def test_weights_follow_the_layout(lanes):
     wide = weight_bytes(image.regions["weights"], lanes)
     desc = image.regions["program"]
     for l, layer in enumerate(m.layers):
-        d0, w_base, b_base, flags = desc[4 * l:4 * l + 4]
-        assert (d0 & 0xFFFF, d0 >> 16) == (layer.n_in, layer.n_out)
-        assert flags == (layout.FLAG_LOGITS if l == len(m.layers) - 1 else 0)
+        shape, w_base, b_base = LayerShape.decode(desc[4 * l:4 * l + 4])
+        assert shape == LayerShape.dense(layer.n_in, layer.n_out, logits=l == len(m.layers) - 1)
         for t in range(layout.tiles(layer.n_out, lanes)):
             for i in range(layer.n_in):
                 for k in range(lanes):
@@ -67,7 +68,8 @@ def test_headline_fits_the_default_build():
 
 
 @pytest.mark.parametrize("cfg, sizes, words", [
-    (AccelConfig(max_layers=2), [4, 4, 4, 4], ["layers: needs 3, the accelerator has 2 (1 too many)"]),
+    (AccelConfig(max_layers=2), [4, 4, 4, 4], ["layers (a max-pool shares its conv's): needs 3, "
+                                               "the accelerator has 2 (1 too many)"]),
     (AccelConfig(act_bytes=512), [784, 128, 10],
      ["inputs of a layer (activation buffer bytes): needs 784, the accelerator has 512 (272 too many)"]),
     (AccelConfig(act_bytes=64), [8, 100, 10], ["outputs of a hidden layer", "needs 100", "36 too many"]),
@@ -95,20 +97,74 @@ def test_check_fits_lists_every_problem():
 
 def test_check_program_order():
     cfg = AccelConfig(lanes=4, weight_words=64, bias_entries=16, act_bytes=16, logit_words=4, max_layers=2)
-    good = layout.encode_layer(16, 8, 0, 0, False) + layout.encode_layer(8, 4, 32, 8, True)
+    good = LayerShape.dense(16, 8).encode(0, 0) + LayerShape.dense(8, 4, True).encode(32, 8)
     assert program.check_program(good, 2, cfg) == (layout.ERR_NONE, None)
     assert program.check_program(good, 3, cfg) == (layout.ERR_LAYER_COUNT, None)
     assert program.check_program(good, 0, cfg) == (layout.ERR_LAYER_COUNT, None)
     # one layer alone is not a logits layer
     assert program.check_program(good, 1, cfg) == (layout.ERR_OUTPUT_KIND, 0)
-    bad = layout.encode_layer(16, 8, 0, 0, False) + layout.encode_layer(9, 4, 60, 8, True)
+    bad = LayerShape.dense(16, 8).encode(0, 0) + LayerShape.dense(9, 4, True).encode(60, 8)
     # weights run past the end before the chain is even considered
     assert program.check_program(bad, 2, cfg) == (layout.ERR_WEIGHT_RANGE, 1)
+    # a kernel larger than its input is a shape error before any capacity is considered
+    huge = LayerShape(1000, 2, 2, 3, 8).encode(0, 0) + good[4:]
+    assert program.check_program(huge, 2, cfg) == (layout.ERR_SHAPE, 0)
 
 
-def test_cnn_layers_are_refused_by_name():
-    dense = Dense(np.ones((10, 4), np.int8), np.zeros(10, np.int32), np.ones(10, np.uint16),
-                  np.ones(10, np.uint8), fx.OUTPUT_I32)
-    model = IntModel([MaxPool2D((1, 4, 4)), dense], (1, 4, 4))
-    with pytest.raises(program.ModelDoesNotFit, match="dense layers only: layer 0 is MaxPool2D"):
-        program.check_fits(model, AccelConfig())
+def test_descriptor_round_trip():
+    shape = LayerShape(3, 255, 7, 2, 65535, pool=True)
+    words = shape.encode(123456, 789)
+    assert LayerShape.decode(words) == (shape, 123456, 789)
+    assert shape.conv_hw == (254, 6) and shape.out_hw == (127, 3) and shape.window == 12
+
+
+def conv_model(seed=0, in_shape=(2, 7, 6), c_out=5, k=2):
+    rng = np.random.default_rng(seed)
+    conv = Conv2D(rng.integers(-128, 128, (c_out, in_shape[0], k, k)).astype(np.int8),
+                  rng.integers(-1000, 1000, c_out).astype(np.int32),
+                  rng.integers(0, 1 << 16, c_out).astype(np.uint16),
+                  rng.integers(1, 48, c_out).astype(np.uint8), fx.OUTPUT_U8, in_shape)
+    pool = MaxPool2D(conv.shape_out)
+    n = pool.n_out
+    dense = Dense(rng.integers(-128, 128, (3, n)).astype(np.int8), np.zeros(3, np.int32),
+                  np.ones(3, np.uint16), np.ones(3, np.uint8), fx.OUTPUT_I32)
+    return IntModel([conv, pool, dense], in_shape)
+
+
+@pytest.mark.parametrize("lanes", [4, 8])
+def test_conv_pool_is_one_descriptor(lanes):
+    cfg = AccelConfig(lanes=lanes)
+    m = conv_model()
+    conv = m.layers[0]
+    image = program.compile_model(m, cfg)
+    assert image.n_layers == 2
+    shape, w_base, b_base = LayerShape.decode(image.regions["program"][:4])
+    assert shape == LayerShape(2, 7, 6, 2, 5, pool=True) and (w_base, b_base) == (0, 0)
+    assert shape.n_out == m.layers[1].n_out == 5 * 3 * 2
+    # tile t, window element (ci, ky, kx) in row-major order, lane k = channel t * lanes + k
+    wide = weight_bytes(image.regions["weights"], lanes)
+    for t in range(layout.tiles(5, lanes)):
+        for i, (ci, ky, kx) in enumerate(np.ndindex(2, 2, 2)):
+            for k in range(lanes):
+                o = t * lanes + k
+                assert wide[t * 8 + i, k] == (conv.weights[o, ci, ky, kx] if o < 5 else 0)
+    dense, w_base, b_base = LayerShape.decode(image.regions["program"][4:8])
+    assert dense == LayerShape.dense(30, 3, True)
+    assert (w_base, b_base) == (shape.weight_words(lanes), 5)
+
+
+def test_pool_must_follow_a_conv():
+    m = conv_model()
+    dense = m.layers[2]
+    alone = IntModel([MaxPool2D((1, 4, 4)), Dense(dense.weights[:, :4], dense.bias, dense.mult,
+                                                  dense.shift, fx.OUTPUT_I32)], (1, 4, 4))
+    with pytest.raises(program.ModelDoesNotFit, match="layer 0 is a max-pool that does not follow a conv"):
+        program.check_fits(alone, AccelConfig())
+
+
+def test_last_layer_must_be_dense():
+    m = conv_model()
+    conv = m.layers[0]
+    conv.output = fx.OUTPUT_I32
+    with pytest.raises(program.ModelDoesNotFit, match=r"output positions of the last layer \(it must be dense\): needs 30"):
+        program.check_fits(IntModel([conv], conv.in_shape), AccelConfig())
