@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from training import workflow
-from training.train import TrainConfig
 
 DEFAULT_IMAGES = 300
 FULL_IMAGES = 10_000
@@ -56,18 +55,50 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"tests the simulation itself; this run is on --board {board}"))
 
 
-@pytest.fixture(scope="session")
-def fashion():
-    """Fashion-MNIST from $NNHIL_DATA_DIR (downloaded and verified if missing)."""
-    return workflow.load_data("fashion-mnist")
+@dataclasses.dataclass
+class Trained:
+    name: str
+    model: object             # the quantized IntModel
+    out_dir: Path             # its float.npz, metrics.json and plots
+    data: workflow.Data
 
 
 @pytest.fixture(scope="session")
-def headline(fashion, record_testsuite_property):
-    """The README's default model, trained once and cached under out/ by its config hash."""
-    model, out_dir = workflow.ensure_model(TrainConfig(), fashion)
-    record_testsuite_property("model_hash", model.hash)
-    return model, out_dir
+def dataset():
+    """Loads a dataset from $NNHIL_DATA_DIR (downloaded and verified if missing), once."""
+    cache = {}
+    def get(name):
+        if name not in cache:
+            cache[name] = workflow.load_data(name)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def fashion(dataset):
+    return dataset("fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def trained(dataset, record_testsuite_property):
+    """A model of workflow.MODELS by name, trained once and cached under out/ by its config hash."""
+    cache = {}
+    def get(name):
+        if name not in cache:
+            arch, data_name = workflow.MODELS[name]
+            data = dataset(data_name)
+            model, out_dir = workflow.ensure_model(workflow.ARCHS[arch](), data)
+            record_testsuite_property(f"model_hash_{name}", model.hash)
+            cache[name] = Trained(name, model, out_dir, data)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def headline(trained):
+    """The README's default model (the MLP)."""
+    t = trained("mlp")
+    return t.model, t.out_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 /*
  * nnhil firmware: serves the mailbox in main RAM that host/firmware.py drives.
  *
- * CMD_CPU_INFER runs the integer model (training/intmodel.py, to the bit) on the CPU;
+ * CMD_CPU_INFER runs the integer model (training/intmodel.py, to the bit: conv with its
+ * fused 2x2 max-pool, and dense layers) on the CPU;
  * CMD_ACCEL_BATCH feeds images through the accelerator's loaded program as a driver
  * would. Both time each image with the timer's 64-bit uptime cycle counter.
  *
@@ -9,6 +10,7 @@
  * the mailbox and the images are read; the VexRiscv data cache is write-through, so
  * results reach RAM without a flush.
  */
+#include <stddef.h>
 #include <stdint.h>
 
 #include <system.h>
@@ -21,15 +23,27 @@
 static volatile uint32_t *const mb = (volatile uint32_t *)(MAIN_RAM_BASE + MAILBOX_OFFSET);
 static volatile uint32_t *const accel = (volatile uint32_t *)NNHIL_BASE;
 
+/* Hidden activations, (C, H, W) channel-major; layer l writes act[l & 1]. */
 static uint8_t act[2][MAX_WIDTH];
 
+/* One record of the CPU model blob (host/firmware.py:pack_cpu_model): a k x k valid
+ * stride-1 conv over a (c_in, height, width) tensor giving c_out channels, optionally
+ * 2x2/2 max-pooled; a dense layer is the 1x1 conv over (n_in, 1, 1). */
 struct layer {
-	uint32_t n_in, n_out;
-	const int8_t *weights;
-	const int32_t *bias;
-	const uint32_t *requant;        /* mult | shift << 16 */
-	uint32_t logits;
+	uint32_t c_in, height, width, kernel, c_out;
+	uint32_t flags;                 /* LAYER_FLAG_LOGITS, LAYER_FLAG_POOL */
+	const int8_t *weights;          /* [c_out][c_in][kernel][kernel] */
+	const int32_t *bias;            /* [c_out] */
+	const uint32_t *requant;        /* [c_out] mult | shift << 16 */
 };
+
+#define FIELD_AT(f, i) _Static_assert(offsetof(struct layer, f) == 4 * (i), "layer record: " #f)
+FIELD_AT(c_in, LAYER_C_IN); FIELD_AT(height, LAYER_HEIGHT); FIELD_AT(width, LAYER_WIDTH);
+FIELD_AT(kernel, LAYER_KERNEL); FIELD_AT(c_out, LAYER_C_OUT); FIELD_AT(flags, LAYER_FLAGS);
+FIELD_AT(weights, LAYER_WEIGHTS); FIELD_AT(bias, LAYER_BIAS); FIELD_AT(requant, LAYER_REQUANT);
+_Static_assert(sizeof(struct layer) == 4 * LAYER_WORDS, "layer record size");
+
+#define MAX_DIM 0xffff          /* bound on each record field, so products cannot overflow */
 
 static uint32_t now(void)
 {
@@ -54,28 +68,112 @@ static uint32_t argmax(const int32_t *v, uint32_t n)
 	return best;
 }
 
-/* One image through the model; writes the logits and returns their count, or 0. */
+/* The c_in x k x k window of one output position as runs of contiguous inputs, in weight
+ * order: `outer` groups `outer_stride` apart (input channels), each of `inner` runs
+ * `inner_stride` apart (kernel rows) of `len` inputs. Runs merge where the kernel spans
+ * the input: a whole-input kernel (dense) is one run of c_in * k * k. */
+struct window {
+	uint32_t outer, outer_stride, inner, inner_stride, len;
+};
+
+static inline int32_t dot(const int8_t *w, const uint8_t *x, struct window win, int32_t acc)
+{
+	for (uint32_t a = 0; a < win.outer; a++, x += win.outer_stride) {
+		const uint8_t *run = x;
+		for (uint32_t b = 0; b < win.inner; b++, run += win.inner_stride)
+			for (uint32_t i = 0; i < win.len; i++)
+				acc += *w++ * run[i];
+	}
+	return acc;
+}
+
+/* Reject what infer() cannot run safely: empty or oversized fields, a kernel larger than
+ * its input, a pool of less than 2x2, layers that do not chain, a first layer reading
+ * past the image, a hidden output beyond the buffers, logits not exactly on the last. */
+static int model_ok(const uint32_t *model, uint32_t image_bytes)
+{
+	uint32_t n_layers = model[0];
+	uint64_t prev = image_bytes;
+
+	if (n_layers < 1 || n_layers > MAX_DIM)
+		return 0;
+	for (uint32_t l = 0; l < n_layers; l++) {
+		const struct layer *d = (const struct layer *)(model + 1) + l;
+		uint32_t k = d->kernel, last = l == n_layers - 1;
+		uint64_t n_in, ho, wo;
+		if (!d->c_in || !d->height || !d->width || !k || !d->c_out)
+			return 0;
+		if (d->c_in > MAX_DIM || d->height > MAX_DIM || d->width > MAX_DIM || d->c_out > MAX_DIM)
+			return 0;
+		if (k > d->height || k > d->width)
+			return 0;
+		ho = d->height - k + 1;
+		wo = d->width - k + 1;
+		if (d->flags & LAYER_FLAG_POOL) {
+			if (ho < 2 || wo < 2)
+				return 0;
+			ho /= 2;
+			wo /= 2;
+		}
+		n_in = (uint64_t)d->c_in * d->height * d->width;
+		if (l ? n_in != prev : n_in > prev)
+			return 0;
+		prev = d->c_out * ho * wo;
+		if (!(d->flags & LAYER_FLAG_LOGITS) != !last)
+			return 0;
+		if (last ? (d->flags & LAYER_FLAG_POOL) != 0 : prev > MAX_WIDTH)
+			return 0;
+	}
+	return 1;
+}
+
+/* One image through a model that passed model_ok(); writes the logits, returns their count.
+ *
+ * acc[o, r, c] = bias[o] + sum_{ci, ky, kx} w[o, ci, ky, kx] * x[ci, r + ky, c + kx], then
+ * requantized (or kept as int32 logits by the last layer). With a pool, each output is the
+ * max of the four requantized conv values (2r + dy, 2c + dx): the unpooled conv output is
+ * never stored, and an odd last conv row or column is never computed. */
 static uint32_t infer(const uint32_t *model, const uint8_t *x, int32_t *logits)
 {
 	uint32_t n_layers = model[0];
 	for (uint32_t l = 0; l < n_layers; l++) {
-		const struct layer *d = (const struct layer *)(model + 1 + l * LAYER_WORDS);
+		const struct layer *d = (const struct layer *)(model + 1) + l;
+		uint32_t W = d->width, k = d->kernel, plane = d->height * W, size = d->c_in * k * k;
+		uint32_t pool = d->flags & LAYER_FLAG_POOL, step = pool ? 2 : 1;
+		uint32_t oh = (d->height - k + 1) / step, ow = (W - k + 1) / step;
+		struct window win = {d->c_in, plane, k, W, k};
+		const int8_t *w = d->weights;
 		uint8_t *y = act[l & 1];
-		if (d->n_in > MAX_WIDTH || d->n_out > MAX_WIDTH)
-			return 0;
-		for (uint32_t j = 0; j < d->n_out; j++) {
-			const int8_t *w = d->weights + j * d->n_in;
-			int32_t acc = d->bias[j];
-			for (uint32_t i = 0; i < d->n_in; i++)
-				acc += w[i] * x[i];
-			if (d->logits)
-				logits[j] = acc;
-			else
-				y[j] = requantize(acc, d->requant[j]);
+
+		if (k == W && k == d->height)
+			win = (struct window){1, 0, 1, 0, size};
+		else if (k == W)
+			win = (struct window){d->c_in, plane, 1, 0, k * k};
+		for (uint32_t o = 0; o < d->c_out; o++, w += size) {
+			int32_t bias = d->bias[o];
+			uint32_t rq = d->requant[o];
+			for (uint32_t r = 0; r < oh; r++) {
+				const uint8_t *xp = x + r * step * W;
+				for (uint32_t c = 0; c < ow; c++, xp += step) {
+					if (pool) {
+						uint8_t m = requantize(dot(w, xp, win, bias), rq), v;
+						v = requantize(dot(w, xp + 1, win, bias), rq);
+						m = v > m ? v : m;
+						v = requantize(dot(w, xp + W, win, bias), rq);
+						m = v > m ? v : m;
+						v = requantize(dot(w, xp + W + 1, win, bias), rq);
+						*y++ = v > m ? v : m;
+					} else if (d->flags & LAYER_FLAG_LOGITS) {
+						*logits++ = dot(w, xp, win, bias);
+					} else {
+						*y++ = requantize(dot(w, xp, win, bias), rq);
+					}
+				}
+			}
 		}
-		if (d->logits)
-			return d->n_out;
-		x = y;
+		if (d->flags & LAYER_FLAG_LOGITS)
+			return d->c_out * oh * ow;
+		x = act[l & 1];
 	}
 	return 0;
 }
@@ -87,13 +185,13 @@ static uint32_t cpu_infer(void)
 	uint32_t *rec = (uint32_t *)mb[MB_RESULTS];
 	uint32_t n = mb[MB_N_IMAGES], stride = mb[MB_IMAGE_STRIDE];
 
+	if (!model_ok(model, stride))
+		return STATUS_BAD_MODEL;
 	for (uint32_t k = 0; k < n; k++) {
 		int32_t *logits = (int32_t *)(rec + RESULT_HEADER);
 		uint32_t t0 = now();
 		uint32_t n_out = infer(model, images + k * stride, logits);
 		uint32_t t1 = now();
-		if (!n_out)
-			return STATUS_BAD_MODEL;
 		rec[0] = argmax(logits, n_out);
 		rec[1] = t1 - t0;
 		rec[2] = 0;

@@ -76,10 +76,15 @@ class MACArray(LiteXModule):
 
     Issue (cycle c: the sequencer addresses the weight and activation RAMs) -> RAM data
     (c+1) -> operand registers (c+2) -> product (c+3) -> accumulator (c+4): one DSP48E1
-    per lane with its A/B, M and P registers. The accumulators are 32-bit and wrap, which
-    is exact because fixedpoint guarantees every final acc + bias fits in 32 bits. In the
-    cycle after a tile's last product is accumulated, ``tile_done`` copies all lanes into a
-    shadow bank, so the requantizer drains tile t while the lanes compute tile t+1.
+    per lane with its A/B, M and P registers. In the cycle after a window's last product is
+    accumulated, ``tile_done`` copies all lanes into a shadow bank, so the requantizer drains
+    one window while the lanes compute the next. With ``merge`` (the 2nd-4th conv position
+    of a 2x2 pool window) each lane keeps the larger of its shadow value and the new sum:
+    pooling the accumulators equals pooling the requantized outputs (fixedpoint), and costs
+    one requantization per pooled output instead of four.
+
+    A sum never wraps: its window has at most act_bytes < 2**16 inputs, so
+    |sum| <= 255 * 128 * 65535 < 2**31, and the comparison is exact.
     """
     LATENCY = cyclemodel.MAC_LATENCY   # issue of a tile's last input to tile_done
 
@@ -95,6 +100,7 @@ class MACArray(LiteXModule):
         # Outputs.
         self.shadow    = Array(Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(lanes))
         self.tile_done = Signal()      # the shadow bank is loaded at the end of this cycle
+        self.merge     = Signal()      # with tile_done: keep max(shadow, sum) rather than the sum
         self.busy      = Signal()
         self.flush     = Signal()      # soft reset: drop everything in flight
 
@@ -126,7 +132,7 @@ class MACArray(LiteXModule):
                 w.eq(self.weights[8*k:8*(k + 1)]),
                 prod.eq(w * x),
                 If(valid[2], acc.eq(Mux(first[2], 0, acc) + prod)),
-                If(last[3], self.shadow[k].eq(acc)),
+                If(last[3] & ~(self.merge & (self.shadow[k] > acc)), self.shadow[k].eq(acc)),
             ]
 
 
@@ -134,11 +140,9 @@ class Requantizer(LiteXModule):
     """Drains one tile from the shadow bank, one lane per cycle, into the next layer's input.
 
     Per lane: shadow value and bias-RAM read -> acc + bias -> * mult (two stages, for the
-    DSP pipeline) -> + rounding -> ReLU and shift -> clamp, pool and write. Lane k of a tile
+    DSP pipeline) -> + rounding -> ReLU and shift -> clamp and write. Lane k of a window
     is channel ``chan + k`` and goes to output index ``out + k * plane`` (channel-major).
-    Hidden layers write uint8 results to the output activation buffer; with ``pool`` each
-    lane keeps the running maximum of its 2x2 window's four requantized values (one
-    comparator, a lanes x 8-bit LUT RAM) and writes it on the last. The last layer writes
+    Hidden layers write uint8 results to the output activation buffer; the last layer writes
     acc + bias to the logits RAM and keeps the argmax (first maximum wins).
     """
     LATENCY = cyclemodel.DRAIN_LATENCY   # sweep of a lane to its write
@@ -149,13 +153,10 @@ class Requantizer(LiteXModule):
         self.c_out  = Signal(DIM)
         self.plane  = Signal(DIM)      # output index stride between channels
         self.logits = Signal()
-        self.pool   = Signal()
-        # The tile in the shadow bank, valid with ``start``.
-        self.start       = Signal()    # the shadow bank holds a new tile from the next cycle
-        self.tile_out    = Signal(DIM) # output index of lane 0
-        self.tile_chan   = Signal(DIM) # channel of lane 0
-        self.phase_first = Signal()    # first of a pool window's four positions (or no pool)
-        self.phase_last  = Signal()    # last of them (or no pool): write the output
+        # The window in the shadow bank, valid with ``start``.
+        self.start     = Signal()      # the shadow bank holds a new window from the next cycle
+        self.tile_out  = Signal(DIM)   # output index of lane 0
+        self.tile_chan = Signal(DIM)   # channel of lane 0
         self.flush  = Signal()
         # Memory ports (read bias, write activations or logits).
         self.bias_adr = Signal(_bits(cfg.bias_entries))
@@ -176,15 +177,10 @@ class Requantizer(LiteXModule):
         k      = Signal(max=lanes)
         j      = Signal(DIM)
         c      = Signal(DIM)
-        first  = Signal()
-        last   = Signal()
         last_k = (k == lanes - 1) | (c == self.c_out - 1)
         self.sync += [
             If(active, k.eq(k + 1), j.eq(j + self.plane), c.eq(c + 1), If(last_k, active.eq(0))),
-            If(self.start,
-                active.eq(1), k.eq(0), j.eq(self.tile_out), c.eq(self.tile_chan),
-                first.eq(self.phase_first), last.eq(self.phase_last),
-            ),
+            If(self.start, active.eq(1), k.eq(0), j.eq(self.tile_out), c.eq(self.tile_chan)),
             If(self.flush, active.eq(0)),
         ]
         self.comb += self.bias_adr.eq(self.b_base + c)
@@ -192,11 +188,8 @@ class Requantizer(LiteXModule):
         # Pipeline: stage n holds the lane swept n cycles earlier.
         valid = Signal(self.LATENCY)
         index = [Signal(DIM, reset_less=True) for _ in range(self.LATENCY)]
-        lane  = [Signal(max=lanes, reset_less=True) for _ in range(self.LATENCY)]
-        flags = [Signal(2, reset_less=True) for _ in range(self.LATENCY)]
         self.sync += [valid.eq(Cat(active, valid[:-1])), If(self.flush, valid.eq(0))]
-        for pipe, head in ((index, j), (lane, k), (flags, Cat(first, last))):
-            self.sync += [pipe[0].eq(head)] + [pipe[n].eq(pipe[n - 1]) for n in range(1, self.LATENCY)]
+        self.sync += [index[0].eq(j)] + [index[n].eq(index[n - 1]) for n in range(1, self.LATENCY)]
         self.comb += self.busy.eq(active | (valid != 0))
 
         acc   = Signal((fx.ACC_BITS, True), reset_less=True)
@@ -233,22 +226,13 @@ class Requantizer(LiteXModule):
         self.sync += [shift[n].eq(shift[n - 1]) for n in range(1, 4)]
         self.sync += [half[n].eq(half[n - 1]) for n in range(1, 3)]
 
-        # Write stage: clamp to uint8, pool, or pass the logit through.
-        y      = Signal(fx.ACT_BITS)
-        pooled = Signal(fx.ACT_BITS)
-        window = Memory(fx.ACT_BITS, lanes, name="pool_max")
-        wport  = window.get_port(write_capable=True, async_read=True)
-        self.specials += window, wport
-        w_first, w_last = flags[-1][0], flags[-1][1]
+        # Write stage: clamp to uint8, or pass the logit through.
+        y = Signal(fx.ACT_BITS)
         self.comb += [
             If(neg, y.eq(0)).Elif(q[fx.ACT_BITS:] != 0, y.eq(fx.ACT_MAX)).Else(y.eq(q)),
-            wport.adr.eq(lane[-1]),
-            pooled.eq(Mux(~self.pool | w_first | (y > wport.dat_r), y, wport.dat_r)),
-            wport.dat_w.eq(pooled),
-            wport.we.eq(valid[-1] & self.pool),
             self.out_adr.eq(index[-1]),
-            self.out_dat.eq(Mux(self.logits, total[4], Replicate(pooled, 4))),
-            self.act_we.eq(valid[-1] & ~self.logits & (~self.pool | w_last)),
+            self.out_dat.eq(Mux(self.logits, total[4], Replicate(y, 4))),
+            self.act_we.eq(valid[-1] & ~self.logits),
             self.logit_we.eq(valid[-1] & self.logits),
         ]
         best = Signal((fx.ACC_BITS, True), reset_less=True)
@@ -265,10 +249,11 @@ class Accelerator(LiteXModule):
     pulses ``control.start``. The sequencer first validates every descriptor (any ERR_*
     ends the run at once with ``done`` and the code), then runs each layer as windows: for
     each tile of ``lanes`` output channels, each output position (and, pooled, each of its
-    four conv positions) it issues the window's c_in k^2 inputs, one per cycle, walking the
-    input tensor with an address generator and the weight RAM in step. The requantizer
-    drains a window while the next one computes; a window shorter than its tile's lanes
-    waits until the shadow bank is free. A dense layer is the 1x1 conv over (n_in, 1, 1).
+    four conv positions, max-pooled in the shadow bank) it issues the window's c_in k^2
+    inputs, one per cycle, walking the input tensor with an address generator and the weight
+    RAM in step. The requantizer drains an output position while the next one computes; a
+    position whose last window is shorter than its tile's lanes waits until the shadow bank
+    is free. A dense layer is the 1x1 conv over (n_in, 1, 1).
     """
     def __init__(self, cfg=layout.AccelConfig()):
         self.cfg = cfg
@@ -394,7 +379,6 @@ class Accelerator(LiteXModule):
             rq.c_out.eq(c_out),
             rq.plane.eq(plane),
             rq.logits.eq(is_logit),
-            rq.pool.eq(pool),
         ]
 
         # Validation: the first failing check of the first failing layer sets the error. These
@@ -481,11 +465,12 @@ class Accelerator(LiteXModule):
             NextValue(chan_base, chan_base + P),
         )
 
-        # The window's tile, for the requantizer when it reaches the shadow bank.
-        meta = Cat(out_base + pos, chan_base, q == 0, ~pool | (q == 3))
+        # The window's place, for the shadow bank and the requantizer when its sums are done.
+        phase_last = Signal()
+        meta = Cat(out_base + pos, chan_base, pool & (q != 0), ~pool | (q == 3))
         delay = [Signal(len(meta), reset_less=True) for _ in range(MACArray.LATENCY)]
         self.sync += [delay[0].eq(meta)] + [delay[n].eq(delay[n - 1]) for n in range(1, len(delay))]
-        self.comb += Cat(rq.tile_out, rq.tile_chan, rq.phase_first, rq.phase_last).eq(delay[-1])
+        self.comb += Cat(rq.tile_out, rq.tile_chan, mac.merge, phase_last).eq(delay[-1])
 
         fsm.act("IDLE",
             If(start,
@@ -581,8 +566,8 @@ class Accelerator(LiteXModule):
                 NextValue(wait, Mux(tile_more, gap_full, gap_last) - 1),
                 If(~phase_more & ~col_more & ~row_more & ~tile_more,
                     NextState("DRAIN"),
-                ).Elif(Mux(tile_more, gap_full, gap_last) != 0,
-                    NextState("GAP"),
+                ).Elif(~phase_more & (Mux(tile_more, gap_full, gap_last) != 0),
+                    NextState("GAP"),   # the requantizer sweeps this position meanwhile
                 )
             )
         )
@@ -605,7 +590,7 @@ class Accelerator(LiteXModule):
             mac.byte.eq(addr[:2]),
             mac.weights.eq(w_port.dat_r),
             mac.act_word.eq(Mux(in_buf, a_ports[1].dat_r, a_ports[0].dat_r)),
-            rq.start.eq(mac.tile_done),
+            rq.start.eq(mac.tile_done & phase_last),
             b_port.adr.eq(rq.bias_adr),
             rq.bias_dat.eq(b_port.dat_r),
             l_port.adr.eq(rq.out_adr),

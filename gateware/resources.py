@@ -17,17 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training import fixedpoint as fx
-from training.intmodel import Dense, IntModel
+from training import fixedpoint as fx, workflow
+from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
-from . import cyclemodel
+from . import cyclemodel, program
 from .layout import AccelConfig
 
 DEVICES = {
     "xc7a35t":  {"LUT": 20800, "FF": 41600, "RAMB36": 50, "DSP48E1": 90},
     "xc7a100t": {"LUT": 63400, "FF": 126800, "RAMB36": 135, "DSP48E1": 240},
 }
-HEADLINE = (784, 128, 10)
 DEFAULT_DIR = Path("build") / "resources"
 
 # Yosys cell -> the LUTs it occupies (LUT RAMs and shift registers live in SLICEM LUTs)
@@ -161,23 +160,42 @@ def main(argv=None):
     return run(p.parse_args(argv))
 
 
-def headline_model(rng=None):
-    """A random IntModel of the headline shape: cycles do not depend on the values."""
+def _requant(rng, n):
+    return (np.zeros(n, np.int32), np.full(n, 1 << (fx.MULT_BITS - 1), np.uint16), np.full(n, 24, np.uint8))
+
+
+def headline_model(arch="mlp", rng=None):
+    """A random IntModel of the default shape of ``arch`` (workflow.ARCHS): cycles do not depend
+    on the values, and random int8 weights drive layers into saturation."""
     rng = rng or np.random.default_rng(0)
-    layers = []
-    for i, (a, b) in enumerate(zip(HEADLINE, HEADLINE[1:])):
-        last = i == len(HEADLINE) - 2
-        layers.append(Dense(rng.integers(fx.WEIGHT_MIN, fx.WEIGHT_MAX + 1, (b, a)).astype(np.int8),
-                            np.zeros(b, np.int32), np.full(b, 1 << (fx.MULT_BITS - 1), np.uint16),
-                            np.full(b, 24, np.uint8), fx.OUTPUT_I32 if last else fx.OUTPUT_U8))
-    return IntModel(layers, input_shape=(HEADLINE[0],))
+    cfg = workflow.ARCHS[arch]()
+    weights = lambda *shape: rng.integers(fx.WEIGHT_MIN, fx.WEIGHT_MAX + 1, shape).astype(np.int8)
+    layers, shape = [], tuple(getattr(cfg, "input_shape", cfg.layers[:1]))
+    for c in getattr(cfg, "channels", ()):
+        layers.append(Conv2D(weights(c, shape[0], cfg.kernel, cfg.kernel), *_requant(rng, c),
+                             fx.OUTPUT_U8, shape))
+        layers.append(MaxPool2D(layers[-1].shape_out))
+        shape = layers[-1].shape_out
+    sizes = [int(np.prod(shape))] + list(cfg.layers[1:] if arch == "mlp" else cfg.layers)
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        last = i == len(sizes) - 2
+        layers.append(Dense(weights(b, a), *_requant(rng, b), fx.OUTPUT_I32 if last else fx.OUTPUT_U8))
+    return IntModel(layers, input_shape=tuple(getattr(cfg, "input_shape", (cfg.layers[0],))))
 
 
-def print_cycles(cfg=AccelConfig(), model=None):
-    """``nnhil cycles``: cycles per inference, lanes and MACs/cycle of the headline model."""
-    model = model or headline_model()
-    cycles = cyclemodel.cycles(model, cfg)
-    shape = "-".join(str(n) for n in [model.n_in] + [l.n_out for l in model.layers])
-    print(f"{shape}: {cycles} cycles per inference on {cfg.lanes} lanes, "
-          f"{model.macs} MACs, {cyclemodel.macs_per_cycle(model, cfg):.1f} MACs/cycle")
-    return cycles
+def print_cycles(cfg=AccelConfig()):
+    """``nnhil cycles``: cycles per inference, lanes and MACs/cycle of each architecture's
+    default shape, layer by layer; returns {arch: cycles}."""
+    out = {}
+    for arch in workflow.ARCHS:
+        model = headline_model(arch)
+        shapes = program.check_fits(model, cfg)
+        cycles = out[arch] = cyclemodel.cycles(model, cfg)
+        print(f"{arch}: {cycles} cycles per inference on {cfg.lanes} lanes, "
+              f"{cyclemodel.hardware_macs(model, cfg)} MACs, {cyclemodel.macs_per_cycle(model, cfg):.1f} MACs/cycle")
+        for s in shapes:
+            kind = (f"conv {s.kernel}x{s.kernel} ({s.c_in},{s.height},{s.width})->{s.c_out}"
+                    f"{' + pool' if s.pool else ''}" if s.kernel > 1 or s.height > 1 else f"dense {s.n_in}->{s.c_out}")
+            c = cyclemodel.layer_cycles(s, cfg.lanes)
+            print(f"  {kind:38s} {c:7d} cycles  {s.macs / c:5.1f} MACs/cycle")
+    return out

@@ -39,13 +39,12 @@ def _sizes(text):
     return sizes
 
 
-ARCHS = {"mlp": TrainConfig, "cnn": CNNConfig}
 TUPLE_FLAGS = {"layers": _layers, "channels": _sizes}
 
 
 def _add_train_args(p):
     """One flag per hyperparameter; unset flags take the chosen architecture's default."""
-    p.add_argument("--arch", choices=sorted(ARCHS), default="mlp",
+    p.add_argument("--arch", choices=sorted(workflow.ARCHS), default="mlp",
                    help="mlp, or cnn (conv-ReLU-maxpool blocks, then dense layers)")
     mlp, cnn = TrainConfig(), CNNConfig()
     for f in dataclasses.fields(CNNConfig):
@@ -58,7 +57,7 @@ def _add_train_args(p):
 
 
 def _train_config(args):
-    cls = ARCHS[args.arch]
+    cls = workflow.ARCHS[args.arch]
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
              if getattr(args, f.name, None) is not None}
     return cls(**given)

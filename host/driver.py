@@ -51,6 +51,7 @@ class AcceleratorDriver:
         self.identity = self.identify()
         self.config = self.identity.config
         self.model = None
+        self.image = None           # the loaded model's program.Image (its n_layers for a batch)
 
     def _csr(self, reg):
         return f"{self.name}_{reg}"
@@ -94,7 +95,7 @@ class AcceleratorDriver:
         self.write_csr("n_layers", image.n_layers)
         if verify:
             self.verify(image)
-        self.model = model
+        self.model, self.image = model, image
         return image
 
     def verify(self, image):

@@ -11,6 +11,13 @@ the BIOS stays usable on a board. The firmware then serves a mailbox in main RAM
 
 The host fills the arguments and ``command``, then bumps ``request``; the firmware runs
 it, sets ``status`` and copies ``request`` to ``done``.
+
+CMD_CPU_INFER takes the model as the blob of :func:`pack_cpu_model`: one record per layer of
+:func:`gateware.program.layer_shapes` (a k x k valid stride-1 conv over a (c_in, height,
+width) uint8 tensor, c_out channels, optionally a fused 2x2/2 max-pool of its requantized
+output; a dense layer is the 1x1 conv over (n_in, 1, 1)), in the tensor layout of
+:mod:`training.fixedpoint`. Hidden activations live in two MAX_WIDTH-byte buffers; the
+input image is read in place from main RAM and the logits go straight to the results.
 """
 import struct
 import subprocess
@@ -19,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gateware import layout, program
 from training import fixedpoint as fx
-from training.intmodel import Dense
 
 from .bridge import Console
 
@@ -37,10 +44,15 @@ MB = {name: 4 * i for i, name in enumerate(MAILBOX)}          # byte offsets
 CMD_CPU_INFER = 1                          # integer model on the CPU, the CPU baseline
 CMD_ACCEL_BATCH = 2                        # the loaded accelerator program on each image
 STATUS_OK, STATUS_BAD_COMMAND, STATUS_BAD_MODEL, STATUS_ACCEL_ERROR = 0, 1, 2, 3
-STATUS_NAMES = {0: "ok", 1: "unknown command", 2: "model too wide for the firmware", 3: "accelerator error"}
+STATUS_NAMES = {0: "ok", 1: "unknown command", 2: "a model the firmware cannot run (its geometry or width)",
+                3: "accelerator error"}
 
-MAX_WIDTH = 4096                           # widest layer the CPU inference takes (its buffers)
-LAYER_WORDS = 6                            # n_in, n_out, weights, bias, requant, logits flag
+MAX_WIDTH = 4096                           # bytes of each hidden-activation buffer of the CPU inference
+LAYER_FIELDS = ("c_in", "height", "width", "kernel", "c_out", "flags",   # a CPU model layer record:
+                "weights", "bias", "requant")                           # geometry, then array addresses
+LAYER_WORDS = len(LAYER_FIELDS)
+LAYER_FLAGS = {"LAYER_FLAG_LOGITS": layout.FLAG_LOGITS,   # int32 logits: the last layer
+               "LAYER_FLAG_POOL": layout.FLAG_POOL}       # 2x2/2 max-pool of the requantized output
 RESULT_HEADER = ("prediction", "cpu_cycles", "accel_cycles")   # then n_out int32 logits
 BIOS_PROMPT = "\x1b[92;1mlitex\x1b[0m> "
 BOOT_MARKER = "Liftoff!"
@@ -57,6 +69,8 @@ def mailbox_header():
              f"#define FIRMWARE_MAX 0x{FIRMWARE_MAX:x}", f"#define MAILBOX_OFFSET 0x{MAILBOX_OFFSET:x}",
              f"#define FW_MAGIC 0x{FW_MAGIC:08x}", f"#define MAX_WIDTH {MAX_WIDTH}",
              f"#define LAYER_WORDS {LAYER_WORDS}", f"#define RESULT_HEADER {len(RESULT_HEADER)}"]
+    lines += [f"#define LAYER_{n.upper()} {i}" for i, n in enumerate(LAYER_FIELDS)]
+    lines += [f"#define {n} {v}" for n, v in LAYER_FLAGS.items()]
     lines += [f"#define MB_{n.upper()} {i}" for i, n in enumerate(MAILBOX)]
     lines += [f"#define MB_WORDS {len(MAILBOX)}"]
     lines += [f"#define CMD_CPU_INFER {CMD_CPU_INFER}", f"#define CMD_ACCEL_BATCH {CMD_ACCEL_BATCH}"]
@@ -84,14 +98,38 @@ def build_firmware(soc_dir, timeout=120):
     return out / "nnhil_fw.bin"
 
 
+def cpu_layers(model):
+    """[(LayerShape, conv or dense layer)] the firmware runs; FirmwareError if it cannot.
+
+    The checks mirror the firmware's own (it answers STATUS_BAD_MODEL to a blob failing
+    them) and name what is too large and the limit.
+    """
+    try:
+        shapes = program.layer_shapes(model)
+    except program.ModelDoesNotFit as e:
+        raise FirmwareError(f"the firmware, like the accelerator, fuses each max-pool into the "
+                            f"conv before it and cannot run this model: {e}") from None
+    for i, (s, layer) in enumerate(shapes[:-1]):
+        if s.n_out > MAX_WIDTH:
+            j = next(j for j, l in enumerate(model.layers) if l is layer)
+            what = f"layer {j} ({type(layer).__name__}{' and the max-pool after it' if s.pool else ''})"
+            dims = " x ".join(str(d) for d in (s.c_out, *s.out_hw)) if s.height * s.width > 1 else str(s.c_out)
+            raise FirmwareError(f"{what} outputs {dims} = {s.n_out} activations, more than the "
+                                f"{MAX_WIDTH} bytes of each hidden-activation buffer of the "
+                                f"firmware's CPU inference (MAX_WIDTH)")
+    return shapes
+
+
 def pack_cpu_model(model, base):
-    """The CPU model blob at address ``base``: n_layers, LAYER_WORDS per layer, then the arrays."""
-    if not all(isinstance(l, Dense) for l in model.layers):
-        raise FirmwareError("the firmware runs dense layers only")
-    if max(max(l.n_in, l.n_out) for l in model.layers) > MAX_WIDTH:
-        raise FirmwareError(f"the firmware runs layers up to {MAX_WIDTH} wide")
-    head = 4 * (1 + LAYER_WORDS * len(model.layers))
-    desc, arrays = [len(model.layers)], bytearray()
+    """The CPU model blob at address ``base``: n_layers, then LAYER_WORDS words per layer
+    (:data:`LAYER_FIELDS`: its geometry, LAYER_FLAG_* flags and the addresses of its int8
+    weights [c_out][c_in][k][k], int32 bias and mult | shift << 16 words), then the arrays.
+
+    Records are :func:`gateware.program.layer_shapes` entries, each max-pool fused into its conv.
+    """
+    shapes = cpu_layers(model)
+    head = 4 * (1 + LAYER_WORDS * len(shapes))
+    desc, arrays = [len(shapes)], bytearray()
 
     def put(data):
         arrays.extend(bytes(-len(arrays) % 4))
@@ -99,12 +137,16 @@ def pack_cpu_model(model, base):
         arrays.extend(data)
         return addr
 
-    for layer in model.layers:
+    for s, layer in shapes:
         w = put(np.ascontiguousarray(layer.weights, dtype=np.int8).tobytes())
         b = put(np.asarray(layer.bias, dtype="<i4").tobytes())
         rq = (layer.mult.astype(np.uint32) | (layer.shift.astype(np.uint32) << 16)).astype("<u4")
         r = put(rq.tobytes())
-        desc += [layer.n_in, layer.n_out, w, b, r, int(layer.output == fx.OUTPUT_I32)]
+        flags = (layout.FLAG_LOGITS if layer.output == fx.OUTPUT_I32 else 0) | \
+                (layout.FLAG_POOL if s.pool else 0)
+        record = dict(c_in=s.c_in, height=s.height, width=s.width, kernel=s.kernel, c_out=s.c_out,
+                      flags=flags, weights=w, bias=b, requant=r)
+        desc += [record[name] for name in LAYER_FIELDS]
     return struct.pack(f"<{len(desc)}I", *desc) + bytes(arrays)
 
 
@@ -190,9 +232,13 @@ class Firmware:
     def cpu_infer(self, model, images, timeout=None):
         """Integer inference on the CPU: predictions, logits and CPU cycles per image."""
         blob = pack_cpu_model(model, self.data)
+        images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+        if images.shape[1] != model.n_in:
+            raise FirmwareError(f"the images have {images.shape[1]} pixels, the model takes {model.n_in}")
         self.bridge.write_bytes(self.data, blob)
         img, stride, res, res_words = self._layout_batch(images, len(blob), model.n_out)
-        # ~10 cycles per MAC at the sim's few 100k cycles/s, with a wide margin
+        # ~12 cycles per MAC (model.macs counts every conv position, pooled ones included)
+        # at the sim's few 100k cycles/s, with a wide margin
         timeout = timeout or 30 + len(images) * model.macs * 1e-4
         self.run(CMD_CPU_INFER, timeout, model=self.data, images=img, n_images=len(images),
                  image_stride=stride, results=res)

@@ -8,6 +8,8 @@ host's bridge traffic and vary by a few cycles, so they get a relative tolerance
 import json
 from pathlib import Path
 
+from training.intmodel import Conv2D, MaxPool2D
+
 BASELINES = Path(__file__).resolve().parent.parent / "tests" / "baselines" / "latency.json"
 EXACT = ("accelerator_cycles",)
 TOLERANCE = 0.02
@@ -15,9 +17,17 @@ TOLERANCE = 0.02
 
 def key(model, cfg):
     """Baselines are per model shape and per accelerator build configuration."""
-    shape = "-".join(str(n) for n in [model.n_in] + [layer.n_out for layer in model.layers])
+    shape = " ".join(_describe(layer) for layer in model.layers)
     build = ",".join(f"{k}={v}" for k, v in cfg.to_dict().items())
-    return f"mlp {shape} on {build}"
+    return f"{model.n_in} -> {shape} on {build}"
+
+
+def _describe(layer):
+    if isinstance(layer, Conv2D):
+        return f"conv{layer.kernel}x{layer.kernel}:{layer.c_out}"
+    if isinstance(layer, MaxPool2D):
+        return "pool2x2"
+    return f"dense:{layer.n_out}"
 
 
 def load(path=BASELINES):

@@ -19,6 +19,10 @@ from .train import Standardizer, TrainConfig, train
 
 CALIBRATION_IMAGES = 5000
 DEFAULT_OUT = Path("out")
+ARCHS = {"mlp": TrainConfig, "cnn": CNNConfig}   # the architectures, by name, with their defaults
+# The models the project trains, checks and runs on the hardware: name -> (architecture, dataset),
+# each with its architecture's default configuration.
+MODELS = {"mlp": ("mlp", "fashion-mnist"), "cnn": ("cnn", "fashion-mnist"), "cnn-mnist": ("cnn", "mnist")}
 
 
 @dataclass

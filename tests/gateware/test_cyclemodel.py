@@ -38,12 +38,12 @@ def test_narrow_layers_wait_for_the_shadow_bank():
 
 
 def test_conv_is_mac_or_drain_bound():
-    """One tile: a window of n inputs and c channels costs max(n, c) per position."""
+    """One tile: a position costs F n MAC cycles, plus c - n drain cycles if c > n."""
     lanes, fixed = 64, cyclemodel.LOAD_CYCLES + cyclemodel.MAC_LATENCY + cyclemodel.DRAIN_LATENCY + 1
     mac_bound = S(16, 13, 13, 2, 32, pool=True)           # n = 64 >= 32 channels
     assert cyclemodel.layer_cycles(mac_bound, lanes) == 4 * 36 * 64 + 32 + fixed
     drain_bound = S(1, 28, 28, 2, 16, pool=True)          # n = 4 < 16 channels
-    assert cyclemodel.layer_cycles(drain_bound, lanes) == 4 * 169 * 16 - 12 + 16 + fixed
+    assert cyclemodel.layer_cycles(drain_bound, lanes) == 169 * 4 * 4 + 168 * 12 + 16 + fixed
 
 
 def test_pool_computes_only_the_positions_it_keeps():

@@ -9,24 +9,24 @@ import pytest
 pytestmark = pytest.mark.board
 
 
-@pytest.fixture(scope="module")
-def loaded(accelerator, headline):
-    model, _ = headline
-    accelerator.load(model)
-    return model
+@pytest.fixture(scope="module", params=["mlp", "cnn"])
+def model_name(request):
+    """Both architectures on Fashion-MNIST (the MNIST CNN has the Fashion CNN's shape)."""
+    return request.param
 
 
-def test_single_image_round_trip(benchmark, accelerator, loaded, fashion):
+def test_single_image_round_trip(benchmark, accelerator, loaded):
     """Write one image, start, poll, read the logits, argmax and cycles: one host round trip."""
-    image = fashion.test[0][0]
+    image = loaded.data.test[0][0]
     out = benchmark(accelerator.infer, image)
-    assert out.argmax == int(loaded.logits(image[None])[0].argmax())
+    assert out.argmax == int(loaded.model.logits(image[None])[0].argmax())
 
 
-def test_batch_throughput(benchmark, firmware, loaded, fashion):
+def test_batch_throughput(benchmark, firmware, accelerator, loaded):
     """300 images through main RAM and the firmware's batch runner, results read back."""
-    images = fashion.test[0][:300]
-    r = benchmark.pedantic(firmware.accel_batch, args=(len(loaded.layers), loaded.n_out, images),
+    images = loaded.data.test[0][:300]
+    r = benchmark.pedantic(firmware.accel_batch,
+                           args=(accelerator.image.n_layers, loaded.model.n_out, images),
                            rounds=3, iterations=1)
     benchmark.extra_info["images_per_second"] = round(len(images) / benchmark.stats.stats.min, 1)
-    assert (r["prediction"] == loaded.predict(images)).all()
+    assert (r["prediction"] == loaded.model.predict(images)).all()
