@@ -182,6 +182,12 @@ class LayerShape:
         """MACs the hardware performs (pool-dropped odd rows/columns are skipped)."""
         return self.phases * self.plane * self.c_out * self.window
 
+    def __str__(self):
+        if (self.height, self.width, self.kernel) == (1, 1, 1):
+            return f"dense {self.c_in}->{self.c_out}"
+        return (f"conv {self.kernel}x{self.kernel} ({self.c_in},{self.height},{self.width})->{self.c_out}"
+                + (" + pool" if self.pool else ""))
+
     def weight_words(self, lanes):
         return tiles(self.c_out, lanes) * self.window
 

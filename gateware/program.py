@@ -77,6 +77,15 @@ def check_fits(model, cfg):
     return shapes
 
 
+def usage(model, cfg):
+    """How much of each accelerator memory the model takes, by AccelConfig field."""
+    shapes = check_fits(model, cfg)
+    return {"weight_words": sum(s.weight_words(cfg.lanes) for s in shapes),
+            "bias_entries": sum(s.c_out for s in shapes),
+            "act_bytes": max(max(s.n_in for s in shapes), max((s.n_out for s in shapes[:-1]), default=0)),
+            "max_layers": len(shapes)}
+
+
 def _words(data):
     """Little-endian 32-bit words of a byte array (length a multiple of 4)."""
     return np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), dtype="<u4").tolist()

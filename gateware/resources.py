@@ -137,6 +137,8 @@ def add_arguments(p):
     p.add_argument("--device", choices=sorted(DEVICES), default="xc7a35t",
                    help="the device the SoC must fit (default: the Arty A7-35's)")
     p.add_argument("--out", default=str(DEFAULT_DIR), help="work directory")
+    p.add_argument("--record", default="out/resources.json",
+                   help="where to record the estimate for 'nnhil report' ('' to skip)")
     p.add_argument("--lanes", type=int, default=AccelConfig.lanes)
     p.add_argument("--weight-words", type=int, default=AccelConfig.weight_words)
 
@@ -144,13 +146,23 @@ def add_arguments(p):
 def run(args):
     """Print the estimates; returns 1 if the SoC misses the device."""
     cfg = AccelConfig(lanes=args.lanes, weight_words=args.weight_words)
-    ok = True
+    ok, designs = True, {}
     for target in (["accelerator", "soc"] if args.target == "both" else [args.target]):
-        text, fits = report(f"{target} ({cfg})", estimate(target, cfg, args.out))
+        use = estimate(target, cfg, args.out)
+        text, fits = report(f"{target} ({cfg})", use)
         print(text)
+        designs["Arty SoC" if target == "soc" else "accelerator alone"] = {
+            "LUT": use["LUT"], "FF": use["FF"], "RAMB36": use["RAMB36"] + use["RAMB18"] / 2,
+            "DSP48E1": use["DSP48E1"]}
         if target == "soc" and args.device not in fits:
             print(f"the SoC does not fit the {args.device}")
             ok = False
+    if args.record:
+        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.record).write_text(json.dumps({"config": str(cfg), "device": args.device,
+                                                 "capacity": DEVICES[args.device], "designs": designs},
+                                                indent=1) + "\n")
+        print(f"recorded in {args.record} for 'nnhil report'")
     return 0 if ok else 1
 
 
@@ -194,8 +206,6 @@ def print_cycles(cfg=AccelConfig()):
         print(f"{arch}: {cycles} cycles per inference on {cfg.lanes} lanes, "
               f"{cyclemodel.hardware_macs(model, cfg)} MACs, {cyclemodel.macs_per_cycle(model, cfg):.1f} MACs/cycle")
         for s in shapes:
-            kind = (f"conv {s.kernel}x{s.kernel} ({s.c_in},{s.height},{s.width})->{s.c_out}"
-                    f"{' + pool' if s.pool else ''}" if s.kernel > 1 or s.height > 1 else f"dense {s.n_in}->{s.c_out}")
             c = cyclemodel.layer_cycles(s, cfg.lanes)
-            print(f"  {kind:38s} {c:7d} cycles  {s.macs / c:5.1f} MACs/cycle")
+            print(f"  {str(s):38s} {c:7d} cycles  {s.macs / c:5.1f} MACs/cycle")
     return out

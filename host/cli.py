@@ -134,10 +134,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnhil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train an MLP in NumPy, quantize it, report test accuracy, plot")
+    p = sub.add_parser("train", help="train an MLP or a CNN in NumPy, quantize it, report test accuracy, plot")
     _add_data_args(p)
     _add_train_args(p)
-    p.add_argument("--out", help="output folder (default out/<dataset>-mlp<layers>-<config hash>)")
+    p.add_argument("--out", help="output folder (default out/<dataset>-<architecture>-<config hash>)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quantize", help="quantize a float model file to the integer format")
@@ -151,12 +151,12 @@ def main(argv=None):
     _add_data_args(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="the main job: train or reuse the headline model, run it on the SoC, report")
+    p = sub.add_parser("demo", help="the main job: train or reuse a model (--model mlp|cnn), run it on the SoC, report")
     from . import demo
     demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("report", help="plot the latency and accuracy history of the demo runs")
+    p = sub.add_parser("report", help="the models side by side, latency and accuracy history of the runs")
     p.add_argument("--out", default="out/report", help="output folder (default out/report)")
     p.set_defaults(func=cmd_report)
 
@@ -170,7 +170,7 @@ def main(argv=None):
     resources.add_arguments(p)
     p.set_defaults(func=cmd_resources)
 
-    p = sub.add_parser("cycles", help="cycles per inference of the headline 784-128-10 model")
+    p = sub.add_parser("cycles", help="cycles per inference of the default MLP and CNN, layer by layer")
     p.add_argument("--lanes", type=int, default=64)
     p.set_defaults(func=cmd_cycles)
 

@@ -1,9 +1,10 @@
-"""The main job: the headline model trained (or reused), run on the SoC, checked and reported.
+"""The main job: a model trained (or reused), run on the SoC, checked and reported.
 
-Trains or reuses the cached headline model, builds or reuses the sim SoC (or opens a
-board), loads the weights over the bridge, runs the test images through the accelerator
-(batched by the firmware from main RAM), and prints on-board accuracy, bit-exact agreement
-with the integer reference model, cycles per inference and the speedup over the CPU.
+Trains or reuses the cached model (the MLP by default, or the CNN, on Fashion-MNIST or
+MNIST), builds or reuses the sim SoC (or opens a board), loads the weights over the
+bridge, runs the test images through the accelerator (batched by the firmware from main
+RAM), and prints on-board accuracy, bit-exact agreement with the integer reference model,
+cycles per inference and the speedup over the CPU.
 """
 import contextlib
 import json
@@ -12,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateware import cyclemodel, layout, sim as simbuild
-from training import modelfile, plots, workflow
-from training.train import TrainConfig
+from gateware import cyclemodel, layout, program, sim as simbuild
+from training import datasets, modelfile, plots, workflow
 
 from . import board, history
 from .bridge import Bridge
@@ -23,10 +23,13 @@ from .firmware import Firmware, build_firmware
 from .simulator import Simulator
 
 CLOCK_HZ = 100e6              # the Arty SoC's clock, for converting cycles to time
-CPU_IMAGES = 2                # the CPU takes about a million cycles per image
+CPU_IMAGES = 2                # the CPU takes millions of cycles per image
 
 
 def add_arguments(p):
+    p.add_argument("--model", choices=sorted(workflow.ARCHS), default="mlp",
+                   help="the architecture, in its default configuration (default: mlp)")
+    p.add_argument("--dataset", choices=sorted(datasets.DATASETS), default="fashion-mnist")
     p.add_argument("--data-dir", help="folder with the gzip IDX files")
     p.add_argument("--images", type=int, default=10_000, help="test images to run (default: all)")
     p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
@@ -54,8 +57,9 @@ def _target(args, log):
 
 
 def run(args, log=print):
-    data = workflow.load_data("fashion-mnist", args.data_dir)
-    model, out_dir = workflow.ensure_model(TrainConfig(), data, log=log)
+    data = workflow.load_data(args.dataset, args.data_dir)
+    cfg = workflow.ARCHS[args.model]()
+    model, out_dir = workflow.ensure_model(cfg, data, log=log)
     images, labels = data.test[0][:args.images], data.test[1][:args.images]
     ref = model.logits(images)
     fmodel, standardizer, _ = modelfile.load_float(out_dir / "float.npz")
@@ -66,12 +70,11 @@ def run(args, log=print):
         t0 = time.perf_counter()
         accel.load(model)
         load_s = time.perf_counter() - t0
-        log(f"loaded {sum(l.weights.size for l in model.layers)} weights over the bridge and read "
-            f"them back in {load_s:.2f} s")
+        log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s")
         fw = Firmware(bridge, build_firmware(build_dir))
         fw.boot()
         t0 = time.perf_counter()
-        r = fw.accel_batch(len(model.layers), model.n_out, images,
+        r = fw.accel_batch(accel.image.n_layers, model.n_out, images,
                            progress=lambda done, total: log(f"  {done}/{total} images"))
         batch_s = time.perf_counter() - t0
         cpu = fw.cpu_infer(model, images[:CPU_IMAGES])
@@ -82,14 +85,18 @@ def run(args, log=print):
     batch_cycles = int(np.median(r["cpu_cycles"]))
     cpu_cycles = int(np.median(cpu["cpu_cycles"]))
     board_acc = float((r["prediction"] == labels).mean())
+    usage = program.usage(model, accel.config)
     summary = {
-        "target": args.board or "sim", "images": len(labels), "model_hash": model.hash,
+        "target": args.board or "sim", "model": args.model, "dataset": data.name,
+        "arch": workflow.arch_name(cfg), "images": len(labels), "model_hash": model.hash,
         "float_test_accuracy": float_acc,
         "software_int_accuracy": float((ref.argmax(1) == labels).mean()),
         "board_accuracy": board_acc, "bit_exact_images": int(exact.sum()),
         "accelerator_cycles": accel_cycles,
         "model_cycles": cyclemodel.cycles(model, accel.config),
-        "macs_per_cycle": round(model.macs / accel_cycles, 1),
+        "macs": cyclemodel.hardware_macs(model, accel.config),
+        "macs_per_cycle": round(cyclemodel.hardware_macs(model, accel.config) / accel_cycles, 1),
+        **{f"{k}_used": v for k, v in usage.items()},
         "batch_cycles_per_image": batch_cycles, "cpu_cycles_per_inference": cpu_cycles,
         "cpu_bit_exact": bool(cpu_exact),
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
@@ -104,7 +111,7 @@ def run(args, log=print):
 
     us = 1e6 / CLOCK_HZ
     log("")
-    log(f"model            784-128-10 MLP, {model.macs} MACs, hash {model.hash[:12]}")
+    log(f"model            {summary['arch']} on {data.name}, {summary['macs']} MACs, hash {model.hash[:12]}")
     log(f"accuracy         on-board {board_acc:.4f}  software integer {summary['software_int_accuracy']:.4f}  "
         f"float {summary['float_test_accuracy']:.4f}  ({len(labels)} test images)")
     log(f"bit-exact        {int(exact.sum())}/{len(labels)} images: logits and argmax equal the integer "
@@ -115,7 +122,8 @@ def run(args, log=print):
     log(f"CPU (VexRiscv)   {cpu_cycles} cycles per inference ({cpu_cycles * us / 1000:.2f} ms)")
     log(f"speedup          {summary['speedup_accelerator']}x (accelerator), "
         f"{summary['speedup_with_driver']}x (with the driver)")
-    log(f"weight load      {load_s:.2f} s over the bridge, verified by read-back")
+    log(f"weight load      {load_s:.2f} s over the bridge, verified by read-back; uses "
+        + ", ".join(f"{v}/{getattr(accel.config, k)} {k.replace('_', ' ')}" for k, v in usage.items()))
     log(f"report           {out_dir}/ (board.json, board_confusion.png, curves.png, samples.png); "
         f"history in {history.HISTORY}, plotted by 'nnhil report'")
     ok = exact.all() and cpu_exact and accel_cycles == summary["model_cycles"]

@@ -24,7 +24,7 @@ def key(model, cfg):
 
 def _describe(layer):
     if isinstance(layer, Conv2D):
-        return f"conv{layer.kernel}x{layer.kernel}:{layer.c_out}"
+        return f"conv{layer.kernel}x{layer.kernel}:{'x'.join(map(str, layer.in_shape))}->{layer.c_out}"
     if isinstance(layer, MaxPool2D):
         return "pool2x2"
     return f"dense:{layer.n_out}"

@@ -1,4 +1,10 @@
-"""``nnhil report``: latency and accuracy history as PNG plots and a short Markdown report."""
+"""``nnhil report``: the models side by side, latency and accuracy history, as PNG and Markdown.
+
+Reads the run history (``out/history.jsonl``) and, if ``nnhil resources`` has run, its
+estimate (``out/resources.json``). Each model (architecture and dataset) gets its own
+series and its own column: the latest demo run of it.
+"""
+import json
 from pathlib import Path
 
 import matplotlib
@@ -8,50 +14,99 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from . import history  # noqa: E402
 
+RESOURCES = history.REPO / "out" / "resources.json"
 LATENCY = (("accelerator_cycles", "accelerator cycles / inference"),
            ("batch_cycles_per_image", "cycles / image with the driver"),
            ("cpu_cycles_per_inference", "CPU cycles / inference"))
 ACCURACY = (("board_accuracy", "on-board"), ("software_int_accuracy", "software integer"),
             ("float_test_accuracy", "float"))
+# the side-by-side table: (record key, row label)
+TABLE = (("arch", "architecture"), ("images", "test images"), ("float_test_accuracy", "float accuracy"),
+         ("software_int_accuracy", "integer accuracy"), ("board_accuracy", "on-board accuracy"),
+         ("bit_exact_images", "bit-exact images"), ("macs", "MACs / inference"),
+         ("accelerator_cycles", "accelerator cycles"), ("macs_per_cycle", "MACs / cycle"),
+         ("batch_cycles_per_image", "cycles / image with the driver"),
+         ("cpu_cycles_per_inference", "CPU cycles / inference"),
+         ("speedup_accelerator", "speedup (accelerator)"), ("speedup_with_driver", "speedup (with driver)"),
+         ("weight_words_used", "weight words used"), ("bias_entries_used", "bias entries used"),
+         ("act_bytes_used", "activation bytes used"), ("max_layers_used", "program layers"))
 
 
-def _series(records, key):
-    pts = [(i, r[key]) for i, r in enumerate(records) if r.get(key) is not None]
-    return [p[0] for p in pts], [p[1] for p in pts]
+def model_of(record):
+    """'mlp on fashion-mnist': records from before the CNN have no model field."""
+    return f"{record.get('model', 'mlp')} on {record.get('dataset', 'fashion-mnist')}"
 
 
 def plot_history(records, path):
+    models = sorted({model_of(r) for r in records})
     fig, axes = plt.subplots(1, len(LATENCY) + 1, figsize=(16, 3.8))
     for ax, (key, title) in zip(axes, LATENCY):
-        x, y = _series(records, key)
-        ax.plot(x, y, "o-")
+        for m in models:
+            pts = [(i, r[key]) for i, r in enumerate(records) if model_of(r) == m and r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), "o-", label=m)
+        ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("run")
+    axes[0].legend(fontsize="small")
     ax = axes[-1]
-    for key, label in ACCURACY:
-        x, y = _series(records, key)
-        ax.plot(x, y, "o-", label=label)
+    for m in models:
+        for key, label in ACCURACY:
+            pts = [(i, r[key]) for i, r in enumerate(records) if model_of(r) == m and r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), "o-", label=f"{m}: {label}")
     ax.set_title("test accuracy")
     ax.set_xlabel("run")
-    ax.legend()
+    ax.legend(fontsize="x-small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def write(out_dir, path=history.HISTORY):
+def side_by_side(records):
+    """Markdown table of the latest demo run of each model."""
+    latest = {}
+    for r in records:
+        if r.get("kind") == "demo":
+            latest[model_of(r)] = r
+    if not latest:
+        return ["No demo run yet: run `nnhil demo` (and `nnhil demo --model cnn`)."]
+    cols = sorted(latest)
+    lines = ["| | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+    for key, label in TABLE:
+        cells = [latest[c].get(key, "") for c in cols]
+        cells = [f"{v:.4f}" if isinstance(v, float) and v < 1 else str(v) for v in cells]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def resources_table(path=RESOURCES):
+    path = Path(path)
+    if not path.exists():
+        return ["No resource estimate yet: run `nnhil resources` (Yosys, a few minutes)."]
+    est = json.loads(path.read_text())
+    cells = sorted({c for counts in est["designs"].values() for c in counts})
+    lines = [f"Yosys `synth_xilinx` estimate, {est['config']}; one accelerator runs every model.", "",
+             "| design | " + " | ".join(cells) + " |", "| --- |" + " --- |" * len(cells)]
+    for name, counts in est["designs"].items():
+        lines.append(f"| {name} | " + " | ".join(str(counts.get(c, "")) for c in cells) + " |")
+    lines.append(f"| {est['device']} | " + " | ".join(str(est["capacity"].get(c, "")) for c in cells) + " |")
+    return lines
+
+
+def write(out_dir, path=history.HISTORY, resources=RESOURCES):
     records = history.read(path)
     if not records:
         raise RuntimeError(f"no runs in {path}: run 'nnhil demo' or the test suite first")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_history(records, out_dir / "history.png")
-    last = records[-1]
-    rows = "\n".join(f"| {k} | {last[k]} |" for k in sorted(last) if k not in ("kind",))
-    lines = ["# nnhil report", "", f"{len(records)} runs in `{path}`; the latest ({last['kind']}):", "",
-             "| figure | value |", "| --- | --- |", rows, "",
-             "![latency and accuracy history](history.png)", ""]
-    if last.get("confusion_png"):
-        lines += [f"![on-board confusion matrix]({Path(last['confusion_png']).resolve()})", ""]
-    (out_dir / "report.md").write_text("\n".join(lines))
+    lines = ["# nnhil report", "", f"{len(records)} runs in `{path}`.", "",
+             "## Models side by side (latest demo run of each)", "", *side_by_side(records), "",
+             "## FPGA resources", "", *resources_table(resources), "",
+             "## History", "", "![latency and accuracy history](history.png)", ""]
+    for r in records:
+        if r.get("kind") == "demo" and r.get("confusion_png"):
+            lines += [f"![{model_of(r)} on-board confusion matrix]({Path(r['confusion_png']).resolve()})"]
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     return out_dir / "report.md"

@@ -273,6 +273,10 @@ class IntModel:
     def macs(self):
         return sum(layer.macs for layer in self.layers)
 
+    @property
+    def weight_count(self):
+        return sum(layer.weights.size for layer in self.layers if hasattr(layer, "weights"))
+
     def activations(self, images):
         """Every layer's output for uint8 images [N, ...]: the last entry is the logits.
 

@@ -1,4 +1,6 @@
 """Run history and the report built from it."""
+import json
+
 import pytest
 
 from host import history, report
@@ -19,15 +21,33 @@ def test_append_keeps_every_run_in_order(tmp_path):
     assert all(r["kind"] == "demo" and r["time"] and r["commit"] for r in runs)
 
 
-def test_report_plots_and_summarises_the_latest_run(tmp_path):
+def test_report_shows_the_models_side_by_side(tmp_path):
     path = tmp_path / "h.jsonl"
     for i, acc in enumerate((0.89, 0.895, 0.8964)):
-        history.append("demo", _run(acc, 1806 - i), path)
-    md = report.write(tmp_path / "report", path)
-    text = md.read_text()
-    assert "3 runs" in text and "| accelerator_cycles | 1804 |" in text
+        history.append("demo", _run(acc, 1806 - i), path)           # an old record: no model field
+    history.append("demo", {**_run(0.9178, 15372), "model": "cnn", "dataset": "fashion-mnist",
+                            "macs_per_cycle": 26.8}, path)
+    history.append("pytest", {**_run(0.5, 1), "model": "cnn", "dataset": "mnist"}, path)
+    resources = tmp_path / "resources.json"
+    resources.write_text(json.dumps({"config": "AccelConfig()", "device": "xc7a35t",
+                                     "capacity": {"LUT": 20800, "RAMB36": 50},
+                                     "designs": {"Arty SoC": {"LUT": 12000, "RAMB36": 49.5}}}))
+    text = report.write(tmp_path / "report", path, resources).read_text()
+    assert "5 runs" in text
+    assert "| | cnn on fashion-mnist | mlp on fashion-mnist |" in text
+    assert "| accelerator cycles | 15372 | 1804 |" in text           # the latest demo of each
+    assert "| on-board accuracy | 0.9178 | 0.8964 |" in text
+    assert "cnn on mnist" not in text.split("## FPGA")[0]             # a pytest run is not a demo
+    assert "| Arty SoC | 12000 | 49.5 |" in text and "| xc7a35t | 20800 | 50 |" in text
     png = (tmp_path / "report" / "history.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_report_says_how_to_get_missing_parts(tmp_path):
+    path = tmp_path / "h.jsonl"
+    history.append("pytest", _run(0.9, 1806), path)
+    text = report.write(tmp_path / "report", path, tmp_path / "absent.json").read_text()
+    assert "run `nnhil demo`" in text and "run `nnhil resources`" in text
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):

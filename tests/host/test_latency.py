@@ -1,4 +1,6 @@
 """Latency baselines: exact accelerator cycles, tolerant CPU cycles, readable diffs."""
+import pytest
+
 from gateware import resources
 from gateware.layout import AccelConfig
 from host import latency
@@ -39,11 +41,15 @@ def test_update_then_compare_round_trip(tmp_path):
 
 def test_key_names_shape_and_configuration():
     k = latency.key(resources.headline_model(), AccelConfig())
-    assert k.startswith("mlp 784-128-10 on lanes=64,weight_words=2048")
+    assert k.startswith("784 -> dense:128 dense:10 on lanes=64,weight_words=2048")
+    k = latency.key(resources.headline_model("cnn"), AccelConfig())
+    assert k.startswith("784 -> conv2x2:1x28x28->16 pool2x2 conv2x2:16x13x13->32 pool2x2 dense:64 dense:10 "
+                        "on lanes=64")
 
 
-def test_committed_baseline_matches_the_cycle_model():
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_committed_baseline_matches_the_cycle_model(arch):
     """The exact baseline in the repository agrees with the analytic model of the design."""
     from gateware import cyclemodel
-    model, cfg = resources.headline_model(), AccelConfig()
+    model, cfg = resources.headline_model(arch), AccelConfig()
     assert latency.load()[latency.key(model, cfg)]["accelerator_cycles"] == cyclemodel.cycles(model, cfg)

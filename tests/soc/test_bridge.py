@@ -113,7 +113,8 @@ def test_board_code_path_on_the_sim_pty(sim, sim_build):
     """The HIL suite with --board arty against the sim behind a pty: the /dev/ttyUSB1 code path."""
     with sim.pty() as tty:
         r = subprocess.run([sys.executable, "-m", "pytest", "tests/hil", "-q", "-p", "no:cacheprovider",
-                            "--board", "arty", "--port", tty, "--build-dir", str(sim_build.dir)],
+                            "--board", "arty", "--port", tty, "--build-dir", str(sim_build.dir),
+                            "--images", "100"],
                            capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2])
     summary = r.stdout.strip().splitlines()[-1]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
