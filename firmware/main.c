@@ -76,13 +76,21 @@ struct window {
 	uint32_t outer, outer_stride, inner, inner_stride, len;
 };
 
-static inline int32_t dot(const int8_t *w, const uint8_t *x, struct window win, int32_t acc)
+/* Not inlined: inside infer() the MAC loop would lose registers to spills (~30% slower).
+ * Every count is >= 1 (model_ok), hence the do-while. */
+static __attribute__((noinline)) int32_t dot(const int8_t *w, const uint8_t *x,
+					      const struct window *win, int32_t acc)
 {
-	for (uint32_t a = 0; a < win.outer; a++, x += win.outer_stride) {
-		const uint8_t *run = x;
-		for (uint32_t b = 0; b < win.inner; b++, run += win.inner_stride)
-			for (uint32_t i = 0; i < win.len; i++)
-				acc += *w++ * run[i];
+	uint32_t len = win->len, skip = win->inner_stride - len;
+
+	for (uint32_t a = win->outer; a; a--, x += win->outer_stride) {
+		const uint8_t *p = x;
+		for (uint32_t b = win->inner; b; b--, p += skip) {
+			const int8_t *end = w + len;
+			do
+				acc += *w++ * *p++;
+			while (w != end);
+		}
 	}
 	return acc;
 }
@@ -141,14 +149,14 @@ static uint32_t infer(const uint32_t *model, const uint8_t *x, int32_t *logits)
 		uint32_t W = d->width, k = d->kernel, plane = d->height * W, size = d->c_in * k * k;
 		uint32_t pool = d->flags & LAYER_FLAG_POOL, step = pool ? 2 : 1;
 		uint32_t oh = (d->height - k + 1) / step, ow = (W - k + 1) / step;
-		struct window win = {d->c_in, plane, k, W, k};
+		struct window win = {d->c_in, plane, k, W, k};     /* k rows of k per channel */
 		const int8_t *w = d->weights;
 		uint8_t *y = act[l & 1];
 
-		if (k == W && k == d->height)
-			win = (struct window){1, 0, 1, 0, size};
-		else if (k == W)
-			win = (struct window){d->c_in, plane, 1, 0, k * k};
+		if (k == W && k == d->height)                       /* whole input (dense) */
+			win = (struct window){1, 0, 1, size, size};
+		else if (k == W)                                    /* whole rows: k * k per channel */
+			win = (struct window){d->c_in, plane, 1, k * k, k * k};
 		for (uint32_t o = 0; o < d->c_out; o++, w += size) {
 			int32_t bias = d->bias[o];
 			uint32_t rq = d->requant[o];
@@ -156,17 +164,17 @@ static uint32_t infer(const uint32_t *model, const uint8_t *x, int32_t *logits)
 				const uint8_t *xp = x + r * step * W;
 				for (uint32_t c = 0; c < ow; c++, xp += step) {
 					if (pool) {
-						uint8_t m = requantize(dot(w, xp, win, bias), rq), v;
-						v = requantize(dot(w, xp + 1, win, bias), rq);
+						uint8_t m = requantize(dot(w, xp, &win, bias), rq), v;
+						v = requantize(dot(w, xp + 1, &win, bias), rq);
 						m = v > m ? v : m;
-						v = requantize(dot(w, xp + W, win, bias), rq);
+						v = requantize(dot(w, xp + W, &win, bias), rq);
 						m = v > m ? v : m;
-						v = requantize(dot(w, xp + W + 1, win, bias), rq);
+						v = requantize(dot(w, xp + W + 1, &win, bias), rq);
 						*y++ = v > m ? v : m;
 					} else if (d->flags & LAYER_FLAG_LOGITS) {
-						*logits++ = dot(w, xp, win, bias);
+						*logits++ = dot(w, xp, &win, bias);
 					} else {
-						*y++ = requantize(dot(w, xp, win, bias), rq);
+						*y++ = requantize(dot(w, xp, &win, bias), rq);
 					}
 				}
 			}

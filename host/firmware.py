@@ -53,6 +53,8 @@ LAYER_FIELDS = ("c_in", "height", "width", "kernel", "c_out", "flags",   # a CPU
 LAYER_WORDS = len(LAYER_FIELDS)
 LAYER_FLAGS = {"LAYER_FLAG_LOGITS": layout.FLAG_LOGITS,   # int32 logits: the last layer
                "LAYER_FLAG_POOL": layout.FLAG_POOL}       # 2x2/2 max-pool of the requantized output
+CPU_CYCLES_PER_MAC, CPU_CYCLES_PER_VALUE = 25, 250    # bounds for timeouts, see cpu_cycles_bound
+SIM_MIN_CYCLES_PER_S = 2e5                 # the sim's CPU runs ~1M cycles/s, slower on a loaded host
 RESULT_HEADER = ("prediction", "cpu_cycles", "accel_cycles")   # then n_out int32 logits
 BIOS_PROMPT = "\x1b[92;1mlitex\x1b[0m> "
 BOOT_MARKER = "Liftoff!"
@@ -109,15 +111,26 @@ def cpu_layers(model):
     except program.ModelDoesNotFit as e:
         raise FirmwareError(f"the firmware, like the accelerator, fuses each max-pool into the "
                             f"conv before it and cannot run this model: {e}") from None
-    for i, (s, layer) in enumerate(shapes[:-1]):
+    for s, layer in shapes[:-1]:
         if s.n_out > MAX_WIDTH:
             j = next(j for j, l in enumerate(model.layers) if l is layer)
             what = f"layer {j} ({type(layer).__name__}{' and the max-pool after it' if s.pool else ''})"
-            dims = " x ".join(str(d) for d in (s.c_out, *s.out_hw)) if s.height * s.width > 1 else str(s.c_out)
-            raise FirmwareError(f"{what} outputs {dims} = {s.n_out} activations, more than the "
+            dims = "" if s.plane == 1 else " x ".join(str(d) for d in (s.c_out, *s.out_hw)) + " = "
+            raise FirmwareError(f"{what} outputs {dims}{s.n_out} activations, more than the "
                                 f"{MAX_WIDTH} bytes of each hidden-activation buffer of the "
                                 f"firmware's CPU inference (MAX_WIDTH)")
     return shapes
+
+
+def cpu_cycles_bound(model):
+    """A generous bound on the CPU cycles of one inference, for timeouts.
+
+    Measured on the VexRiscv: ~11.5 cycles per MAC for dense layers, ~19 for 2x2 convs
+    (short contiguous runs), plus ~100 per conv value computed (call, requantization),
+    which dominates 1x1 convs over few channels. A pooled layer computes 4 values per output.
+    """
+    return sum(CPU_CYCLES_PER_MAC * s.macs + CPU_CYCLES_PER_VALUE * s.phases * s.n_out
+               for s, _ in cpu_layers(model))
 
 
 def pack_cpu_model(model, base):
@@ -237,9 +250,7 @@ class Firmware:
             raise FirmwareError(f"the images have {images.shape[1]} pixels, the model takes {model.n_in}")
         self.bridge.write_bytes(self.data, blob)
         img, stride, res, res_words = self._layout_batch(images, len(blob), model.n_out)
-        # ~12 cycles per MAC (model.macs counts every conv position, pooled ones included)
-        # at the sim's few 100k cycles/s, with a wide margin
-        timeout = timeout or 30 + len(images) * model.macs * 1e-4
+        timeout = timeout or 30 + len(images) * cpu_cycles_bound(model) / SIM_MIN_CYCLES_PER_S
         self.run(CMD_CPU_INFER, timeout, model=self.data, images=img, n_images=len(images),
                  image_stride=stride, results=res)
         return self._results(res, res_words, len(images))

@@ -39,8 +39,8 @@ A max-pool layer (2x2, stride 2) takes uint8 activations to uint8::
 giving ``(C, H // 2, W // 2)`` (an odd last row/column is dropped). The spec order is
 conv -> requantize/ReLU/saturate -> pool. Because requantization is monotonic
 non-decreasing within a channel (one ``mult >= 0`` and ``shift`` per channel), pooling
-the int32 accumulators first and requantizing the maximum gives the same bits, so the
-hardware may do either (pooling first requantizes 4x fewer values).
+the int32 accumulators first and requantizing the maximum gives the same bits; the
+accelerator does that (it requantizes 4x fewer values), the firmware follows the spec order.
 """
 import numpy as np
 
