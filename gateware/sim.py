@@ -185,12 +185,21 @@ def _compile_sim(gateware_dir, log):
     _stream(["bash", "-c", "\n".join(make)], gateware_dir, log, BUILD_TIMEOUT, "Verilator build")
 
 
+def _tools_on_path():
+    """LiteX finds meson and ninja (pip-installed beside this Python) on PATH: a venv's
+    tools are there only when it is activated, so put them there when it is not."""
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
 def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=BUILD_ROOT,
               jobs=2, log=print):
     """The sim model for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
     from litex.build.sim.config import SimConfig
     from litex.soc.integration.builder import Builder
 
+    _tools_on_path()
     key, digest = build_key("sim", cfg, main_ram_size=main_ram_size)
     result = SimBuild(Path(out_root) / f"sim-{digest}")
     with _locked(Path(out_root) / f"sim-{digest}.lock"):
@@ -228,6 +237,7 @@ def build_arty(cfg=layout.AccelConfig(), out_root=BUILD_ROOT, log=print):
     """The Arty A7-35 build of ``cfg`` (see gateware.arty) in ``build/arty-<hash>/``."""
     from . import arty
 
+    _tools_on_path()
     _, digest = build_key("arty", cfg)
     return arty.build(cfg, Path(out_root) / f"arty-{digest}", log)
 
