@@ -44,7 +44,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/nnhil demo
+	$(BIN)/nnhil demo --model all
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

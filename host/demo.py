@@ -7,6 +7,7 @@ RAM), and prints on-board accuracy, bit-exact agreement with the integer referen
 cycles per inference and the speedup over the CPU.
 """
 import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from gateware import cyclemodel, layout, program, sim as simbuild
 from training import datasets, modelfile, plots, workflow
 
-from . import board, history
+from . import board, history, report
 from .bridge import Bridge
 from .driver import AcceleratorDriver
 from .firmware import Firmware, build_firmware
@@ -27,15 +28,20 @@ CPU_IMAGES = 2                # the CPU takes millions of cycles per image
 
 
 def add_arguments(p):
-    p.add_argument("--model", choices=sorted(workflow.ARCHS), default="mlp",
-                   help="the architecture, in its default configuration (default: mlp)")
-    p.add_argument("--dataset", choices=sorted(datasets.DATASETS), default="fashion-mnist")
+    p.add_argument("--model", choices=sorted(workflow.ARCHS) + ["all"], default="mlp",
+                   help="the architecture, in its default configuration, or 'all': every model of "
+                        f"the project ({', '.join(workflow.MODELS)}) in one session (default: mlp)")
+    p.add_argument("--dataset", choices=sorted(datasets.DATASETS), default="fashion-mnist",
+                   help="the dataset of a single --model")
     p.add_argument("--data-dir", help="folder with the gzip IDX files")
     p.add_argument("--images", type=int, default=10_000, help="test images to run (default: all)")
     p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
     p.add_argument("--port", help="the board's serial port (default: find the Arty's FTDI)")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--build-dir", help="the board's build directory (default: the cached Arty build)")
+    p.add_argument("--out", default=str(history.HISTORY.parent),
+                   help="where the run goes: history.jsonl, board/<model>/ (board.json, on-board "
+                        "confusion matrix) and, for 'all', report/ (default: %(default)s)")
 
 
 @contextlib.contextmanager
@@ -57,28 +63,62 @@ def _target(args, log):
 
 
 def run(args, log=print):
-    data = workflow.load_data(args.dataset, args.data_dir)
-    cfg = workflow.ARCHS[args.model]()
-    model, out_dir = workflow.ensure_model(cfg, data, log=log)
-    images, labels = data.test[0][:args.images], data.test[1][:args.images]
-    ref = model.logits(images)
-    fmodel, standardizer, _ = modelfile.load_float(out_dir / "float.npz")
-    float_acc = float((fmodel.predict(standardizer(images)) == labels).mean())
-
+    """Every selected model through one SoC session; returns 0 if all are exact."""
+    selected = (list(workflow.MODELS.values()) if args.model == "all" else [(args.model, args.dataset)])
+    prepared = [_prepare(arch, dataset, args, log) for arch, dataset in selected]   # train first
+    ok = True
     with _target(args, log) as (bridge, build_dir):
         accel = AcceleratorDriver(bridge)
-        t0 = time.perf_counter()
-        accel.load(model)
-        load_s = time.perf_counter() - t0
-        log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s")
         fw = Firmware(bridge, build_firmware(build_dir))
         fw.boot()
-        t0 = time.perf_counter()
-        r = fw.accel_batch(accel.image.n_layers, model.n_out, images,
-                           progress=lambda done, total: log(f"  {done}/{total} images"))
-        batch_s = time.perf_counter() - t0
-        cpu = fw.cpu_infer(model, images[:CPU_IMAGES])
+        for p in prepared:
+            ok &= _run_model(p, accel, fw, args, log)
+    if len(prepared) > 1:
+        log("")
+        records = history.read(Path(args.out) / history.HISTORY.name)
+        log("\n".join(report.side_by_side(records)))
+        log(f"report           {report.write(Path(args.out) / 'report', Path(args.out) / history.HISTORY.name)}")
+    return 0 if ok else 1
 
+
+@dataclasses.dataclass
+class Job:
+    """One model to run: trained or cached, with its test images and their reference logits."""
+    arch: str
+    cfg: object               # its TrainConfig or CNNConfig
+    data: workflow.Data
+    model: object             # the quantized IntModel
+    out_dir: Path
+    images: np.ndarray
+    labels: np.ndarray
+    ref: np.ndarray           # int32 logits of the integer reference model
+    float_acc: float
+
+
+def _prepare(arch, dataset, args, log):
+    data = workflow.load_data(dataset, args.data_dir)
+    cfg = workflow.ARCHS[arch]()
+    model, out_dir = workflow.ensure_model(cfg, data, log=log)
+    images, labels = data.test[0][:args.images], data.test[1][:args.images]
+    fmodel, standardizer, _ = modelfile.load_float(out_dir / "float.npz")
+    float_acc = float((fmodel.predict(standardizer(images)) == labels).mean())
+    return Job(arch, cfg, data, model, out_dir, images, labels, model.logits(images), float_acc)
+
+
+def _run_model(job, accel, fw, args, log):
+    model, images, labels, ref, data = job.model, job.images, job.labels, job.ref, job.data
+    board_dir = Path(args.out) / "board" / f"{job.arch}-{data.name}"
+    board_dir.mkdir(parents=True, exist_ok=True)
+    log(f"{workflow.arch_name(job.cfg)} on {data.name}:")
+    t0 = time.perf_counter()
+    accel.load(model)
+    load_s = time.perf_counter() - t0
+    log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s")
+    t0 = time.perf_counter()
+    r = fw.accel_batch(accel.image.n_layers, model.n_out, images,
+                       progress=lambda done, total: log(f"  {done}/{total} images"))
+    batch_s = time.perf_counter() - t0
+    cpu = fw.cpu_infer(model, images[:CPU_IMAGES])
     exact = (r["logits"] == ref).all(axis=1)
     cpu_exact = (cpu["logits"] == ref[:CPU_IMAGES]).all()
     accel_cycles = int(np.median(r["accel_cycles"]))
@@ -87,9 +127,9 @@ def run(args, log=print):
     board_acc = float((r["prediction"] == labels).mean())
     usage = program.usage(model, accel.config)
     summary = {
-        "target": args.board or "sim", "model": args.model, "dataset": data.name,
-        "arch": workflow.arch_name(cfg), "images": len(labels), "model_hash": model.hash,
-        "float_test_accuracy": float_acc,
+        "target": args.board or "sim", "model": job.arch, "dataset": data.name,
+        "arch": workflow.arch_name(job.cfg), "images": len(labels), "model_hash": model.hash,
+        "float_test_accuracy": job.float_acc,
         "software_int_accuracy": float((ref.argmax(1) == labels).mean()),
         "board_accuracy": board_acc, "bit_exact_images": int(exact.sum()),
         "accelerator_cycles": accel_cycles,
@@ -104,10 +144,10 @@ def run(args, log=print):
         "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2),
     }
     cm = plots.confusion_matrix(labels, r["prediction"], len(data.classes))
-    plots.confusion(cm, data.classes, out_dir / "board_confusion.png", f"on-board ({summary['target']})")
-    summary["confusion_png"] = str(out_dir / "board_confusion.png")
-    (out_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
-    history.append("demo", summary)
+    plots.confusion(cm, data.classes, board_dir / "confusion.png", f"on-board ({summary['target']})")
+    summary["confusion_png"] = str(board_dir / "confusion.png")
+    (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
+    history.append("demo", summary, Path(args.out) / history.HISTORY.name)
 
     us = 1e6 / CLOCK_HZ
     log("")
@@ -124,7 +164,6 @@ def run(args, log=print):
         f"{summary['speedup_with_driver']}x (with the driver)")
     log(f"weight load      {load_s:.2f} s over the bridge, verified by read-back; uses "
         + ", ".join(f"{v}/{getattr(accel.config, k)} {k.replace('_', ' ')}" for k, v in usage.items()))
-    log(f"report           {out_dir}/ (board.json, board_confusion.png, curves.png, samples.png); "
-        f"history in {history.HISTORY}, plotted by 'nnhil report'")
-    ok = exact.all() and cpu_exact and accel_cycles == summary["model_cycles"]
-    return 0 if ok else 1
+    log(f"outputs          {board_dir}/ (board.json, confusion.png); training plots in {job.out_dir}/; "
+        f"history in {Path(args.out) / history.HISTORY.name}, plotted by 'nnhil report'")
+    return bool(exact.all() and cpu_exact and accel_cycles == summary["model_cycles"])

@@ -63,12 +63,14 @@ def plot_history(records, path):
     plt.close(fig)
 
 
+def latest_demos(records):
+    """{model: its latest demo record}."""
+    return {model_of(r): r for r in records if r.get("kind") == "demo"}
+
+
 def side_by_side(records):
     """Markdown table of the latest demo run of each model."""
-    latest = {}
-    for r in records:
-        if r.get("kind") == "demo":
-            latest[model_of(r)] = r
+    latest = latest_demos(records)
     if not latest:
         return ["No demo run yet: run `nnhil demo` (and `nnhil demo --model cnn`)."]
     cols = sorted(latest)
@@ -105,8 +107,8 @@ def write(out_dir, path=history.HISTORY, resources=RESOURCES):
              "## Models side by side (latest demo run of each)", "", *side_by_side(records), "",
              "## FPGA resources", "", *resources_table(resources), "",
              "## History", "", "![latency and accuracy history](history.png)", ""]
-    for r in records:
-        if r.get("kind") == "demo" and r.get("confusion_png"):
-            lines += [f"![{model_of(r)} on-board confusion matrix]({Path(r['confusion_png']).resolve()})"]
+    for model, r in sorted(latest_demos(records).items()):
+        if r.get("confusion_png"):
+            lines += [f"![{model} on-board confusion matrix]({Path(r['confusion_png']).resolve()})"]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     return out_dir / "report.md"

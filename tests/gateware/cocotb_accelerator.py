@@ -159,8 +159,9 @@ def conv(rng, in_shape, c_out, k, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, bias_sca
                   fx.OUTPUT_U8, in_shape)
 
 
-def cnn(rng, in_shape, blocks, classes, **kw):
-    """conv (-> pool) blocks given as (c_out, k, pool), then a dense layer to ``classes``."""
+def cnn(rng, in_shape, blocks, dense_sizes, **kw):
+    """conv (-> pool) blocks given as (c_out, k, pool), then dense layers of the given sizes
+    (an int: one dense layer to that many classes)."""
     layers, shape = [], tuple(in_shape)
     for c_out, k, pooled in blocks:
         layers.append(conv(rng, shape, c_out, k, **kw))
@@ -168,7 +169,9 @@ def cnn(rng, in_shape, blocks, classes, **kw):
         if pooled:
             layers.append(MaxPool2D(shape))
             shape = layers[-1].shape_out
-    layers.append(dense(rng, int(np.prod(shape)), classes, True, **kw))
+    sizes = [int(np.prod(shape))] + list(np.atleast_1d(dense_sizes))
+    layers += [dense(rng, int(a), int(b), i == len(sizes) - 2, **kw)
+               for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
     return IntModel(layers, input_shape=in_shape)
 
 
@@ -219,6 +222,24 @@ def random_sizes(rng, n_layers):
 
 def image_for(rng, model):
     return rng.integers(0, fx.ACT_MAX + 1, model.input_shape, dtype=np.int64).astype(np.uint8)
+
+
+EDGE_VALUES = [   # keyword arguments of dense, conv and cnn
+    dict(wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MIN),    # all weights -128
+    dict(wlo=fx.WEIGHT_MAX, whi=fx.WEIGHT_MAX),    # all 127
+    dict(wlo=fx.WEIGHT_MIN, whi=-1),               # all negative: ReLU clamps to 0
+    dict(gain=6),                                  # saturates at 255
+    dict(bias_scale=0),                            # zero bias
+]
+
+
+async def infer_extreme_images(host, rng, models):
+    """Load each model and run a random, an all-255 and an all-zero image."""
+    for model in models:
+        await host.load(model)
+        await host.infer(model, image_for(rng, model))
+        await host.infer(model, np.full(model.input_shape, fx.ACT_MAX, np.uint8))
+        await host.infer(model, np.zeros(model.input_shape, np.uint8))
 
 
 async def setup(dut):
@@ -276,17 +297,8 @@ async def edge_values(dut):
         random_model(rng, [1, 1, 1, 1][:CFG.max_layers + 1]),
         random_model(rng, [A, 1, min(P + 1, CFG.logit_words)]),
         random_model(rng, [P + 1, P - 1, P + 1, 2][:CFG.max_layers] + [CFG.logit_words]),
-        random_model(rng, [A, P, 3], wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MIN),    # all -128
-        random_model(rng, [A, P, 3], wlo=fx.WEIGHT_MAX, whi=fx.WEIGHT_MAX),    # all 127
-        random_model(rng, [A, P + 3, 5], wlo=fx.WEIGHT_MIN, whi=-1),           # ReLU clamps to 0
-        random_model(rng, [A, P + 3, 5], gain=6),                              # saturates at 255
-        random_model(rng, [A, P + 3, 5], bias_scale=0),                        # zero bias
-    ]
-    for model in cases:
-        await host.load(model)
-        await host.infer(model, image_for(rng, model))
-        await host.infer(model, np.full(model.input_shape, fx.ACT_MAX, np.uint8))
-        await host.infer(model, np.zeros(model.input_shape, np.uint8))
+    ] + [random_model(rng, [A, P + 3, 5], **kw) for kw in EDGE_VALUES]
+    await infer_extreme_images(host, rng, cases)
 
 
 @cocotb.test()
@@ -362,19 +374,7 @@ async def conv_edge_values(dut):
     """Conv at the int8 limits, all-negative weights (ReLU gives 0 before the pool), saturation
     at 255 inside the pool, zero bias, and black and white images."""
     host, rng = await setup(dut)
-    shape, blocks = (1, 5, 5), [(3, 2, True)]
-    cases = [
-        cnn(rng, shape, blocks, 3, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MIN),
-        cnn(rng, shape, blocks, 3, wlo=fx.WEIGHT_MAX, whi=fx.WEIGHT_MAX),
-        cnn(rng, shape, blocks, 3, wlo=fx.WEIGHT_MIN, whi=-1),
-        cnn(rng, shape, blocks, 3, gain=6),
-        cnn(rng, shape, blocks, 3, bias_scale=0),
-    ]
-    for model in cases:
-        await host.load(model)
-        await host.infer(model, image_for(rng, model))
-        await host.infer(model, np.full(model.input_shape, fx.ACT_MAX, np.uint8))
-        await host.infer(model, np.zeros(model.input_shape, np.uint8))
+    await infer_extreme_images(host, rng, [cnn(rng, (1, 5, 5), [(3, 2, True)], 3, **kw) for kw in EDGE_VALUES])
 
 
 @cocotb.test()
@@ -392,10 +392,7 @@ async def random_cnns(dut):
 async def cnn_headline_shape(dut):
     """The headline CNN's shape: 28x28, conv 2x2 (16) pool, conv 2x2 (32) pool, dense 64, dense 10."""
     host, rng = await setup(dut)
-    model = cnn(rng, (1, 28, 28), [(16, 2, True), (32, 2, True)], 64)
-    hidden = model.layers[-1]
-    model = IntModel(model.layers[:-1] + [dense(rng, hidden.n_in, 64, False), dense(rng, 64, 10, True)],
-                     input_shape=(1, 28, 28))
+    model = cnn(rng, (1, 28, 28), [(16, 2, True), (32, 2, True)], [64, 10])
     await host.load(model)
     await host.infer(model, image_for(rng, model))
 
