@@ -86,7 +86,7 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, target, reque
                 "cpu_cycles_per_inference": int(np.median(cpu[1]["cpu_cycles"]))}
     name = latency.key(loaded.model, accelerator.config)
     history.append("pytest", {**measured, "target": target.name, "images": len(labels),
-                              "model": loaded.name, "dataset": loaded.data.name,
+                              "model": MODELS[loaded.name][0], "dataset": loaded.data.name,
                               "model_hash": loaded.model.hash,
                               "board_accuracy": float((r["prediction"] == labels).mean())})
     if request.config.getoption("--update-baselines"):
