@@ -2,8 +2,13 @@
 import numpy as np
 import pytest
 
+import struct
+
 from gateware import resources
-from host.firmware import CMD_CPU_INFER, CTRL_CPU_RESET, FIRMWARE_MAX, Firmware, FirmwareError
+from host.firmware import (CMD_CPU_INFER, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, LAYER_WORDS,
+                           Firmware, FirmwareError, pack_cpu_model)
+from training import fixedpoint as fx
+from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 pytestmark = pytest.mark.board
 
@@ -16,6 +21,47 @@ def test_cpu_inference_of_random_weights_is_bit_exact(firmware, fashion):
     np.testing.assert_array_equal(r["logits"], model.logits(images))
     np.testing.assert_array_equal(r["prediction"], model.predict(images))
     assert (model.activations(images)[0] == 255).any()
+
+
+def odd_cnn(rng):
+    """Odd sizes everywhere: a 3x9x7 input, a 2x2 conv pooled with a row and a column dropped,
+    a 3x3 conv over 5 channels, then dense; random int8 weights saturate many outputs."""
+    w = lambda *shape: rng.integers(fx.WEIGHT_MIN, fx.WEIGHT_MAX + 1, shape).astype(np.int8)
+    rq = lambda n, shift: (rng.integers(-5000, 5000, n).astype(np.int32),
+                           rng.integers(1 << 15, 1 << 16, n).astype(np.uint16), np.full(n, shift, np.uint8))
+    c1 = Conv2D(w(5, 3, 2, 2), *rq(5, 18), fx.OUTPUT_U8, (3, 9, 7))          # -> (5, 8, 6)
+    p1 = MaxPool2D(c1.shape_out)                                               # -> (5, 4, 3)
+    c2 = Conv2D(w(7, 5, 3, 3), *rq(7, 19), fx.OUTPUT_U8, p1.shape_out)         # -> (7, 2, 1)
+    return IntModel([c1, p1, c2, Dense(w(4, 14), *rq(4, 1), fx.OUTPUT_I32)], input_shape=(3, 9, 7))
+
+
+@pytest.mark.parametrize("make", [lambda rng: resources.headline_model("cnn", rng), odd_cnn],
+                         ids=["headline-shape", "odd-sizes"])
+def test_cpu_inference_of_random_cnns_is_bit_exact(firmware, make):
+    rng = np.random.default_rng(3)
+    model = make(rng)
+    images = rng.integers(0, 256, (2,) + model.input_shape).astype(np.uint8)
+    images[1] = 255                                       # the brightest image saturates most
+    r = firmware.cpu_infer(model, images)
+    np.testing.assert_array_equal(r["logits"], model.logits(images))
+    hidden = np.concatenate([a.ravel() for a in model.activations(images)[:-1]])
+    assert (hidden == 255).any() and (hidden == 0).any()   # saturation and ReLU both exercised
+
+
+def test_cpu_model_the_firmware_cannot_run_is_refused(firmware):
+    """A record whose kernel is taller than its input: refused before anything runs."""
+    model = odd_cnn(np.random.default_rng(0))
+    blob = bytearray(pack_cpu_model(model, firmware.data))
+    field = 4 * (1 + LAYER_FIELDS.index("kernel"))       # the first record's kernel
+    struct.pack_into("<I", blob, field, 10)
+    firmware.bridge.write_bytes(firmware.data, bytes(blob))
+    img, stride, res, _ = firmware._layout_batch(np.zeros((1, model.n_in), np.uint8), len(blob), model.n_out)
+    with pytest.raises(FirmwareError, match="a model the firmware cannot run"):
+        firmware.run(CMD_CPU_INFER, 10, model=firmware.data, images=img, n_images=1,
+                     image_stride=stride, results=res)
+    assert LAYER_WORDS == len(LAYER_FIELDS)
+    r = firmware.cpu_infer(model, np.zeros((1,) + model.input_shape, np.uint8))   # still serving
+    np.testing.assert_array_equal(r["logits"], model.logits(np.zeros((1,) + model.input_shape, np.uint8)))
 
 
 def test_missing_and_oversized_firmware_are_refused(firmware, tmp_path):
