@@ -77,11 +77,12 @@ class MACArray(LiteXModule):
     Issue (cycle c: the sequencer addresses the weight and activation RAMs) -> RAM data
     (c+1) -> operand registers (c+2) -> product (c+3) -> accumulator (c+4): one DSP48E1
     per lane with its A/B, M and P registers. In the cycle after a window's last product is
-    accumulated, ``tile_done`` copies all lanes into a shadow bank, so the requantizer drains
-    one window while the lanes compute the next. With ``merge`` (the 2nd-4th conv position
-    of a 2x2 pool window) each lane keeps the larger of its shadow value and the new sum:
-    pooling the accumulators equals pooling the requantized outputs (fixedpoint), and costs
-    one requantization per pooled output instead of four.
+    accumulated, ``tile_done`` copies all lanes into a shadow bank. With ``merge`` (the
+    2nd-4th conv position of a 2x2 pool window) each lane keeps the larger of its shadow
+    value and the new sum: pooling the accumulators equals pooling the requantized outputs
+    (fixedpoint), and costs one requantization per pooled output instead of four. With
+    ``publish`` (the last window of an output position) the result also goes to the drain
+    bank, which the requantizer sweeps while the lanes compute the next position.
 
     A sum never wraps: its window has at most act_bytes < 2**16 inputs, so
     |sum| <= 255 * 128 * 65535 < 2**31, and the comparison is exact.
@@ -98,9 +99,10 @@ class MACArray(LiteXModule):
         self.weights  = Signal(8*lanes)
         self.act_word = Signal(32)
         # Outputs.
-        self.shadow    = Array(Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(lanes))
+        self.drain     = Array(Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(lanes))
         self.tile_done = Signal()      # the shadow bank is loaded at the end of this cycle
         self.merge     = Signal()      # with tile_done: keep max(shadow, sum) rather than the sum
+        self.publish   = Signal()      # with tile_done: load the drain bank too
         self.busy      = Signal()
         self.flush     = Signal()      # soft reset: drop everything in flight
 
@@ -128,18 +130,23 @@ class MACArray(LiteXModule):
             w    = Signal((fx.WEIGHT_BITS, True), reset_less=True)
             prod = Signal((fx.WEIGHT_BITS + fx.ACT_BITS + 1, True), reset_less=True)
             acc  = Signal((fx.ACC_BITS, True), reset_less=True)
+            shadow = Signal((fx.ACC_BITS, True), reset_less=True)
+            merged = Mux(self.merge & (shadow > acc), shadow, acc)
             self.sync += [
                 w.eq(self.weights[8*k:8*(k + 1)]),
                 prod.eq(w * x),
                 If(valid[2], acc.eq(Mux(first[2], 0, acc) + prod)),
-                If(last[3] & ~(self.merge & (self.shadow[k] > acc)), self.shadow[k].eq(acc)),
+                If(last[3],
+                    shadow.eq(merged),
+                    If(self.publish, self.drain[k].eq(merged)),
+                ),
             ]
 
 
 class Requantizer(LiteXModule):
-    """Drains one tile from the shadow bank, one lane per cycle, into the next layer's input.
+    """Drains one output position from the drain bank, one lane per cycle, into the next layer's input.
 
-    Per lane: shadow value and bias-RAM read -> acc + bias -> * mult (two stages, for the
+    Per lane: drain-bank value and bias-RAM read -> acc + bias -> * mult (two stages, for the
     DSP pipeline) -> + rounding -> ReLU and shift -> clamp and write. Lane k of a window
     is channel ``chan + k`` and goes to output index ``out + k * plane`` (channel-major).
     Hidden layers write uint8 results to the output activation buffer; the last layer writes
@@ -147,14 +154,14 @@ class Requantizer(LiteXModule):
     """
     LATENCY = cyclemodel.DRAIN_LATENCY   # sweep of a lane to its write
 
-    def __init__(self, cfg, shadow):
+    def __init__(self, cfg, bank):
         # Layer parameters, held by the sequencer during a layer.
         self.b_base = Signal(32)
         self.c_out  = Signal(DIM)
         self.plane  = Signal(DIM)      # output index stride between channels
         self.logits = Signal()
-        # The window in the shadow bank, valid with ``start``.
-        self.start     = Signal()      # the shadow bank holds a new window from the next cycle
+        # The position in the drain bank, valid with ``start``.
+        self.start     = Signal()      # the drain bank holds a new position from the next cycle
         self.tile_out  = Signal(DIM)   # output index of lane 0
         self.tile_chan = Signal(DIM)   # channel of lane 0
         self.flush  = Signal()
@@ -172,7 +179,7 @@ class Requantizer(LiteXModule):
         # # #
 
         lanes  = cfg.lanes
-        # Sweep: read shadow[k], channel c = tile_chan + k, output j = tile_out + k * plane.
+        # Sweep: read bank[k], channel c = tile_chan + k, output j = tile_out + k * plane.
         active = Signal()
         k      = Signal(max=lanes)
         j      = Signal(DIM)
@@ -205,8 +212,8 @@ class Requantizer(LiteXModule):
         shift_in = self.bias_dat[48:54]
         self.comb += bias.eq(self.bias_dat[:32])
         self.sync += [
-            # stage 1: shadow value; the bias RAM answers during stage 1.
-            acc.eq(shadow[k]),
+            # stage 1: drain-bank value; the bias RAM answers during stage 1.
+            acc.eq(bank[k]),
             # stage 2: acc + bias, latch mult, shift and the rounding constant.
             total[0].eq(acc + bias),
             mult.eq(self.bias_dat[32:48]),
@@ -252,8 +259,8 @@ class Accelerator(LiteXModule):
     four conv positions, max-pooled in the shadow bank) it issues the window's c_in k^2
     inputs, one per cycle, walking the input tensor with an address generator and the weight
     RAM in step. The requantizer drains an output position while the next one computes; a
-    position whose last window is shorter than its tile's lanes waits until the shadow bank
-    is free. A dense layer is the 1x1 conv over (n_in, 1, 1).
+    position of fewer MAC cycles than its tile has lanes waits until the drain bank is free.
+    A dense layer is the 1x1 conv over (n_in, 1, 1).
     """
     def __init__(self, cfg=layout.AccelConfig()):
         self.cfg = cfg
@@ -290,7 +297,7 @@ class Accelerator(LiteXModule):
         self.window = WishboneWindow(cfg, bus_ports)
         self.bus    = self.window.bus
         self.mac    = mac = MACArray(P)
-        self.requant = rq = Requantizer(cfg, mac.shadow)
+        self.requant = rq = Requantizer(cfg, mac.drain)
 
         # CSRs -------------------------------------------------------------------------------
         self.control = CSRStorage(fields=[
@@ -364,9 +371,10 @@ class Accelerator(LiteXModule):
         n_tiles  = Signal(DIM - lg_lanes + 1)
         v_last   = Signal(lg_lanes + 1)  # valid lanes of the last tile
         w_span   = Signal(DIM + DIM)
+        position = Mux(pool, window << 2, window)   # MAC cycles of one output position
         w_end    = Signal(34)          # explicit widths: Verilog would wrap the sums at 32 bits
         b_end    = Signal(33)
-        gap_full = Signal(lg_lanes + 1)  # idle cycles after a window so the shadow bank is free
+        gap_full = Signal(lg_lanes + 1)  # idle cycles after a position so the drain bank is free
         gap_last = Signal(lg_lanes + 1)
         prev_out = Signal(DIM + 2*G)
         is_last  = Signal()
@@ -466,11 +474,13 @@ class Accelerator(LiteXModule):
         )
 
         # The window's place, for the shadow bank and the requantizer when its sums are done.
-        phase_last = Signal()
         meta = Cat(out_base + pos, chan_base, pool & (q != 0), ~pool | (q == 3))
         delay = [Signal(len(meta), reset_less=True) for _ in range(MACArray.LATENCY)]
         self.sync += [delay[0].eq(meta)] + [delay[n].eq(delay[n - 1]) for n in range(1, len(delay))]
-        self.comb += Cat(rq.tile_out, rq.tile_chan, mac.merge, phase_last).eq(delay[-1])
+        self.comb += [
+            Cat(rq.tile_out, rq.tile_chan, mac.merge, mac.publish).eq(delay[-1]),
+            rq.start.eq(mac.tile_done & mac.publish),
+        ]
 
         fsm.act("IDLE",
             If(start,
@@ -521,8 +531,8 @@ class Accelerator(LiteXModule):
         fsm.act("SIZE3",
             NextValue(plane, out_h * out_w),
             NextValue(w_span, n_tiles * window[:DIM]),
-            NextValue(gap_full, Mux(window < P, P - window, 0)),
-            NextValue(gap_last, Mux(window < v_last, v_last - window, 0)),
+            NextValue(gap_full, Mux(position < P, P - position, 0)),
+            NextValue(gap_last, Mux(position < v_last, v_last - position, 0)),
             NextState("SIZE4"),
         )
         fsm.act("SIZE4",
@@ -590,7 +600,6 @@ class Accelerator(LiteXModule):
             mac.byte.eq(addr[:2]),
             mac.weights.eq(w_port.dat_r),
             mac.act_word.eq(Mux(in_buf, a_ports[1].dat_r, a_ports[0].dat_r)),
-            rq.start.eq(mac.tile_done & phase_last),
             b_port.adr.eq(rq.bias_adr),
             rq.bias_dat.eq(b_port.dat_r),
             l_port.adr.eq(rq.out_adr),

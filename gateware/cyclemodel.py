@@ -5,20 +5,20 @@ A run of L layers on P lanes takes, from the start pulse to done::
     1 + 7 L                              count check, then FETCH/LOAD/SIZE1-4/CHECK per layer
     + sum over layers of
         6                                FETCH, LOAD, SIZE1-4
-        + T N F n                        n = c_in k^2 MAC cycles per window, F = 4 windows per
-                                         output position with a 2x2 pool (else 1), N = plane
-                                         output positions per tile, T channel tiles
-        + (T - 1) N max(0, P - n)        after each position the requantizer sweeps the tile's
-        + (N - 1) max(0, v - n)          v valid lanes (P, or v = c_out - (T - 1) P in the last
-                                         tile) before the next window may reload the shadow bank
+        + T N m                          m = F n MAC cycles per output position: F = 4 windows
+                                         with a 2x2 pool (else 1) of n = c_in k^2 inputs; N =
+                                         plane output positions per tile, T channel tiles
+        + (T - 1) N max(0, P - m)        after each position the requantizer sweeps the tile's
+        + (N - 1) max(0, v - m)          v valid lanes (P, or v = c_out - (T - 1) P in the last
+                                         tile) before the next position may reload the drain bank
         + v + MAC_LATENCY + DRAIN_LATENCY + 1
                                          the last position drains
     + 1                                  FINISH
 
 A dense layer is one window per tile (N = F = 1, n = n_in), so it costs about T n_in +
-n_out mod P. A conv layer with c_out <= P costs about N (F n + max(0, c_out - n)): it is
-MAC-bound when a window has at least as many inputs as the layer has channels, else each
-position also waits for the drain (a pool's four windows share one drain). The
+n_out mod P. A conv layer with c_out <= P costs about N max(F n, c_out): it is MAC-bound
+when an output position has at least as many MAC cycles as the layer has channels, else
+drain-bound (a pool's four windows share one drain). The
 gateware takes its pipeline depths from here; the tests compare this model with the
 hardware counter exactly.
 """
@@ -34,9 +34,9 @@ def layer_cycles(shape, lanes):
     """Cycles of one layout.LayerShape."""
     t = layout.tiles(shape.c_out, lanes)
     last_valid = shape.c_out - (t - 1) * lanes
-    n, positions = shape.window, shape.plane
-    return (LOAD_CYCLES + t * positions * shape.phases * n
-            + (t - 1) * positions * max(0, lanes - n) + (positions - 1) * max(0, last_valid - n)
+    m, positions = shape.phases * shape.window, shape.plane
+    return (LOAD_CYCLES + t * positions * m
+            + (t - 1) * positions * max(0, lanes - m) + (positions - 1) * max(0, last_valid - m)
             + last_valid + MAC_LATENCY + DRAIN_LATENCY + 1)
 
 
