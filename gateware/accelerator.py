@@ -81,8 +81,10 @@ class MACArray(LiteXModule):
     2nd-4th conv position of a 2x2 pool window) each lane keeps the larger of its shadow
     value and the new sum: pooling the accumulators equals pooling the requantized outputs
     (fixedpoint), and costs one requantization per pooled output instead of four. With
-    ``publish`` (the last window of an output position) the result also goes to the drain
-    bank, which the requantizer sweeps while the lanes compute the next position.
+    ``publish`` (the last window of an output position) the shadow bank is copied into the
+    drain bank in the next cycle (``published``), and the requantizer sweeps the drain bank
+    while the lanes compute the next position. Both banks load with a clock enable only: no
+    data multiplexer in front of 2 x lanes x 32 flip-flops.
 
     A sum never wraps: its window has at most act_bytes < 2**16 inputs, so
     |sum| <= 255 * 128 * 65535 < 2**31, and the comparison is exact.
@@ -102,7 +104,8 @@ class MACArray(LiteXModule):
         self.drain     = Array(Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(lanes))
         self.tile_done = Signal()      # the shadow bank is loaded at the end of this cycle
         self.merge     = Signal()      # with tile_done: keep max(shadow, sum) rather than the sum
-        self.publish   = Signal()      # with tile_done: load the drain bank too
+        self.publish   = Signal()      # with tile_done: copy the result to the drain bank
+        self.published = Signal()      # the drain bank is loaded at the end of this cycle
         self.busy      = Signal()
         self.flush     = Signal()      # soft reset: drop everything in flight
 
@@ -117,11 +120,12 @@ class MACArray(LiteXModule):
             first.eq(Cat(self.first, first[:-1])),
             last.eq(Cat(self.last & self.valid, last[:-1])),
             byte.eq(self.byte),
-            If(self.flush, valid.eq(0), last.eq(0)),
+            self.published.eq(last[3] & self.publish),
+            If(self.flush, valid.eq(0), last.eq(0), self.published.eq(0)),
         ]
         self.comb += [
             self.tile_done.eq(last[3]),
-            self.busy.eq(valid != 0),
+            self.busy.eq((valid != 0) | self.published),
         ]
 
         x = Signal(fx.ACT_BITS, reset_less=True, name="act")
@@ -131,15 +135,12 @@ class MACArray(LiteXModule):
             prod = Signal((fx.WEIGHT_BITS + fx.ACT_BITS + 1, True), reset_less=True)
             acc  = Signal((fx.ACC_BITS, True), reset_less=True)
             shadow = Signal((fx.ACC_BITS, True), reset_less=True)
-            merged = Mux(self.merge & (shadow > acc), shadow, acc)
             self.sync += [
                 w.eq(self.weights[8*k:8*(k + 1)]),
                 prod.eq(w * x),
                 If(valid[2], acc.eq(Mux(first[2], 0, acc) + prod)),
-                If(last[3],
-                    shadow.eq(merged),
-                    If(self.publish, self.drain[k].eq(merged)),
-                ),
+                If(last[3] & ~(self.merge & (shadow > acc)), shadow.eq(acc)),
+                If(self.published, self.drain[k].eq(shadow)),
             ]
 
 
@@ -473,13 +474,19 @@ class Accelerator(LiteXModule):
             NextValue(chan_base, chan_base + P),
         )
 
-        # The window's place, for the shadow bank and the requantizer when its sums are done.
-        meta = Cat(out_base + pos, chan_base, pool & (q != 0), ~pool | (q == 3))
-        delay = [Signal(len(meta), reset_less=True) for _ in range(MACArray.LATENCY)]
+        # The window's place: for the shadow bank when its sums are done, and for the
+        # requantizer when they reach the drain bank, PUBLISH_LATENCY cycles later.
+        out_index = Signal(DIM)        # explicit width: a sum inside a Verilog concatenation
+        self.comb += out_index.eq(out_base + pos)   # is as wide as its widest operand, in Migen one more
+        meta = Cat(out_index, chan_base, pool & (q != 0), ~pool | (q == 3))
+        delay = [Signal(len(meta), reset_less=True)
+                 for _ in range(MACArray.LATENCY + cyclemodel.PUBLISH_LATENCY)]
         self.sync += [delay[0].eq(meta)] + [delay[n].eq(delay[n - 1]) for n in range(1, len(delay))]
+        at_done, at_drain = delay[MACArray.LATENCY - 1], delay[-1]
         self.comb += [
-            Cat(rq.tile_out, rq.tile_chan, mac.merge, mac.publish).eq(delay[-1]),
-            rq.start.eq(mac.tile_done & mac.publish),
+            Cat(mac.merge, mac.publish).eq(at_done[2*DIM:]),
+            Cat(rq.tile_out, rq.tile_chan).eq(at_drain[:2*DIM]),
+            rq.start.eq(mac.published),
         ]
 
         fsm.act("IDLE",

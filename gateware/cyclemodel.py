@@ -11,7 +11,7 @@ A run of L layers on P lanes takes, from the start pulse to done::
         + (T - 1) N max(0, P - m)        after each position the requantizer sweeps the tile's
         + (N - 1) max(0, v - m)          v valid lanes (P, or v = c_out - (T - 1) P in the last
                                          tile) before the next position may reload the drain bank
-        + v + MAC_LATENCY + DRAIN_LATENCY + 1
+        + v + MAC_LATENCY + PUBLISH_LATENCY + DRAIN_LATENCY + 1
                                          the last position drains
     + 1                                  FINISH
 
@@ -25,6 +25,7 @@ hardware counter exactly.
 from . import layout, program
 
 MAC_LATENCY = 4      # issue -> RAM data -> operands -> product -> accumulator
+PUBLISH_LATENCY = 1  # shadow bank -> drain bank
 DRAIN_LATENCY = 6    # sweep -> acc + bias -> product -> product -> rounded -> shifted -> write
 VALIDATE_CYCLES = 7  # per layer: FETCH, LOAD, SIZE1-4, CHECK
 LOAD_CYCLES = 6      # per layer when running: FETCH, LOAD, SIZE1-4
@@ -37,7 +38,7 @@ def layer_cycles(shape, lanes):
     m, positions = shape.phases * shape.window, shape.plane
     return (LOAD_CYCLES + t * positions * m
             + (t - 1) * positions * max(0, lanes - m) + (positions - 1) * max(0, last_valid - m)
-            + last_valid + MAC_LATENCY + DRAIN_LATENCY + 1)
+            + last_valid + MAC_LATENCY + PUBLISH_LATENCY + DRAIN_LATENCY + 1)
 
 
 def shape_cycles(shapes, lanes):

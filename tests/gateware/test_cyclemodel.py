@@ -39,7 +39,9 @@ def test_narrow_layers_wait_for_the_shadow_bank():
 
 def test_conv_is_mac_or_drain_bound():
     """One tile: a position costs max(F n, c) cycles: F n MAC cycles, or the drain of c lanes."""
-    lanes, fixed = 64, cyclemodel.LOAD_CYCLES + cyclemodel.MAC_LATENCY + cyclemodel.DRAIN_LATENCY + 1
+    lanes = 64
+    fixed = (cyclemodel.LOAD_CYCLES + cyclemodel.MAC_LATENCY + cyclemodel.PUBLISH_LATENCY
+             + cyclemodel.DRAIN_LATENCY + 1)
     mac_bound = S(16, 13, 13, 2, 32, pool=True)           # n = 64 >= 32 channels
     assert cyclemodel.layer_cycles(mac_bound, lanes) == 4 * 36 * 64 + 32 + fixed
     drain_bound = S(1, 28, 28, 2, 16, pool=True)          # n = 4 < 16 channels

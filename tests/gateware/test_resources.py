@@ -35,8 +35,9 @@ def test_accelerator_lanes_map_to_dsp(tmp_path):
     use = resources.estimate("accelerator", cfg, tmp_path)
     # one per lane, 3 for the requantizer's 32x16 product, 6 for the descriptor size checks
     assert cfg.lanes <= use["DSP48E1"] <= cfg.lanes + 10
-    # the accumulators live in the DSPs' P registers, not in fabric
-    assert use["FF"] < 2 * cfg.lanes * 32
+    # the shadow and drain banks take 2 x lanes x 32 flip-flops; the accumulators live in the
+    # DSPs' P registers, not in fabric (another lanes x 32 would cross the bound)
+    assert use["FF"] < 3 * cfg.lanes * 32
 
 
 @pytest.mark.slow
