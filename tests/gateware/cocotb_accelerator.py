@@ -233,6 +233,14 @@ EDGE_VALUES = [   # keyword arguments of dense, conv and cnn
 ]
 
 
+async def infer_twice(host, rng, models):
+    """Load each model and run two random images, back to back."""
+    for model in models:
+        await host.load(model)
+        for _ in range(2):
+            await host.infer(model, image_for(rng, model))
+
+
 async def infer_extreme_images(host, rng, models):
     """Load each model and run a random, an all-255 and an all-zero image."""
     for model in models:
@@ -266,11 +274,8 @@ async def identification(dut):
 async def random_models(dut):
     """Random shapes (1 to max_layers layers), two images each, back to back."""
     host, rng = await setup(dut)
-    for n_layers in [1, 2, 3, CFG.max_layers] + [int(rng.integers(1, CFG.max_layers + 1))]:
-        model = random_model(rng, random_sizes(rng, min(n_layers, CFG.max_layers)))
-        await host.load(model)
-        for _ in range(2):
-            await host.infer(model, image_for(rng, model))
+    counts = [1, 2, 3, CFG.max_layers, int(rng.integers(1, CFG.max_layers + 1))]
+    await infer_twice(host, rng, [random_model(rng, random_sizes(rng, min(n, CFG.max_layers))) for n in counts])
 
 
 @cocotb.test()
@@ -381,11 +386,7 @@ async def conv_edge_values(dut):
 async def random_cnns(dut):
     """Random conv/pool/dense programs, back to back, two images each."""
     host, rng = await setup(dut)
-    for _ in range(int(os.environ.get("NNHIL_SIM_CNNS", "4"))):
-        model = random_cnn(rng)
-        await host.load(model)
-        for _ in range(2):
-            await host.infer(model, image_for(rng, model))
+    await infer_twice(host, rng, [random_cnn(rng) for _ in range(int(os.environ.get("NNHIL_SIM_CNNS", "4")))])
 
 
 @cocotb.test()
