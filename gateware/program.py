@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training import fixedpoint as fx
 from training.intmodel import Conv2D, Dense, MaxPool2D
 
 from . import layout
@@ -47,23 +46,23 @@ def layer_shapes(model):
 
 
 def _needs(shapes, cfg):
-    """(what, needed, capacity) for every capacity the model uses."""
+    """(what, needed, capacity) for every capacity the model uses; a capacity given as a
+    string is that AccelConfig field."""
     last = shapes[-1]
-    geom = (1 << layout.GEOM_BITS) - 1
     return [
-        ("layers (a max-pool shares its conv's)", len(shapes), cfg.max_layers),
-        ("inputs of a layer (activation buffer bytes)", max(s.n_in for s in shapes), cfg.act_bytes),
+        ("layers (a max-pool shares its conv's)", len(shapes), "max_layers"),
+        ("inputs of a layer (activation buffer bytes)", max(s.n_in for s in shapes), "act_bytes"),
         ("outputs of a hidden layer (activation buffer bytes)",
-         max((s.n_out for s in shapes[:-1]), default=0), cfg.act_bytes),
-        ("logits", last.n_out, cfg.logit_words),
+         max((s.n_out for s in shapes[:-1]), default=0), "act_bytes"),
+        ("logits", last.n_out, "logit_words"),
         ("output positions of the last layer (it must be dense)", last.plane * last.phases, 1),
         (f"weight words ({cfg.lanes} int8 each)", sum(s.weight_words(cfg.lanes) for s in shapes),
-         cfg.weight_words),
-        ("bias entries", sum(s.c_out for s in shapes), cfg.bias_entries),
+         "weight_words"),
+        ("bias entries", sum(s.c_out for s in shapes), "bias_entries"),
         ("channels of a layer (descriptor field)", max(max(s.c_in, s.c_out) for s in shapes),
          (1 << layout.DIM_BITS) - 1),
         ("height, width or kernel of a layer (descriptor field)",
-         max(max(s.height, s.width, s.kernel) for s in shapes), geom),
+         max(max(s.height, s.width, s.kernel) for s in shapes), (1 << layout.GEOM_BITS) - 1),
     ]
 
 
@@ -71,7 +70,8 @@ def check_fits(model, cfg):
     """Raise ModelDoesNotFit naming every capacity the model exceeds, and by how much."""
     shapes = [s for s, _ in layer_shapes(model)]
     over = [f"{what}: needs {need}, the accelerator has {cap} ({need - cap} too many)"
-            for what, need, cap in _needs(shapes, cfg) if need > cap]
+            for what, need, cap in ((w, n, getattr(cfg, c) if isinstance(c, str) else c)
+                                    for w, n, c in _needs(shapes, cfg)) if need > cap]
     if over:
         raise ModelDoesNotFit(f"the model does not fit the accelerator ({cfg}):\n  " + "\n  ".join(over))
     return shapes
@@ -79,11 +79,11 @@ def check_fits(model, cfg):
 
 def usage(model, cfg):
     """How much of each accelerator memory the model takes, by AccelConfig field."""
-    shapes = check_fits(model, cfg)
-    return {"weight_words": sum(s.weight_words(cfg.lanes) for s in shapes),
-            "bias_entries": sum(s.c_out for s in shapes),
-            "act_bytes": max(max(s.n_in for s in shapes), max((s.n_out for s in shapes[:-1]), default=0)),
-            "max_layers": len(shapes)}
+    used = {}
+    for _, need, field in _needs(check_fits(model, cfg), cfg):
+        if isinstance(field, str):
+            used[field] = max(used.get(field, 0), need)
+    return used
 
 
 def _words(data):

@@ -21,12 +21,21 @@ CONV_CHUNK_ELEMENTS = 1 << 22    # bounds the float64 im2col buffer of Conv2D (3
 
 
 @dataclass
-class Dense:
-    weights: np.ndarray   # int8 [n_out, n_in]
-    bias: np.ndarray      # int32 [n_out]
-    mult: np.ndarray      # uint16 [n_out]
-    shift: np.ndarray     # uint8 [n_out]
+class _Requantized:
+    """What dense and conv layers share: int8 weights, then per-output requantization."""
+    weights: np.ndarray   # int8, output channel first
+    bias: np.ndarray      # int32 [outputs]
+    mult: np.ndarray      # uint16 [outputs]
+    shift: np.ndarray     # uint8 [outputs]
     output: str           # fx.OUTPUT_U8 (hidden) or fx.OUTPUT_I32 (logits)
+
+    def __call__(self, x):
+        return _output_stage(self, self.accumulate(x))
+
+
+@dataclass
+class Dense(_Requantized):
+    """weights int8 [n_out, n_in]; one bias, mult and shift per output."""
 
     @property
     def n_in(self):
@@ -53,9 +62,6 @@ class Dense:
             raise ValueError(f"layer {index} takes {self.n_in} inputs but the previous "
                              f"stage produces {expected}: the shapes do not chain")
         return (self.n_out,)
-
-    def __call__(self, x):
-        return _output_stage(self, self.accumulate(x))
 
     def validate(self, index):
         """Raise ValueError naming what is wrong with this layer."""
@@ -105,19 +111,14 @@ def _chain_chw(index, kind, in_shape, prev_shape):
 
 
 @dataclass
-class Conv2D:
+class Conv2D(_Requantized):
     """Valid (no padding), stride-1 convolution (cross-correlation), per output channel::
 
         acc[o, r, c] = bias[o] + sum_{i, ky, kx} weights[o, i, ky, kx] * x[i, r + ky, c + kx]
 
     then requantized with mult[o], shift[o] exactly like :class:`Dense`. A (C, H, W) input
-    gives (c_out, H - k + 1, W - k + 1).
+    gives (c_out, H - k + 1, W - k + 1). Weights are int8 [c_out, c_in, k, k].
     """
-    weights: np.ndarray   # int8 [c_out, c_in, k, k]
-    bias: np.ndarray      # int32 [c_out]
-    mult: np.ndarray      # uint16 [c_out]
-    shift: np.ndarray     # uint8 [c_out]
-    output: str           # fx.OUTPUT_U8 (hidden) or fx.OUTPUT_I32
     in_shape: tuple       # (C, H, W) of the input
 
     def __post_init__(self):
@@ -162,9 +163,6 @@ class Conv2D:
             acc = cols @ wm + self.bias
             out[s:s + step] = acc.reshape(-1, ho, wo, co).transpose(0, 3, 1, 2)
         return out
-
-    def __call__(self, x):
-        return _output_stage(self, self.accumulate(x))
 
     def out_shape(self, index, in_shape):
         _chain_chw(index, "conv2d", self.in_shape, in_shape)

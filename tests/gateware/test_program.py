@@ -67,6 +67,16 @@ def test_headline_fits_the_default_build():
     program.check_fits(model([784, 128, 10]), AccelConfig())
 
 
+def test_usage_of_each_memory():
+    assert program.usage(model([784, 128, 10]), AccelConfig()) == {
+        "max_layers": 2, "act_bytes": 784, "logit_words": 10, "weight_words": 2 * 784 + 128,
+        "bias_entries": 138}
+    m = conv_model()                                       # (2, 7, 6) -> conv 2x2 (5) + pool -> 3
+    assert program.usage(m, AccelConfig(lanes=4)) == {
+        "max_layers": 2, "act_bytes": 2 * 7 * 6, "logit_words": 3,
+        "weight_words": 2 * 8 + 30, "bias_entries": 5 + 3}
+
+
 @pytest.mark.parametrize("cfg, sizes, words", [
     (AccelConfig(max_layers=2), [4, 4, 4, 4], ["layers (a max-pool shares its conv's): needs 3, "
                                                "the accelerator has 2 (1 too many)"]),
