@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gateware import link
 from training import workflow
 
 DEFAULT_IMAGES = 300
@@ -25,7 +26,8 @@ def pytest_addoption(parser):
     group.addoption("--sim", action="store_true", help="run on the Verilator simulation (the default)")
     group.addoption("--board", choices=["arty"], help="run on a real board")
     group.addoption("--port", help="the board's serial port (default: find the Arty's FTDI UART)")
-    group.addoption("--baud", type=int, default=115200, help="baud rate of the board's UART")
+    group.addoption("--baud", type=int, default=link.BAUD,
+                    help="baud rate of the board's UART (default: the build's, %(default)s)")
     group.addoption("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
     group.addoption("--build-dir", help="build directory of what the board runs (csr.json, software)")
     group.addoption("--sim-fallback", action="store_true",
@@ -127,18 +129,18 @@ class Target:
     name: str                 # "sim", or the board's name
     build_dir: Path           # csr.json and the software headers of what runs there
     url: str = None           # a board's serial port
-    baud: int = 115200
+    baud: int = link.BAUD
     sim: object = None        # the Simulator, for the sim
 
     @property
     def csr_json(self):
         return self.build_dir / "csr.json"
 
-    def bridge(self, timeout=5.0):
+    def bridge(self):
         from host.bridge import Bridge
         if self.sim is not None:
-            return self.sim.bridge(timeout=timeout)
-        return Bridge(self.url, self.csr_json, timeout=timeout, baudrate=self.baud)
+            return self.sim.bridge()
+        return Bridge(self.url, self.csr_json, baudrate=self.baud)
 
 
 def _board_target(request, name):

@@ -204,6 +204,7 @@ static uint32_t cpu_infer(void)
 		rec[1] = t1 - t0;
 		rec[2] = 0;
 		rec += RESULT_HEADER + n_out;
+		mb[MB_IMAGES_DONE] = k + 1;     /* progress, polled by the host */
 	}
 	return STATUS_OK;
 }
@@ -240,6 +241,7 @@ static uint32_t accel_batch(void)
 		if ((status >> ACCEL_STATUS_ERROR_SHIFT) & ((1 << ACCEL_STATUS_ERROR_BITS) - 1))
 			return STATUS_ACCEL_ERROR;
 		rec += RESULT_HEADER + n_out;
+		mb[MB_IMAGES_DONE] = k + 1;     /* progress, polled by the host */
 	}
 	return STATUS_OK;
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateware import cyclemodel, layout, program, sim as simbuild
+from gateware import cyclemodel, layout, link, program, sim as simbuild
 from training import datasets, modelfile, plots, workflow
 
 from . import board, history, report
@@ -23,8 +23,8 @@ from .driver import AcceleratorDriver
 from .firmware import Firmware, build_firmware
 from .simulator import Simulator
 
-CLOCK_HZ = 100e6              # the Arty SoC's clock, for converting cycles to time
 CPU_IMAGES = 2                # the CPU takes millions of cycles per image
+PROGRESS_EVERY_S = 5          # a long batch reports how far it is at most this often
 
 
 def add_arguments(p):
@@ -37,7 +37,7 @@ def add_arguments(p):
     p.add_argument("--images", type=int, default=10_000, help="test images to run (default: all)")
     p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
     p.add_argument("--port", help="the board's serial port (default: find the Arty's FTDI)")
-    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--baud", type=int, default=link.BAUD, help="the board's link rate (default: %(default)s)")
     p.add_argument("--build-dir", help="the board's build directory (default: the cached Arty build)")
     p.add_argument("--out", default=str(history.HISTORY.parent),
                    help="where the run goes: history.jsonl, board/<model>/ (board.json, on-board "
@@ -105,6 +105,18 @@ def _prepare(arch, dataset, args, log):
     return Job(arch, cfg, data, model, out_dir, images, labels, model.logits(images), float_acc)
 
 
+def _progress(log):
+    """A progress(done, total) that logs at most every PROGRESS_EVERY_S, and the end."""
+    last = time.monotonic()
+
+    def progress(done, total):
+        nonlocal last
+        if done == total or time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            log(f"  {done}/{total} images")
+    return progress
+
+
 def _run_model(job, accel, fw, args, log):
     model, images, labels, ref, data = job.model, job.images, job.labels, job.ref, job.data
     board_dir = Path(args.out) / "board" / f"{job.arch}-{data.name}"
@@ -115,12 +127,12 @@ def _run_model(job, accel, fw, args, log):
     load_s = time.perf_counter() - t0
     log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s")
     t0 = time.perf_counter()
-    r = fw.accel_batch(accel.image.n_layers, model.n_out, images,
-                       progress=lambda done, total: log(f"  {done}/{total} images"))
+    r = fw.accel_batch(accel, images, progress=_progress(log))
     batch_s = time.perf_counter() - t0
     cpu = fw.cpu_infer(model, images[:CPU_IMAGES])
-    exact = (r["logits"] == ref).all(axis=1)
-    cpu_exact = (cpu["logits"] == ref[:CPU_IMAGES]).all()
+    exact = (r["logits"] == ref).all(axis=1) & (r["prediction"] == ref.argmax(1))
+    cpu_exact = bool((cpu["logits"] == ref[:CPU_IMAGES]).all()
+                     and (cpu["prediction"] == ref[:CPU_IMAGES].argmax(1)).all())
     accel_cycles = int(np.median(r["accel_cycles"]))
     batch_cycles = int(np.median(r["cpu_cycles"]))
     cpu_cycles = int(np.median(cpu["cpu_cycles"]))
@@ -143,20 +155,21 @@ def _run_model(job, accel, fw, args, log):
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
         "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2),
     }
+    np.savez_compressed(board_dir / "results.npz", **r)      # every image's on-board outputs
     cm = plots.confusion_matrix(labels, r["prediction"], len(data.classes))
     plots.confusion(cm, data.classes, board_dir / "confusion.png", f"on-board ({summary['target']})")
     summary["confusion_png"] = str(board_dir / "confusion.png")
     (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
     history.append("demo", summary, Path(args.out) / history.HISTORY.name)
 
-    us = 1e6 / CLOCK_HZ
+    us = 1e6 / link.CLOCK_HZ
     log("")
     log(f"model            {summary['arch']} on {data.name}, {summary['macs']} MACs, hash {model.hash[:12]}")
     log(f"accuracy         on-board {board_acc:.4f}  software integer {summary['software_int_accuracy']:.4f}  "
         f"float {summary['float_test_accuracy']:.4f}  ({len(labels)} test images)")
     log(f"bit-exact        {int(exact.sum())}/{len(labels)} images: logits and argmax equal the integer "
         f"reference model; CPU inference {'bit-exact' if cpu_exact else 'DIFFERS'}")
-    log(f"accelerator      {accel_cycles} cycles per inference ({accel_cycles * us:.2f} us at 100 MHz), "
+    log(f"accelerator      {accel_cycles} cycles per inference ({accel_cycles * us:.2f} us at {link.CLOCK_HZ / 1e6:g} MHz), "
         f"model {summary['model_cycles']}, {summary['macs_per_cycle']} MACs/cycle, {accel.config.lanes} lanes")
     log(f"with driver      {batch_cycles} cycles per image ({batch_cycles * us:.2f} us) through the firmware")
     log(f"CPU (VexRiscv)   {cpu_cycles} cycles per inference ({cpu_cycles * us / 1000:.2f} ms)")
@@ -164,6 +177,6 @@ def _run_model(job, accel, fw, args, log):
         f"{summary['speedup_with_driver']}x (with the driver)")
     log(f"weight load      {load_s:.2f} s over the bridge, verified by read-back; uses "
         + ", ".join(f"{v}/{getattr(accel.config, k)} {k.replace('_', ' ')}" for k, v in usage.items()))
-    log(f"outputs          {board_dir}/ (board.json, confusion.png); training plots in {job.out_dir}/; "
+    log(f"outputs          {board_dir}/ (board.json, results.npz, confusion.png); training plots in {job.out_dir}/; "
         f"history in {Path(args.out) / history.HISTORY.name}, plotted by 'nnhil report'")
     return bool(exact.all() and cpu_exact and accel_cycles == summary["model_cycles"])

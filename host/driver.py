@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from gateware import layout, program
+from gateware import cyclemodel, layout, program
 from training import fixedpoint as fx
 
 
@@ -39,10 +39,9 @@ class Inference:
 class AcceleratorDriver:
     """The accelerator named ``name`` in the SoC behind ``bridge`` (a host.bridge.Bridge)."""
 
-    def __init__(self, bridge, name="nnhil", timeout=2.0):
+    def __init__(self, bridge, name="nnhil"):
         self.bridge = bridge
         self.name = name
-        self.timeout = timeout
         try:
             self.base = bridge.csr.memories[name][0]
         except KeyError:
@@ -52,6 +51,7 @@ class AcceleratorDriver:
         self.config = self.identity.config
         self.model = None
         self.image = None           # the loaded model's program.Image (its n_layers for a batch)
+        self.model_cycles = 0       # what the cycle model says one inference of it takes
 
     def _csr(self, reg):
         return f"{self.name}_{reg}"
@@ -96,6 +96,7 @@ class AcceleratorDriver:
         if verify:
             self.verify(image)
         self.model, self.image = model, image
+        self.model_cycles = cyclemodel.cycles(model, self.config)
         return image
 
     def verify(self, image):
@@ -116,17 +117,21 @@ class AcceleratorDriver:
     def soft_reset(self):
         self.write_csr("control", layout.CTRL_SOFT_RESET)
 
-    def wait(self):
-        """Poll status until done; returns the error code."""
-        deadline = time.monotonic() + self.timeout
+    def wait(self, cycles=None):
+        """Poll status until done, which takes at most ``cycles`` (default: the loaded model's,
+        or a rejection at the last layer the program may hold); returns the error code."""
+        cycles = cycles or self.model_cycles or cyclemodel.rejected_cycles(self.config.max_layers - 1)
+        seconds = self.bridge.pace.seconds(cycles=cycles)
+        deadline = time.monotonic() + seconds
         while True:
             busy, done, error = layout.decode_status(self.read_csr("status"))
             if done and not busy:
                 return error
             if time.monotonic() > deadline:
                 self.soft_reset()
-                raise AcceleratorError(f"the accelerator did not finish within {self.timeout} s "
-                                       f"(busy={busy}); it was soft-reset")
+                raise AcceleratorError(f"the accelerator did not finish within {seconds:.1f} s "
+                                       f"({cycles} cycles at {self.bridge.pace.describe()}, "
+                                       f"busy={busy}); it was soft-reset")
 
     def infer(self, image):
         """Run one uint8 image through the loaded model."""

@@ -10,7 +10,10 @@ the BIOS stays usable on a board. The firmware then serves a mailbox in main RAM
             DATA_OFFSET ...          models, images and results, placed by the host
 
 The host fills the arguments and ``command``, then bumps ``request``; the firmware runs
-it, sets ``status`` and copies ``request`` to ``done``.
+it, writing ``images_done`` after each image, then sets ``status`` and copies ``request``
+to ``done``. The host waits as long as ``images_done`` advances, each image within the
+cycles it may take at the target's slowest pace (:mod:`host.pace`), so a long batch is
+never cut short and a firmware that stopped is named within seconds.
 
 CMD_CPU_INFER takes the model as the blob of :func:`pack_cpu_model`: one record per layer of
 :func:`gateware.program.layer_shapes` (a k x k valid stride-1 conv over a (c_in, height,
@@ -38,7 +41,7 @@ DATA_OFFSET = MAILBOX_OFFSET + 0x1000
 
 FW_MAGIC = 0x4E4E4657                      # "NNFW": the firmware is serving the mailbox
 MAILBOX = ("magic", "request", "done", "command", "status",
-           "model", "images", "n_images", "image_stride", "results", "n_layers")
+           "model", "images", "n_images", "image_stride", "results", "n_layers", "images_done")
 MB = {name: 4 * i for i, name in enumerate(MAILBOX)}          # byte offsets
 
 CMD_CPU_INFER = 1                          # integer model on the CPU, the CPU baseline
@@ -54,7 +57,13 @@ LAYER_WORDS = len(LAYER_FIELDS)
 LAYER_FLAGS = {"LAYER_FLAG_LOGITS": layout.FLAG_LOGITS,   # int32 logits: the last layer
                "LAYER_FLAG_POOL": layout.FLAG_POOL}       # 2x2/2 max-pool of the requantized output
 CPU_CYCLES_PER_MAC, CPU_CYCLES_PER_VALUE = 25, 250    # bounds for timeouts, see cpu_cycles_bound
-SIM_MIN_CYCLES_PER_S = 2e5                 # the sim's CPU runs ~1M cycles/s, slower on a loaded host
+# Bounds on the firmware's own work, for deadlines (each several times what was measured):
+COMMAND_CYCLES = 100_000                   # a command's setup: cache flushes, model checks
+DRIVER_CYCLES_PER_WORD = 40                # per image and logit word the batch runner copies (~11)
+DRIVER_CYCLES_PER_IMAGE = 5_000            # per image: start, polls, timer, results (~2,000)
+BOOT_CYCLES = 10_000_000                   # CPU reset to the BIOS prompt (1.1 M: the banner
+                                           # drains through the console FIFO the host reads)
+START_CYCLES = 2_000_000                   # 'boot' typed to the firmware serving its mailbox
 RESULT_HEADER = ("prediction", "cpu_cycles", "accel_cycles")   # then n_out int32 logits
 BIOS_PROMPT = "\x1b[92;1mlitex\x1b[0m> "
 BOOT_MARKER = "Liftoff!"
@@ -176,7 +185,7 @@ class Firmware:
         self.console = Console(bridge)
         self.seq = 0
 
-    def boot(self, timeout=30.0):
+    def boot(self):
         """Load the firmware, reboot the CPU into the BIOS and start it from its prompt."""
         if not self.binary.exists():
             raise FirmwareError(f"no firmware at {self.binary}: build it with build_firmware()")
@@ -185,37 +194,54 @@ class Firmware:
             raise FirmwareError(f"the firmware is {len(image)} bytes, more than the "
                                 f"{FIRMWARE_MAX} reserved for it below the mailbox")
         b = self.bridge
-        deadline = time.monotonic() + timeout
         b.csr_write("ctrl_reset", CTRL_CPU_RESET)          # reboot the CPU into the BIOS
         self.console.read()                                 # drop what the old run printed
         b.csr_write("ctrl_reset", 0)
-        self.console.expect(BIOS_PROMPT, timeout)           # after its main-RAM memtest
+        self.console.expect(BIOS_PROMPT, BOOT_CYCLES)       # after its main-RAM memtest
         b.write_bytes(self.ram_base, image)
         b.write(self.mailbox, [0] * len(MAILBOX))
         if b.read_bytes(self.ram_base, len(image)) != image:
             raise FirmwareError("the firmware read back from main RAM differs from what was written")
         self.console.write(f"boot 0x{self.ram_base:x}\n")
-        self.console.expect(BOOT_MARKER, max(1.0, deadline - time.monotonic()))
+        self.console.expect(BOOT_MARKER, START_CYCLES)
+        seconds = b.pace.seconds(cycles=START_CYCLES)
+        deadline = time.monotonic() + seconds
         while b.read_word(self.mailbox + MB["magic"]) != FW_MAGIC:
             self.console.read()                             # the BIOS waits for its output to drain
             if time.monotonic() > deadline:
-                raise FirmwareError(f"the firmware did not start within {timeout} s; console:\n"
+                raise FirmwareError(f"the firmware did not start within {seconds:.1f} s; console:\n"
                                     f"{self.console.text[-1500:]}")
             time.sleep(0.005)
         self.seq = b.read_word(self.mailbox + MB["done"])
 
-    def run(self, command, timeout, **args):
-        """Run one mailbox command with the given argument words; returns when it is done."""
+    def run(self, command, n_images=0, image_cycles=0, progress=None, **args):
+        """Run one mailbox command over ``n_images`` images of at most ``image_cycles`` each.
+
+        Waits as long as the firmware's ``images_done`` advances; ``progress(done, total)``
+        is called whenever it does. Raises naming how far it got if it stops advancing.
+        """
         b = self.bridge
-        for name, value in args.items():
+        for name, value in dict(args, n_images=n_images, images_done=0).items():
             b.write(self.mailbox + MB[name], [value])
         b.write(self.mailbox + MB["command"], [command])
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         b.write(self.mailbox + MB["request"], [self.seq])
-        deadline = time.monotonic() + timeout
-        while b.read_word(self.mailbox + MB["done"]) != self.seq:
+        step = b.pace.seconds(cycles=COMMAND_CYCLES + image_cycles)
+        deadline, seen = time.monotonic() + step, 0
+        while True:
+            finished = b.read_word(self.mailbox + MB["done"]) == self.seq
+            done = b.read_word(self.mailbox + MB["images_done"])
+            if done != seen:
+                seen, deadline = done, time.monotonic() + step
+                if progress:
+                    progress(done, n_images)
+            if finished:
+                break
             if time.monotonic() > deadline:
-                raise FirmwareError(f"the firmware did not finish command {command} within {timeout} s")
+                raise FirmwareError(f"the firmware did not finish command {command}: no progress in "
+                                    f"{step:.1f} s after {seen} of {n_images} images (an image takes at "
+                                    f"most {image_cycles} cycles; the target's slowest pace is "
+                                    f"{b.pace.describe()}); reboot the SoC")
             time.sleep(0.01)
         status = b.read_word(self.mailbox + MB["status"])
         if status != STATUS_OK:
@@ -242,7 +268,7 @@ class Firmware:
         out["logits"] = words[:, len(RESULT_HEADER):].view(np.int32)
         return out
 
-    def cpu_infer(self, model, images, timeout=None):
+    def cpu_infer(self, model, images, progress=None):
         """Integer inference on the CPU: predictions, logits and CPU cycles per image."""
         blob = pack_cpu_model(model, self.data)
         images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
@@ -250,24 +276,27 @@ class Firmware:
             raise FirmwareError(f"the images have {images.shape[1]} pixels, the model takes {model.n_in}")
         self.bridge.write_bytes(self.data, blob)
         img, stride, res, res_words = self._layout_batch(images, len(blob), model.n_out)
-        timeout = timeout or 30 + len(images) * cpu_cycles_bound(model) / SIM_MIN_CYCLES_PER_S
-        self.run(CMD_CPU_INFER, timeout, model=self.data, images=img, n_images=len(images),
-                 image_stride=stride, results=res)
+        self.run(CMD_CPU_INFER, len(images), cpu_cycles_bound(model), progress, model=self.data,
+                 images=img, image_stride=stride, results=res)
         return self._results(res, res_words, len(images))
 
-    def accel_batch(self, n_layers, n_logits, images, chunk=2000, progress=None, timeout=None):
-        """The accelerator's loaded program on each image, driven by the CPU.
+    def accel_batch(self, accel, images, chunk=2000, progress=None):
+        """The program loaded on ``accel`` (a host.driver.AcceleratorDriver) on each image,
+        driven by the CPU.
 
         Images go through main RAM ``chunk`` at a time, so any number of them fits;
-        ``progress(done, total)`` is called after each chunk.
+        ``progress(done, total)`` follows the firmware's count of images done.
         """
+        n_logits = accel.model.n_out
+        words = -(-accel.model.n_in // 4) + n_logits
+        image_cycles = (accel.model_cycles + DRIVER_CYCLES_PER_IMAGE
+                        + DRIVER_CYCLES_PER_WORD * words)
         parts = []
         for start in range(0, len(images), chunk):
             part = images[start:start + chunk]
             img, stride, res, res_words = self._layout_batch(part, 0, n_logits)
-            self.run(CMD_ACCEL_BATCH, timeout or 30 + len(part) * 0.1, images=img, n_images=len(part),
-                     image_stride=stride, results=res, n_layers=n_layers)
+            self.run(CMD_ACCEL_BATCH, len(part), image_cycles,
+                     progress and (lambda done, _, start=start: progress(start + done, len(images))),
+                     images=img, image_stride=stride, results=res, n_layers=accel.image.n_layers)
             parts.append(self._results(res, res_words, len(part)))
-            if progress:
-                progress(start + len(part), len(images))
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

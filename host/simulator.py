@@ -23,6 +23,7 @@ from shutil import which
 
 from gateware import layout
 
+from . import pace
 from .bridge import Bridge, BridgeError
 
 PR_SET_PDEATHSIG = 1          # linux/prctl.h
@@ -60,10 +61,10 @@ def _stop_group(proc, grace=3.0):
 class Simulator:
     """One running sim model of a :class:`gateware.sim.SimBuild`."""
 
-    def __init__(self, build, start_timeout=20.0, bridge_timeout=5.0):
+    def __init__(self, build, start_timeout=20.0, pace=pace.SIM):
         self.build = build
-        self.start_timeout = start_timeout
-        self.bridge_timeout = bridge_timeout
+        self.start_timeout = start_timeout        # the process start: a model that loads at once
+        self.pace = pace
         self.proc = None
         self.port = None
         self.output = deque(maxlen=200)
@@ -107,7 +108,7 @@ class Simulator:
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                with Bridge(self.url, self.build.csr_json, timeout=1.0) as b:
+                with Bridge(self.url, self.build.csr_json, self.pace) as b:
                     magic = b.csr_read("nnhil_magic")
                 if magic == layout.MAGIC:
                     return
@@ -149,10 +150,10 @@ class Simulator:
             self._fail(f"the sim is not running (exit status {rc})")
 
     # Access -----------------------------------------------------------------------------------
-    def bridge(self, url=None, timeout=None):
+    def bridge(self, url=None):
         """A :class:`SimBridge` on the TCP port (or ``url``, e.g. a pty from :meth:`pty`)."""
         self.check_alive()
-        return SimBridge(self, url or self.url, timeout or self.bridge_timeout)
+        return SimBridge(self, url or self.url)
 
     @contextlib.contextmanager
     def pty(self, timeout=10.0):
@@ -187,9 +188,9 @@ class Simulator:
 class SimBridge(Bridge):
     """A Bridge whose errors say whether the sim itself died, with its last output."""
 
-    def __init__(self, sim, url, timeout):
+    def __init__(self, sim, url):
         self.sim = sim
-        super().__init__(url, sim.build.csr_json, timeout)
+        super().__init__(url, sim.build.csr_json, sim.pace)
 
     def _send(self, data):
         try:
@@ -197,9 +198,9 @@ class SimBridge(Bridge):
         except BridgeError as e:
             self._diagnose(e)
 
-    def _recv(self, n):
+    def _recv(self, n, seconds):
         try:
-            return super()._recv(n)
+            return super()._recv(n, seconds)
         except BridgeError as e:
             self._diagnose(e)
 

@@ -48,7 +48,7 @@ def loaded(accelerator, trained, model_name):
 def batch(firmware, accelerator, loaded, n_images):
     """The first n_images test images through the accelerator, batched by the firmware."""
     images, labels = (a[:n_images] for a in loaded.data.test)
-    return images, labels, firmware.accel_batch(accelerator.image.n_layers, loaded.model.n_out, images)
+    return images, labels, firmware.accel_batch(accelerator, images)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import struct
 
 from gateware import resources
 from host.firmware import (CMD_CPU_INFER, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, LAYER_WORDS,
-                           Firmware, FirmwareError, pack_cpu_model)
+                           Firmware, FirmwareError, cpu_cycles_bound, pack_cpu_model)
 from training import fixedpoint as fx
 from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
@@ -57,7 +57,7 @@ def test_cpu_model_the_firmware_cannot_run_is_refused(firmware):
     firmware.bridge.write_bytes(firmware.data, bytes(blob))
     img, stride, res, _ = firmware._layout_batch(np.zeros((1, model.n_in), np.uint8), len(blob), model.n_out)
     with pytest.raises(FirmwareError, match="a model the firmware cannot run"):
-        firmware.run(CMD_CPU_INFER, 10, model=firmware.data, images=img, n_images=1,
+        firmware.run(CMD_CPU_INFER, 1, cpu_cycles_bound(model), model=firmware.data, images=img,
                      image_stride=stride, results=res)
     assert LAYER_WORDS == len(LAYER_FIELDS)
     r = firmware.cpu_infer(model, np.zeros((1,) + model.input_shape, np.uint8))   # still serving
@@ -78,6 +78,6 @@ def test_unresponsive_firmware_times_out(firmware):
     firmware.bridge.csr_write("ctrl_reset", CTRL_CPU_RESET)   # hold the CPU: nobody serves the mailbox
     try:
         with pytest.raises(FirmwareError, match="did not finish"):
-            firmware.run(CMD_CPU_INFER, timeout=1.0)
+            firmware.run(CMD_CPU_INFER)
     finally:
         firmware.boot()

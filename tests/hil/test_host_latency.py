@@ -26,7 +26,7 @@ def test_batch_throughput(benchmark, firmware, accelerator, loaded):
     """300 images through main RAM and the firmware's batch runner, results read back."""
     images = loaded.data.test[0][:300]
     r = benchmark.pedantic(firmware.accel_batch,
-                           args=(accelerator.image.n_layers, loaded.model.n_out, images),
+                           args=(accelerator, images),
                            rounds=3, iterations=1)
     benchmark.extra_info["images_per_second"] = round(len(images) / benchmark.stats.stats.min, 1)
     assert (r["prediction"] == loaded.model.predict(images)).all()

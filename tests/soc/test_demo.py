@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training import workflow
@@ -12,18 +13,42 @@ pytestmark = pytest.mark.sim
 ROOT = Path(__file__).resolve().parents[2]
 
 
+IMAGES = 40
+
+
 def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
-    for name in workflow.MODELS:      # trained (or taken from out/) before the demo needs them
-        trained(name)
-    r = subprocess.run([sys.executable, "-m", "host.cli", "demo", "--model", "all", "--images", "40",
+    models = {workflow.MODELS[name]: trained(name) for name in workflow.MODELS}   # before the demo
+    r = subprocess.run([sys.executable, "-m", "host.cli", "demo", "--model", "all", "--images", str(IMAGES),
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert r.stdout.count("bit-exact        40/40 images") == len(workflow.MODELS)
+    assert r.stdout.count(f"bit-exact        {IMAGES}/{IMAGES} images") == len(workflow.MODELS)
     assert "| | cnn on fashion-mnist | cnn on mnist | mlp on fashion-mnist |" in r.stdout
     records = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert sorted((rec["model"], rec["dataset"]) for rec in records) == sorted(workflow.MODELS.values())
     for rec in records:
         assert rec["accelerator_cycles"] == rec["model_cycles"] and rec["cpu_bit_exact"]
-        assert rec["bit_exact_images"] == rec["images"] == 40
-        assert (tmp_path / "board" / f"{rec['model']}-{rec['dataset']}" / "board.json").exists()
+        assert rec["bit_exact_images"] == rec["images"] == IMAGES
+        board = tmp_path / "board" / f"{rec['model']}-{rec['dataset']}"
+        assert (board / "board.json").exists()
+        # the count checked here, not taken from the demo: every image's on-board outputs
+        t = models[rec["model"], rec["dataset"]]
+        images = t.data.test[0][:IMAGES]
+        out = np.load(board / "results.npz")
+        np.testing.assert_array_equal(out["logits"], t.model.logits(images))
+        np.testing.assert_array_equal(out["prediction"], t.model.predict(images))
+        assert (out["accel_cycles"] == rec["model_cycles"]).all()
     assert "## Models side by side" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_demo_with_its_defaults(trained, sim_build, tmp_path):
+    """`nnhil demo` as the README runs it: the MLP on all 10,000 test images (five 2,000-image chunks)."""
+    t = trained("mlp")
+    r = subprocess.run([sys.executable, "-m", "host.cli", "demo", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = np.load(tmp_path / "board" / "mlp-fashion-mnist" / "results.npz")
+    images = t.data.test[0]
+    assert len(out["logits"]) == len(images) == 10_000
+    np.testing.assert_array_equal(out["logits"], t.model.logits(images))
+    np.testing.assert_array_equal(out["prediction"], t.model.predict(images))
