@@ -69,6 +69,7 @@ class Bridge:
         self.pace = pace or pacing.of_build(self.csr.constants, baudrate)
         self.on_answer = None
         self.sent = 0               # bytes sent so far
+        self.received = 0           # bytes received so far
         self._taken = 0             # of those, the bytes the SoC has provably taken
         self._answers = deque()     # (sent after its command, bytes): answers still to come
         device = "://" not in url
@@ -88,6 +89,10 @@ class Bridge:
         if sock is not None:        # pyserial leaves Nagle on: small commands would wait for ACKs
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port.reset_input_buffer()
+
+    def traffic(self):
+        """Bytes sent and received so far, both ways: what a board's UART would have to carry."""
+        return self.sent + self.received
 
     def close(self):
         self.port.close()
@@ -120,6 +125,7 @@ class Bridge:
             except (serial.SerialException, OSError) as e:
                 raise BridgeError(f"reading from {self.url} failed: {e}") from e
             buf += chunk
+            self.received += len(chunk)
             if not chunk and time.monotonic() >= deadline:
                 raise BridgeError(f"the SoC did not answer on {self.url} within {seconds:.1f} s "
                                   f"({len(buf)} of {n} bytes; the deadline allows for the "

@@ -17,7 +17,7 @@ import numpy as np
 from gateware import cyclemodel, layout, link, program, sim as simbuild
 from training import datasets, modelfile, plots, workflow
 
-from . import board, history, report
+from . import board, history, pace, report
 from .bridge import Bridge
 from .driver import AcceleratorDriver
 from .firmware import Firmware, build_firmware
@@ -122,13 +122,13 @@ def _run_model(job, accel, fw, args, log):
     board_dir = Path(args.out) / "board" / f"{job.arch}-{data.name}"
     board_dir.mkdir(parents=True, exist_ok=True)
     log(f"{workflow.arch_name(job.cfg)} on {data.name}:")
-    t0 = time.perf_counter()
+    t0, link0 = time.perf_counter(), accel.bridge.traffic()
     accel.load(model)
-    load_s = time.perf_counter() - t0
+    load_s, load_bytes = time.perf_counter() - t0, accel.bridge.traffic() - link0
     log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s")
-    t0 = time.perf_counter()
+    t0, link0 = time.perf_counter(), accel.bridge.traffic()
     r = fw.accel_batch(accel, images, progress=_progress(log))
-    batch_s = time.perf_counter() - t0
+    batch_s, batch_bytes = time.perf_counter() - t0, accel.bridge.traffic() - link0
     cpu = fw.cpu_infer(model, images[:CPU_IMAGES])
     exact = (r["logits"] == ref).all(axis=1) & (r["prediction"] == ref.argmax(1))
     cpu_exact = bool((cpu["logits"] == ref[:CPU_IMAGES]).all()
@@ -138,6 +138,7 @@ def _run_model(job, accel, fw, args, log):
     cpu_cycles = int(np.median(cpu["cpu_cycles"]))
     board_acc = float((r["prediction"] == labels).mean())
     usage = program.usage(model, accel.config)
+    board_pace = pace.board(args.baud)
     summary = {
         "target": args.board or "sim", "model": job.arch, "dataset": data.name,
         "arch": workflow.arch_name(job.cfg), "images": len(labels), "model_hash": model.hash,
@@ -154,6 +155,12 @@ def _run_model(job, accel, fw, args, log):
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
         "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2),
+        "weight_load_link_bytes": load_bytes, "batch_link_bytes": batch_bytes,
+        # what a board at the build's link rate would take: the link bytes one after the
+        # other (UARTBone answers each request in turn), and the batch's cycles at its clock
+        "board_weight_load_s": round(load_bytes / board_pace.link_bytes_per_s, 2),
+        "board_batch_s": round(batch_bytes / board_pace.link_bytes_per_s
+                               + int(r["cpu_cycles"].sum()) / link.CLOCK_HZ, 2),
     }
     np.savez_compressed(board_dir / "results.npz", **r)      # every image's on-board outputs
     cm = plots.confusion_matrix(labels, r["prediction"], len(data.classes))
@@ -177,6 +184,9 @@ def _run_model(job, accel, fw, args, log):
         f"{summary['speedup_with_driver']}x (with the driver)")
     log(f"weight load      {load_s:.2f} s over the bridge, verified by read-back; uses "
         + ", ".join(f"{v}/{getattr(accel.config, k)} {k.replace('_', ' ')}" for k, v in usage.items()))
+    log(f"board link       {summary['board_weight_load_s']} s for the weight load and "
+        f"{summary['board_batch_s']} s for the {len(labels)} images on a board at {args.baud} baud "
+        f"({load_bytes + batch_bytes} bytes; the sim's link is unpaced: {load_s:.1f} s and {batch_s:.1f} s here)")
     log(f"outputs          {board_dir}/ (board.json, results.npz, confusion.png); training plots in {job.out_dir}/; "
         f"history in {Path(args.out) / history.HISTORY.name}, plotted by 'nnhil report'")
     return bool(exact.all() and cpu_exact and accel_cycles == summary["model_cycles"])

@@ -63,3 +63,15 @@ def test_stopped_soc_is_reported_at_its_deadline(sim_build):
                 os.killpg(s.proc.pid, signal.SIGCONT)
     finally:
         s.stop()
+
+
+def test_traffic_counts_every_byte_a_board_link_carries(sim):
+    """The demo projects board times from these counts: check them against UARTBone's framing."""
+    with sim.bridge() as b:
+        base = b.csr.memories["main_ram"][0] + DATA_OFFSET
+        t0 = b.traffic()
+        b.write(base, range(1000))          # bursts of 255, 255, 255, 235: a 6-byte header each
+        b.read(base, 1000)                  # the same four headers out, 4,000 bytes back
+        assert b.traffic() - t0 == (4 * 6 + 4000) + (4 * 6 + 4000)
+        # 8,048 bytes at 2 Mbaud, 10 bits a byte on the wire: 40.24 ms on a board
+        assert (b.traffic() - t0) / pace.board(2_000_000).link_bytes_per_s == pytest.approx(0.04024)
