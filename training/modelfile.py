@@ -3,12 +3,15 @@
 The manifest records the file-format version, the numeric-format version, the layer
 shapes and the sha256 of every array, plus a hash of the whole payload that identifies
 the model everywhere else (caches, reports, test properties). Loading checks all of it
-and says exactly what is wrong; nothing is unpickled.
+and says exactly what is wrong; nothing is unpickled. The README's "Model files" section
+is the format's specification, for files written by other tools.
 """
 import hashlib
 import io
 import json
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from .mlp import MLP
 from .train import Standardizer
 
 FILE_FORMAT = "nnhil-model"
-FILE_VERSION = 1
+FILE_VERSION = 2                 # 2: the payload hash spells shapes as "d0,d1,..." (1: Python's repr)
 KIND_FLOAT, KIND_QUANTIZED = "float", "quantized"
 
 INT_DTYPES = {"weights": np.int8, "bias": np.int32, "mult": np.uint16, "shift": np.uint8}
@@ -40,14 +43,30 @@ def _digest(arr):
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
+# What a damaged file can raise while it is parsed: each becomes a ModelFileError.
+PARSE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, KeyError,
+                IndexError, TypeError, AttributeError, ValueError, EOFError, OSError,
+                NotImplementedError, RuntimeError, OverflowError)
+
+
 def payload_hash(arrays):
-    """sha256 over names, dtypes, shapes and bytes of all arrays, in name order."""
+    """sha256 over every array in name order: for each, the UTF-8 bytes of
+    ``name|dtype|d0,d1,...|`` (numpy's dtype string such as ``|i1`` or ``<i4``, the shape's
+    dimensions in decimal), then the array's C-order bytes."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(f"{name}|{a.dtype.str}|{','.join(map(str, a.shape))}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def _expect_type(path, what, value, kind):
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ModelFileError(f"{path}: {what} is a {type(value).__name__}, expected a JSON "
+                             f"{ {'dict': 'object', 'list': 'array'}.get(names, names)}")
+    return value
 
 
 def _write(path, manifest, arrays):
@@ -72,25 +91,26 @@ def _read(path):
         raise ModelFileError(f"{path}: no such model file; create one with 'nnhil train'")
     try:
         with zipfile.ZipFile(path) as z:
-            manifest = json.loads(z.read("manifest.json"))
+            manifest = _expect_type(path, "the manifest", json.loads(z.read("manifest.json")), dict)
             if manifest.get("format") != FILE_FORMAT:
                 raise ModelFileError(f"{path}: not an nnhil model file (format {manifest.get('format')!r})")
             if manifest.get("version") != FILE_VERSION:
                 raise ModelFileError(f"{path}: model file version {manifest.get('version')!r}, this "
                                      f"nnhil reads version {FILE_VERSION}; re-export it with 'nnhil quantize'")
             arrays = {}
-            for name, info in manifest["arrays"].items():
+            for name, info in _expect_type(path, "'arrays'", manifest.get("arrays"), dict).items():
+                info = _expect_type(path, f"the entry of array {name}", info, dict)
                 with z.open(name + ".npy") as f:
                     arr = np.lib.format.read_array(f, allow_pickle=False)
-                if arr.dtype.str != info["dtype"] or list(arr.shape) != info["shape"]:
+                if arr.dtype.str != info.get("dtype") or list(arr.shape) != info.get("shape"):
                     raise ModelFileError(f"{path}: array {name} is {arr.dtype.str}{list(arr.shape)}, "
-                                         f"manifest says {info['dtype']}{info['shape']}")
-                if _digest(arr) != info["sha256"]:
+                                         f"manifest says {info.get('dtype')}{info.get('shape')}")
+                if _digest(arr) != info.get("sha256"):
                     raise ModelFileError(f"{path}: array {name} is corrupt (sha256 mismatch)")
                 arrays[name] = arr
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, EOFError, OSError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) + PARSE_ERRORS as e:
         raise ModelFileError(f"{path}: corrupt or truncated model file ({type(e).__name__}: {e}); "
                              f"regenerate it with 'nnhil train' or 'nnhil quantize'") from e
     if payload_hash(arrays) != manifest.get("payload_sha256"):
@@ -153,11 +173,17 @@ def load_float(path):
         else:
             model = _load_float_mlp(path, manifest, arrays)
         st = Standardizer(**manifest["standardizer"])
-    except (KeyError, TypeError) as e:
-        raise ModelFileError(f"{path}: manifest lacks {e}") from e
-    if not (np.isfinite([st.mean, st.std]).all() and st.std > 0):
+    except ModelFileError:
+        raise
+    except PARSE_ERRORS as e:
+        raise ModelFileError(f"{path}: invalid manifest ({type(e).__name__}: {e})") from e
+    try:
+        valid = bool(np.isfinite([st.mean, st.std]).all() and st.std > 0)
+    except PARSE_ERRORS:
+        valid = False
+    if not valid:
         raise ModelFileError(f"{path}: invalid input standardisation {manifest['standardizer']}")
-    return model, st, manifest["meta"]
+    return model, st, manifest.get("meta", {})
 
 
 def _load_float_mlp(path, manifest, arrays):
@@ -208,7 +234,8 @@ def load_quantized(path):
                              f"implements {fx.FORMAT_VERSION}; re-quantize with 'nnhil quantize'")
     try:
         layers = []
-        for i, spec in enumerate(manifest["layers"]):
+        for i, spec in enumerate(_expect_type(path, "'layers'", manifest["layers"], list)):
+            spec = _expect_type(path, f"layer {i}", spec, dict)
             cls = LAYER_TYPES.get(spec["type"])
             if cls is None:
                 raise ModelFileError(f"{path}: layer {i} has unknown type {spec['type']!r}")
@@ -240,11 +267,15 @@ def load_quantized(path):
                                      f"manifest says {spec['n_out']}x{spec['n_in']}")
             layers.append(layer)
         model = IntModel(layers, manifest["input_shape"], manifest.get("classes"), manifest.get("meta"))
+        first = getattr(layers[0], "in_shape", None) if layers else None
+        if first is not None and tuple(model.input_shape) != tuple(first):
+            raise ModelFileError(f"{path}: input_shape {manifest['input_shape']} differs from the first "
+                                 f"layer's input {list(first)}")
+    except ModelFileError:
+        raise
     except KeyError as e:
         raise ModelFileError(f"{path}: missing entry {e}") from e
-    except (ValueError, TypeError) as e:
-        if isinstance(e, ModelFileError):
-            raise
-        raise ModelFileError(f"{path}: {e}") from e
+    except PARSE_ERRORS as e:
+        raise ModelFileError(f"{path}: invalid layer description ({type(e).__name__}: {e})") from e
     model.hash = manifest["payload_sha256"]
     return model
