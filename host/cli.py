@@ -11,6 +11,8 @@ from training import datasets, modelfile, workflow
 from training.cnn import CNNConfig
 from training.train import TrainConfig
 
+from .run import InputError
+
 
 def _layers(text):
     try:
@@ -125,6 +127,11 @@ def cmd_demo(args):
     return demo.run(args)
 
 
+def cmd_run(args):
+    from . import run
+    return run.run(args)
+
+
 def cmd_report(args):
     from . import report
     print(f"wrote {report.write(args.out)}")
@@ -156,6 +163,11 @@ def main(argv=None):
     demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("run", help="any quantized model file on the SoC: bit-exact, cycles, accuracy, speedup")
+    from . import run
+    run.add_arguments(p)
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("report", help="the models side by side, latency and accuracy history of the runs")
     p.add_argument("--out", default="out/report", help="output folder (default out/report)")
     p.set_defaults(func=cmd_report)
@@ -179,7 +191,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.func(args) or 0
-    except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, RuntimeError, OSError) as e:
+    except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,
+            RuntimeError, OSError) as e:
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -33,6 +33,7 @@ from gateware import layout, program
 from training import fixedpoint as fx
 
 from .bridge import Console
+from .results import Results
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 FIRMWARE_MAX = 0x10000
@@ -264,9 +265,9 @@ class Firmware:
 
     def _results(self, res_addr, res_words, n):
         words = np.array(self.bridge.read(res_addr, res_words * n), dtype=np.uint32).reshape(n, res_words)
-        out = {name: words[:, i].astype(np.int64) for i, name in enumerate(RESULT_HEADER)}
-        out["logits"] = words[:, len(RESULT_HEADER):].view(np.int32)
-        return out
+        head = {name: words[:, i].astype(np.int64) for i, name in enumerate(RESULT_HEADER)}
+        return Results(logits=words[:, len(RESULT_HEADER):].view(np.int32), argmax=head["prediction"],
+                       cycles=head["accel_cycles"], driver_cycles=head["cpu_cycles"])
 
     def cpu_infer(self, model, images, progress=None):
         """Integer inference on the CPU: predictions, logits and CPU cycles per image."""
@@ -299,4 +300,4 @@ class Firmware:
                      progress and (lambda done, _, start=start: progress(start + done, len(images))),
                      images=img, image_stride=stride, results=res, n_layers=accel.image.n_layers)
             parts.append(self._results(res, res_words, len(part)))
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return Results.concatenate(parts)

@@ -1,0 +1,100 @@
+"""The device under test: one object for the SoC a run talks to, on the sim or a board.
+
+:func:`open_dut` is the one place that resolves a target: the Verilator simulation by
+default, or a board (its serial port given or found on USB, its build directory given
+or the cached Arty build, a bitstream programmed first if asked). ``nnhil run``,
+``nnhil demo`` and the pytest plugin's ``dut`` fixture all go through it.
+"""
+import contextlib
+from pathlib import Path
+
+from gateware import layout, link, sim as simbuild
+
+from . import board
+from .bridge import Bridge
+from .driver import AcceleratorDriver
+from .firmware import Firmware, build_firmware
+from .simulator import Simulator
+
+
+class BoardNotFound(board.BoardError):
+    """A board was asked for and none is attached."""
+
+
+class DUT:
+    """The SoC under test: its identity, the accelerator and the firmware, behind one bridge.
+
+    ``target`` is "sim" or the board's name. The firmware is built and booted on first use.
+    """
+
+    def __init__(self, target, bridge, build_dir, sim=None):
+        self.target = target
+        self.bridge = bridge
+        self.build_dir = Path(build_dir)
+        self.sim = sim
+        self.accelerator = AcceleratorDriver(bridge)
+        self.identity = self.accelerator.identity
+        self._firmware = None
+
+    @property
+    def config(self):
+        return self.identity.config
+
+    @property
+    def model(self):
+        """The model loaded on the accelerator, or None."""
+        return self.accelerator.model
+
+    @property
+    def firmware(self):
+        if self._firmware is None:
+            fw = Firmware(self.bridge, build_firmware(self.build_dir))
+            fw.boot()
+            self._firmware = fw
+        return self._firmware
+
+    def load(self, model, verify=True):
+        """Put ``model`` on the accelerator (refused before any write if it does not fit);
+        with verify, read every word back."""
+        return self.accelerator.load(model, verify)
+
+    def infer(self, images, progress=None):
+        """The loaded model on each uint8 image, driven by the firmware: a Results."""
+        return self.firmware.accel_batch(self.accelerator, images, progress=progress)
+
+    def cpu_infer(self, model, images):
+        """``model`` on each image in C on the SoC's CPU, the speedup's baseline: a Results."""
+        return self.firmware.cpu_infer(model, images)
+
+
+@contextlib.contextmanager
+def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
+             sim_fallback=False, log=print):
+    """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
+
+    Without a board attached, raises BoardNotFound, or with ``sim_fallback`` runs on the
+    simulation and says so.
+    """
+    if board_name:
+        port = port or board.find_arty()
+        if port is None and not sim_fallback:
+            raise BoardNotFound(f"--board {board_name}: no board found (looked for "
+                                f"{board.describe_search()}); pass --port, or --sim-fallback to "
+                                f"run on the simulation")
+    if board_name and port:
+        if bitstream:
+            board.program(bitstream)
+        build_dir = Path(build_dir or simbuild.build_arty(layout.AccelConfig(), log=log))
+        if not (build_dir / "csr.json").exists():
+            raise board.BoardError(f"no csr.json in {build_dir}: pass the --build-dir of what the "
+                                   f"board runs, or build it with 'nnhil build --target arty'")
+        with Bridge(port, build_dir / "csr.json", baudrate=baud) as bridge:
+            yield DUT(board_name, bridge, build_dir)
+        return
+    if board_name:
+        log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
+    build = simbuild.build_sim(layout.AccelConfig(), log=log)
+    with Simulator(build) as sim:
+        log(f"sim SoC answering on {sim.url} after {sim.boot_seconds:.1f} s")
+        with sim.bridge() as bridge:
+            yield DUT("sim", bridge, build.dir, sim=sim)

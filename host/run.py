@@ -1,0 +1,250 @@
+"""``nnhil run MODEL``: any quantized model file on the SoC, checked and reported.
+
+It loads the model with read-back, runs the images through the accelerator (the
+firmware's batch runner), checks every image's logits and argmax against the integer
+reference model and the cycles against the cycle model, measures on-board accuracy
+when there are labels and the CPU's time on a couple of images for the speedup, and
+writes board.json, every image's outputs (results.npz), the on-board confusion matrix
+and a history record. ``nnhil demo`` runs the project's own models through this same code.
+"""
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gateware import cyclemodel, link, program
+from training import datasets, modelfile, plots, workflow
+
+from . import history, pace
+from .dut import open_dut
+
+CPU_IMAGES = 2                # the CPU takes millions of cycles per image
+PROGRESS_EVERY_S = 5          # a long batch reports how far it is at most this often
+FULL_IMAGES = 10_000
+
+
+@dataclasses.dataclass
+class Job:
+    """One model to run, with its images and (if known) their labels."""
+    name: str                 # the model's short name: its architecture, or its file's
+    arch: str                 # a short description of the architecture
+    model: object             # the quantized IntModel
+    images: np.ndarray        # uint8 [n, *input_shape]
+    labels: np.ndarray = None
+    classes: tuple = None
+    dataset: str = "images"
+    float_acc: float = None   # the float model's accuracy on the same images, when there is one
+    record: dict = dataclasses.field(default_factory=dict)    # extra fields for the history
+
+
+def add_target_arguments(p):
+    """Where the SoC runs: the options of nnhil run and nnhil demo."""
+    p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
+    p.add_argument("--port", help="the board's serial port (default: find the Arty's FTDI)")
+    p.add_argument("--baud", type=int, default=link.BAUD, help="the board's link rate (default: %(default)s)")
+    p.add_argument("--build-dir", help="the board's build directory (default: the cached Arty build)")
+    p.add_argument("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
+    p.add_argument("--sim-fallback", action="store_true",
+                   help="with --board and no board found, run on the simulation")
+    p.add_argument("--out", default=str(history.HISTORY.parent),
+                   help="where the run goes: history.jsonl and board/<model>/ (default: %(default)s)")
+
+
+def add_arguments(p):
+    p.add_argument("model", help="a quantized model file (quantized.npz; see the README's 'Model files')")
+    p.add_argument("--dataset", choices=sorted(datasets.DATASETS),
+                   help="its test images (default: the dataset the model was trained on, if recorded)")
+    p.add_argument("--data-dir", help="folder with the gzip IDX files")
+    p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
+    p.add_argument("--labels-npy", help="their labels: a .npy of integers, one per image")
+    n = p.add_mutually_exclusive_group()
+    n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
+    n.add_argument("--full", action="store_true", help=f"all images ({FULL_IMAGES} of a dataset's test set)")
+    add_target_arguments(p)
+
+
+class InputError(ValueError):
+    """Images or labels given to nnhil run do not fit the model."""
+
+
+def _load_npy(path, what):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read the {what} ({e}); save them with numpy.save") from None
+
+
+def user_images(model, images_npy, labels_npy=None):
+    """(images, labels or None) from .npy files, checked against the model's input."""
+    images = _load_npy(images_npy, "images")
+    if images.dtype != np.uint8:
+        raise InputError(f"{images_npy}: images are {images.dtype}, the model takes uint8 pixels "
+                         f"(0-255, as the dataset files hold them)")
+    shape = tuple(model.input_shape)
+    if images.ndim < 1 or images.shape[1:] not in (shape, (int(np.prod(shape)),)):
+        raise InputError(f"{images_npy}: images are {list(images.shape)}, the model takes "
+                         f"[N, {', '.join(map(str, shape))}]")
+    images = images.reshape((len(images),) + shape)
+    labels = None
+    if labels_npy:
+        labels = _load_npy(labels_npy, "labels")
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+            raise InputError(f"{labels_npy}: labels are {labels.dtype}{list(labels.shape)}, expected "
+                             f"{len(images)} integers, one per image")
+    return images, labels
+
+
+def job_from_file(args, log=print):
+    """The Job of ``nnhil run``: the model file and its images."""
+    path = Path(args.model)
+    model = modelfile.load_quantized(path)
+    if args.images_npy:
+        images, labels = user_images(model, args.images_npy, args.labels_npy)
+        classes, dataset = model.classes, Path(args.images_npy).stem
+    else:
+        dataset = args.dataset or model.meta.get("dataset")
+        if dataset is None:
+            raise InputError(f"{path} does not record its dataset: pass --dataset or --images-npy")
+        split = datasets.load_split(dataset, "test", args.data_dir)
+        images, labels = split[0].reshape((-1,) + tuple(model.input_shape)), split[1]
+        classes = datasets.DATASETS[dataset].classes
+    if args.images:
+        images = images[:args.images]
+        labels = None if labels is None else labels[:args.images]
+    float_acc = None
+    if (path.parent / "float.npz").exists() and labels is not None:       # nnhil train's layout
+        fmodel, standardizer, _ = modelfile.load_float(path.parent / "float.npz")
+        float_acc = float((fmodel.predict(standardizer(images.reshape(len(images), -1))) == labels).mean())
+    return Job(name=path.stem if path.stem != "quantized" else path.parent.name,
+               arch=describe(model), model=model, images=images, labels=labels, classes=classes,
+               dataset=dataset, float_acc=float_acc, record={"model_file": str(path)})
+
+
+def describe(model):
+    """'784-dense128-dense10' or '1x28x28-conv2x2:16-pool-...': the layers a model file holds."""
+    parts = ["x".join(map(str, model.input_shape))]
+    for layer in model.layers:
+        kind = type(layer).__name__
+        parts.append("pool" if kind == "MaxPool2D" else
+                     f"conv{layer.kernel}x{layer.kernel}:{layer.c_out}" if kind == "Conv2D" else f"dense{layer.n_out}")
+    return "-".join(parts)
+
+
+def progress_logger(log):
+    """A progress(done, total) that logs at most every PROGRESS_EVERY_S, and the end."""
+    last = time.monotonic()
+
+    def progress(done, total):
+        nonlocal last
+        if done == total or time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            log(f"  {done}/{total} images")
+    return progress
+
+
+def run_job(job, dut, args, log=print, kind="run"):
+    """One model through the DUT; logs the figures, writes the outputs; True if all is exact."""
+    model, images, labels = job.model, job.images, job.labels
+    out = Path(args.out)
+    board_dir = out / "board" / f"{job.name}-{job.dataset}"
+    board_dir.mkdir(parents=True, exist_ok=True)
+    log(f"{job.arch} on {job.dataset}:")
+    bridge = dut.bridge
+    t0, link0 = time.perf_counter(), bridge.traffic()
+    dut.load(model)
+    load_s, load_bytes = time.perf_counter() - t0, bridge.traffic() - link0
+    log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s")
+    t0, link0 = time.perf_counter(), bridge.traffic()
+    r = dut.infer(images, progress=progress_logger(log))
+    batch_s, batch_bytes = time.perf_counter() - t0, bridge.traffic() - link0
+    cpu = dut.cpu_infer(model, images[:CPU_IMAGES])
+    ref = model.logits(images)
+    exact = r.exact(model, images)
+    cpu_exact = bool(cpu.exact(model, images[:CPU_IMAGES]).all())
+    accel_cycles, batch_cycles = int(np.median(r.cycles)), int(np.median(r.driver_cycles))
+    cpu_cycles = int(np.median(cpu.driver_cycles))
+    model_cycles = dut.accelerator.model_cycles
+    macs = cyclemodel.hardware_macs(model, dut.config)
+    board_pace = pace.board(args.baud)
+    summary = {
+        "target": dut.target, "model": job.name, "dataset": job.dataset, "arch": job.arch,
+        "images": len(images), "model_hash": model.hash, **job.record,
+        "float_test_accuracy": job.float_acc,
+        "software_int_accuracy": None if labels is None else float((ref.argmax(1) == labels).mean()),
+        "board_accuracy": None if labels is None else float((r.argmax == labels).mean()),
+        "bit_exact_images": int(exact.sum()), "differing_images": np.flatnonzero(~exact)[:100].tolist(),
+        "accelerator_cycles": accel_cycles, "model_cycles": model_cycles,
+        "cycles_exact": bool((r.cycles == model_cycles).all()),
+        "macs": macs, "macs_per_cycle": round(macs / accel_cycles, 1),
+        **{f"{k}_used": v for k, v in program.usage(model, dut.config).items()},
+        "batch_cycles_per_image": batch_cycles, "cpu_cycles_per_inference": cpu_cycles,
+        "cpu_bit_exact": cpu_exact,
+        "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
+        "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
+        "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2),
+        "weight_load_link_bytes": load_bytes, "batch_link_bytes": batch_bytes,
+        # what a board at the link rate would take: the bytes one after the other (UARTBone
+        # answers each request in turn), and the batch's cycles at the board's clock
+        "board_weight_load_s": round(load_bytes / board_pace.link_bytes_per_s, 2),
+        "board_batch_s": round(batch_bytes / board_pace.link_bytes_per_s
+                               + int(r.driver_cycles.sum()) / link.CLOCK_HZ, 2),
+    }
+    np.savez_compressed(board_dir / "results.npz", **dataclasses.asdict(r))
+    if labels is not None:
+        classes = job.classes or tuple(str(c) for c in range(model.n_out))
+        cm = plots.confusion_matrix(labels, r.argmax, len(classes))
+        plots.confusion(cm, classes, board_dir / "confusion.png", f"on-board ({dut.target})")
+        summary["confusion_png"] = str(board_dir / "confusion.png")
+    (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
+    history.append(kind, summary, out / history.HISTORY.name)
+    _log_summary(summary, exact, r, ref, dut, board_dir, args, log)
+    return bool(exact.all() and cpu_exact and summary["cycles_exact"])
+
+
+def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
+    us = 1e6 / link.CLOCK_HZ
+    n = s["images"]
+    log("")
+    log(f"model            {s['arch']} on {s['dataset']}, {s['macs']} MACs, hash {s['model_hash'][:12]}")
+    if s["board_accuracy"] is not None:
+        float_acc = "" if s["float_test_accuracy"] is None else f"  float {s['float_test_accuracy']:.4f}"
+        log(f"accuracy         on-board {s['board_accuracy']:.4f}  software integer "
+            f"{s['software_int_accuracy']:.4f}{float_acc}  ({n} images)")
+    log(f"bit-exact        {s['bit_exact_images']}/{n} images: logits and argmax equal the integer "
+        f"reference model; CPU inference {'bit-exact' if s['cpu_bit_exact'] else 'DIFFERS'}")
+    if not exact.all():
+        i = int(np.flatnonzero(~exact)[0])
+        log(f"                 first differing image {i}: board {r.logits[i].tolist()} "
+            f"(argmax {int(r.argmax[i])}) vs model {ref[i].tolist()}")
+    log(f"accelerator      {s['accelerator_cycles']} cycles per inference "
+        f"({s['accelerator_cycles'] * us:.2f} us at {link.CLOCK_HZ / 1e6:g} MHz), model {s['model_cycles']}"
+        f"{'' if s['cycles_exact'] else ' (DIFFERS)'}, {s['macs_per_cycle']} MACs/cycle, "
+        f"{dut.config.lanes} lanes")
+    log(f"with driver      {s['batch_cycles_per_image']} cycles per image "
+        f"({s['batch_cycles_per_image'] * us:.2f} us) through the firmware")
+    log(f"CPU (VexRiscv)   {s['cpu_cycles_per_inference']} cycles per inference "
+        f"({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)")
+    log(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver)")
+    log(f"weight load      {s['weight_load_s']:.2f} s over the bridge, verified by read-back; uses "
+        + ", ".join(f"{s[k + '_used']}/{getattr(dut.config, k)} {k.replace('_', ' ')}"
+                    for k in program.usage(dut.model, dut.config)))
+    log(f"board link       {s['board_weight_load_s']} s for the weight load and {s['board_batch_s']} s "
+        f"for the {n} images on a board at {args.baud} baud ({s['weight_load_link_bytes'] + s['batch_link_bytes']} "
+        f"bytes; the sim's link is unpaced: {s['weight_load_s']:.1f} s and {s['batch_wall_s']:.1f} s here)")
+    log(f"outputs          {board_dir}/ (board.json, results.npz{', confusion.png' if 'confusion_png' in s else ''}); "
+        f"history in {Path(args.out) / history.HISTORY.name}, plotted by 'nnhil report'")
+
+
+def open_target(args, log=print):
+    return open_dut(args.board, args.port, args.baud, args.build_dir, args.bitstream, args.sim_fallback, log)
+
+
+def run(args, log=print):
+    """nnhil run: 0 if every image, the CPU inference and the cycles are exact, else 1."""
+    if args.full:
+        args.images = None
+    job = job_from_file(args, log)
+    with open_target(args, log) as dut:
+        return 0 if run_job(job, dut, args, log) else 1
