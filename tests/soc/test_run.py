@@ -1,0 +1,92 @@
+"""`nnhil run` on models the project did not make: other shapes, a file written by hand, your own images."""
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import modelfile
+
+pytestmark = pytest.mark.sim
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def nnhil(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "host.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def run_and_check(model_file, out, images, *args):
+    """nnhil run, then every image's on-board outputs checked here against the model."""
+    r = nnhil("run", model_file, "--out", out, *args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    model = modelfile.load_quantized(model_file)
+    (board,) = (Path(out) / "board").iterdir()
+    res = np.load(board / "results.npz")
+    np.testing.assert_array_equal(res["logits"], model.logits(images))
+    np.testing.assert_array_equal(res["argmax"], model.predict(images))
+    assert f"bit-exact        {len(images)}/{len(images)} images" in r.stdout
+    return r, json.loads((board / "board.json").read_text())
+
+
+@pytest.mark.parametrize("train_args", [
+    ["--layers", "784,48,24,10", "--epochs", "2"],
+    ["--arch", "cnn", "--channels", "6,12", "--layers", "24,10", "--epochs", "1"],
+], ids=["mlp-784-48-24-10", "cnn-6-12-24-10"])
+def test_run_a_model_trained_with_other_shapes(fashion, tmp_path, train_args):
+    r = nnhil("train", *train_args, "--out", tmp_path / "model")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _, summary = run_and_check(tmp_path / "model" / "quantized.npz", tmp_path / "run",
+                               fashion.test[0][:120], "--images", 120)
+    assert summary["cycles_exact"] and summary["cpu_bit_exact"]
+    assert summary["board_accuracy"] == summary["software_int_accuracy"]
+
+
+def write_by_hand(path, layers, input_shape):
+    """A quantized model file from numpy, zipfile and json alone, as the README specifies it."""
+    arrays, specs = {}, []
+    for i, (w, b, mult, shift, output) in enumerate(layers):
+        for name, a in (("weights", w), ("bias", b), ("mult", mult), ("shift", shift)):
+            arrays[f"layer{i}.{name}"] = np.ascontiguousarray(a)
+        specs.append({"type": "dense", "n_in": w.shape[1], "n_out": w.shape[0], "output": output})
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = arrays[name]
+        h.update(f"{name}|{a.dtype.str}|{','.join(map(str, a.shape))}|".encode() + a.tobytes())
+    manifest = {"format": "nnhil-model", "version": 2, "kind": "quantized", "numeric_format": 1,
+                "input_shape": list(input_shape), "classes": None, "layers": specs, "meta": {},
+                "arrays": {n: {"dtype": a.dtype.str, "shape": list(a.shape),
+                               "sha256": hashlib.sha256(a.tobytes()).hexdigest()} for n, a in arrays.items()},
+                "payload_sha256": h.hexdigest()}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("manifest.json", json.dumps(manifest))
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, a, allow_pickle=False)
+            z.writestr(name + ".npy", buf.getvalue())
+
+
+def test_run_a_file_written_without_nnhil_on_your_own_images(tmp_path):
+    rng = np.random.default_rng(3)
+
+    def dense(n_out, n_in, output):
+        return (rng.integers(-128, 128, (n_out, n_in)).astype(np.int8),
+                rng.integers(-20000, 20000, n_out).astype(np.int32),
+                rng.integers(1 << 12, 1 << 16, n_out).astype(np.uint16),
+                np.full(n_out, 20, np.uint8), output)
+    write_by_hand(tmp_path / "mine.npz", [dense(40, 100, "u8"), dense(7, 40, "i32")], (100,))
+    images = rng.integers(0, 256, (60, 100), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "labels.npy", rng.integers(0, 7, 60))
+    r, summary = run_and_check(tmp_path / "mine.npz", tmp_path / "run", images,
+                               "--images-npy", tmp_path / "images.npy", "--labels-npy", tmp_path / "labels.npy")
+    assert summary["board_accuracy"] == summary["software_int_accuracy"]
+
+    np.save(tmp_path / "floats.npy", images.astype(np.float32))
+    r = nnhil("run", tmp_path / "mine.npz", "--images-npy", tmp_path / "floats.npy", "--out", tmp_path / "x")
+    assert r.returncode == 2 and "images are float32, the model takes uint8" in r.stderr
