@@ -10,7 +10,7 @@ from pathlib import Path
 from training import datasets, modelfile, workflow
 
 from . import history, report
-from .run import Job, add_target_arguments, open_target, run_job
+from .run import Job, add_target_arguments, open_targets, run_job
 
 
 def add_arguments(p):
@@ -29,9 +29,9 @@ def run(args, log=print):
     selected = (list(workflow.MODELS.values()) if args.model == "all" else [(args.model, args.dataset)])
     jobs = [_prepare(arch, dataset, args, log) for arch, dataset in selected]   # train first
     ok = True
-    with open_target(args, log) as dut:
+    with open_targets(args, log) as duts:
         for job in jobs:
-            ok &= run_job(job, dut, args, log, kind="demo")
+            ok &= run_job(job, duts, args, log, kind="demo")
     if len(jobs) > 1:
         log("")
         records = history.read(Path(args.out) / history.HISTORY.name)

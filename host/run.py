@@ -17,7 +17,7 @@ import numpy as np
 from gateware import cyclemodel, link, program
 from training import datasets, modelfile, plots, workflow
 
-from . import history, pace
+from . import history, pace, shards
 from .dut import open_dut
 
 CPU_IMAGES = 2                # the CPU takes millions of cycles per image
@@ -48,6 +48,8 @@ def add_target_arguments(p):
     p.add_argument("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
     p.add_argument("--sim-fallback", action="store_true",
                    help="with --board and no board found, run on the simulation")
+    p.add_argument("--sims", type=int, default=1,
+                   help="spread the images over this many simulations, one per core (default 1)")
     p.add_argument("--out", default=str(history.HISTORY.parent),
                    help="where the run goes: history.jsonl and board/<model>/ (default: %(default)s)")
 
@@ -144,21 +146,32 @@ def progress_logger(log):
     return progress
 
 
-def run_job(job, dut, args, log=print, kind="run"):
-    """One model through the DUT; logs the figures, writes the outputs; True if all is exact."""
+def run_job(job, duts, args, log=print, kind="run"):
+    """One model through the DUTs (its images shared out among them); logs the figures,
+    writes the outputs; True if all is exact."""
     model, images, labels = job.model, job.images, job.labels
     out = Path(args.out)
     board_dir = out / "board" / f"{job.name}-{job.dataset}"
     board_dir.mkdir(parents=True, exist_ok=True)
     log(f"{job.arch} on {job.dataset}:")
-    bridge = dut.bridge
-    t0, link0 = time.perf_counter(), bridge.traffic()
-    dut.load(model)
-    load_s, load_bytes = time.perf_counter() - t0, bridge.traffic() - link0
-    log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s")
-    t0, link0 = time.perf_counter(), bridge.traffic()
-    r = dut.infer(images, progress=progress_logger(log))
-    batch_s, batch_bytes = time.perf_counter() - t0, bridge.traffic() - link0
+    dut = duts[0]
+
+    def traffic():
+        return sum(d.bridge.traffic() for d in duts)
+    t0, link0 = time.perf_counter(), traffic()
+    for d in duts:
+        d.load(model)
+    load_s, load_bytes = time.perf_counter() - t0, (traffic() - link0) // len(duts)
+    log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s"
+        + (f" (on each of {len(duts)} simulations)" if len(duts) > 1 else ""))
+    t0, link0 = time.perf_counter(), traffic()
+    try:
+        r = shards.infer(duts, images, progress=progress_logger(log))
+    except shards.ShardError as e:
+        for (lo, hi), part in sorted(e.done.items()):
+            log(f"images {lo}-{hi - 1}: {int(part.exact(model, images[lo:hi]).sum())}/{hi - lo} bit-exact")
+        raise
+    batch_s, batch_bytes = time.perf_counter() - t0, traffic() - link0
     cpu = dut.cpu_infer(model, images[:CPU_IMAGES])
     ref = model.logits(images)
     exact = r.exact(model, images)
@@ -183,7 +196,7 @@ def run_job(job, dut, args, log=print, kind="run"):
         "cpu_bit_exact": cpu_exact,
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
-        "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2),
+        "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2), "sims": len(duts),
         "weight_load_link_bytes": load_bytes, "batch_link_bytes": batch_bytes,
         # what a board at the link rate would take: the bytes one after the other (UARTBone
         # answers each request in turn), and the batch's cycles at the board's clock
@@ -237,8 +250,13 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"history in {Path(args.out) / history.HISTORY.name}, plotted by 'nnhil report'")
 
 
-def open_target(args, log=print):
-    return open_dut(args.board, args.port, args.baud, args.build_dir, args.bitstream, args.sim_fallback, log)
+def open_targets(args, log=print):
+    """The DUTs of a run: the board, or ``--sims`` simulations."""
+    if args.sims < 1 or (args.board and args.sims > 1):
+        raise InputError(f"--sims {args.sims}: give a number of simulations, 1 or more, and only "
+                         f"without --board")
+    return shards.open_all(lambda: open_dut(args.board, args.port, args.baud, args.build_dir,
+                                            args.bitstream, args.sim_fallback, log), args.sims)
 
 
 def run(args, log=print):
@@ -246,5 +264,5 @@ def run(args, log=print):
     if args.full:
         args.images = None
     job = job_from_file(args, log)
-    with open_target(args, log) as dut:
-        return 0 if run_job(job, dut, args, log) else 1
+    with open_targets(args, log) as duts:
+        return 0 if run_job(job, duts, args, log) else 1
