@@ -69,11 +69,11 @@ class DUT:
 
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
-             sim_fallback=False, log=print):
+             sim_fallback=False, log=print, sim=None):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
     Without a board attached, raises BoardNotFound, or with ``sim_fallback`` runs on the
-    simulation and says so.
+    simulation and says so. The simulation is ``sim`` (a running Simulator) if given.
     """
     if board_name:
         port = port or board.find_arty()
@@ -93,8 +93,9 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         return
     if board_name:
         log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
-    build = simbuild.build_sim(layout.AccelConfig(), log=log)
-    with Simulator(build) as sim:
-        log(f"sim SoC answering on {sim.url} after {sim.boot_seconds:.1f} s")
-        with sim.bridge() as bridge:
-            yield DUT("sim", bridge, build.dir, sim=sim)
+    with contextlib.ExitStack() as stack:
+        if sim is None:
+            sim = stack.enter_context(Simulator(simbuild.build_sim(layout.AccelConfig(), log=log)))
+            log(f"sim SoC answering on {sim.url} after {sim.boot_seconds:.1f} s")
+        bridge = stack.enter_context(sim.bridge())
+        yield DUT("sim", bridge, sim.build.dir, sim=sim)

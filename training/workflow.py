@@ -35,6 +35,15 @@ class Data:
     standardizer: Standardizer
 
 
+@dataclass
+class Trained:
+    """A quantized model with the data it was trained and is tested on."""
+    name: str
+    model: object         # the quantized IntModel
+    out_dir: Path         # its float.npz, metrics.json and plots (or the folder of its file)
+    data: Data
+
+
 def load_data(name="fashion-mnist", data_dir=None, val_size=5000, seed=0, download=True):
     train_split = datasets.load_split(name, "train", data_dir, download)
     test_split = datasets.load_split(name, "test", data_dir, download)

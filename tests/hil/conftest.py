@@ -1,45 +1,45 @@
-"""Fixtures of the hardware-in-the-loop tests: a bridge to the target, the accelerator, the
-firmware, and each trained model (training.workflow.MODELS) loaded and run on a batch of test images."""
+"""Fixtures of the hardware-in-the-loop tests: the DUT's bridge, accelerator and firmware, and each
+model (the project's trained ones, or the files given with --model) loaded and run on test images."""
+from pathlib import Path
+
 import pytest
 
+from training import modelfile, workflow
 from training.workflow import MODELS
 
-from host.driver import AcceleratorDriver
-from host.firmware import Firmware, build_firmware
 
-
-@pytest.fixture(scope="module")
-def bridge(target):
-    with target.bridge() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def accelerator(bridge):
-    return AcceleratorDriver(bridge)
+def pytest_generate_tests(metafunc):
+    if "model_name" in metafunc.fixturenames and not hasattr(metafunc.module, "model_name"):
+        files = metafunc.config.getoption("--model")
+        metafunc.parametrize("model_name", files or sorted(MODELS), scope="module")
 
 
 @pytest.fixture(scope="session")
-def firmware_bin(target):
-    return build_firmware(target.build_dir)
+def bridge(dut):
+    return dut.bridge
+
+
+@pytest.fixture(scope="session")
+def accelerator(dut):
+    return dut.accelerator
+
+
+@pytest.fixture(scope="session")
+def firmware(dut):
+    return dut.firmware
 
 
 @pytest.fixture(scope="module")
-def firmware(bridge, firmware_bin):
-    fw = Firmware(bridge, firmware_bin)
-    fw.boot()
-    return fw
-
-
-@pytest.fixture(scope="module", params=sorted(MODELS))
-def model_name(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def loaded(accelerator, trained, model_name):
+def loaded(accelerator, trained, dataset, model_name):
     """The model on the accelerator (verified by read-back) and its test data."""
-    t = trained(model_name)
+    if model_name in MODELS:
+        t = trained(model_name)
+    else:                           # a file of --model: its test data is the dataset it records
+        model = modelfile.load_quantized(model_name)
+        name = model.meta.get("dataset")
+        if name is None:
+            pytest.fail(f"--model {model_name}: the file does not record its dataset (meta.dataset)")
+        t = workflow.Trained(model_name, model, Path(model_name).parent, dataset(name))
     accelerator.load(t.model)
     return t
 
@@ -48,6 +48,7 @@ def loaded(accelerator, trained, model_name):
 def batch(firmware, accelerator, loaded, n_images):
     """The first n_images test images through the accelerator, batched by the firmware."""
     images, labels = (a[:n_images] for a in loaded.data.test)
+    images = images.reshape((len(images),) + tuple(loaded.model.input_shape))
     return images, labels, firmware.accel_batch(accelerator, images)
 
 

@@ -18,8 +18,8 @@ def test_cpu_inference_of_random_weights_is_bit_exact(firmware, fashion):
     model = resources.headline_model()
     images = fashion.test[0][:2]
     r = firmware.cpu_infer(model, images)
-    np.testing.assert_array_equal(r["logits"], model.logits(images))
-    np.testing.assert_array_equal(r["prediction"], model.predict(images))
+    np.testing.assert_array_equal(r.logits, model.logits(images))
+    np.testing.assert_array_equal(r.argmax, model.predict(images))
     assert (model.activations(images)[0] == 255).any()
 
 
@@ -43,7 +43,7 @@ def test_cpu_inference_of_random_cnns_is_bit_exact(firmware, make):
     images = rng.integers(0, 256, (2,) + model.input_shape).astype(np.uint8)
     images[1] = 255                                       # the brightest image saturates most
     r = firmware.cpu_infer(model, images)
-    np.testing.assert_array_equal(r["logits"], model.logits(images))
+    np.testing.assert_array_equal(r.logits, model.logits(images))
     hidden = np.concatenate([a.ravel() for a in model.activations(images)[:-1]])
     assert (hidden == 255).any() and (hidden == 0).any()   # saturation and ReLU both exercised
 
@@ -61,7 +61,7 @@ def test_cpu_model_the_firmware_cannot_run_is_refused(firmware):
                      image_stride=stride, results=res)
     assert LAYER_WORDS == len(LAYER_FIELDS)
     r = firmware.cpu_infer(model, np.zeros((1,) + model.input_shape, np.uint8))   # still serving
-    np.testing.assert_array_equal(r["logits"], model.logits(np.zeros((1,) + model.input_shape, np.uint8)))
+    np.testing.assert_array_equal(r.logits, model.logits(np.zeros((1,) + model.input_shape, np.uint8)))
 
 
 def test_missing_and_oversized_firmware_are_refused(firmware, tmp_path):

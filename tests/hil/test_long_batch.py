@@ -50,8 +50,8 @@ def run_batch(firmware, accelerator, trained_model, n, waits, record_property):
     waits.clear()
     seen = []
     r = firmware.accel_batch(accelerator, images, progress=lambda done, total: seen.append((done, total)))
-    np.testing.assert_array_equal(r["logits"], t.model.logits(images))
-    np.testing.assert_array_equal(r["prediction"], t.model.predict(images))
+    np.testing.assert_array_equal(r.logits, t.model.logits(images))
+    np.testing.assert_array_equal(r.argmax, t.model.predict(images))
     worst = max(waits, key=lambda w: w[0] / w[1])
     record_property("worst_wait_s", round(worst[0], 3))
     record_property("worst_wait_fraction", round(worst[0] / worst[1], 4))

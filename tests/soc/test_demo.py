@@ -35,8 +35,8 @@ def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
         images = t.data.test[0][:IMAGES]
         out = np.load(board / "results.npz")
         np.testing.assert_array_equal(out["logits"], t.model.logits(images))
-        np.testing.assert_array_equal(out["prediction"], t.model.predict(images))
-        assert (out["accel_cycles"] == rec["model_cycles"]).all()
+        np.testing.assert_array_equal(out["argmax"], t.model.predict(images))
+        assert (out["cycles"] == rec["model_cycles"]).all()
     assert "## Models side by side" in (tmp_path / "report" / "report.md").read_text()
 
 
@@ -51,4 +51,4 @@ def test_demo_with_its_defaults(trained, sim_build, tmp_path):
     images = t.data.test[0]
     assert len(out["logits"]) == len(images) == 10_000
     np.testing.assert_array_equal(out["logits"], t.model.logits(images))
-    np.testing.assert_array_equal(out["prediction"], t.model.predict(images))
+    np.testing.assert_array_equal(out["argmax"], t.model.predict(images))
