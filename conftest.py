@@ -27,6 +27,9 @@ def pytest_addoption(parser):
     group.addoption("--port", help="the board's serial port (default: find the Arty's FTDI UART)")
     group.addoption("--baud", type=int, default=115200, help="baud rate of the board's UART")
     group.addoption("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
+    group.addoption("--lg-place", metavar="NAME",
+                    help="with --board: acquire this labgrid place and use its board (coordinator: "
+                         "--lg-coordinator or LG_COORDINATOR); a RemotePlace in --lg-env does the same")
     group.addoption("--build-dir", help="build directory of what the board runs (csr.json, software)")
     group.addoption("--sim-fallback", action="store_true",
                     help="with --board and no board found, run on the simulation instead of skipping")
@@ -143,17 +146,18 @@ class Target:
 
 def _board_target(request, name):
     from gateware import layout, sim
-    from host import board
+    from host import board, lab
 
     opt = request.config.getoption
-    port = opt("--port") or board.find_arty()
+    place = lab.place_from_options(request.config)
+    port = lab.hold(request.config, place) if place else opt("--port") or board.find_arty()
     if port is None:
         if opt("--sim-fallback"):
             return None
         pytest.skip(f"--board {name}: no board found (looked for {board.describe_search()}); "
-                    f"pass --port, or --sim-fallback to run on the simulation")
+                    f"pass --port or --lg-place, or --sim-fallback to run on the simulation")
     if opt("--bitstream"):
-        board.program(opt("--bitstream"))
+        (place.program if place else board.program)(opt("--bitstream"))
     build_dir = Path(opt("--build-dir") or sim.BUILD_ROOT / f"arty-{sim.build_key('arty', layout.AccelConfig())[1]}")
     if not (build_dir / "csr.json").exists():
         raise pytest.UsageError(f"no csr.json in {build_dir}: build the board's gateware with "

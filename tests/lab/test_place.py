@@ -1,0 +1,115 @@
+"""The board tests through a labgrid place on loopback: acquire, bridge over ser2net, program, release.
+
+The board is the sim behind a pty that a real labgrid-exporter exports (ser2net, RFC 2217);
+openFPGALoader is a stand-in on PATH that records its arguments, since no FPGA is attached.
+"""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.sim           # the "board" is the simulation
+
+REPO = Path(__file__).parents[2]
+HIL_SUBSET = ["tests/hil", "-k", "identification or refused", "--images", "20"]   # the bridge and the firmware
+STAND_IN = """#!/bin/sh
+# records its arguments; fails like openFPGALoader when the bitstream does not exist
+printf '%s\\n' "$@" > "$(dirname "$0")/args"
+for last; do :; done
+test -f "$last" || { echo "unable to open $last" >&2; exit 1; }
+"""
+
+
+def board_run(lab, *args, bitstream=None, stand_in_dir=None):
+    """``pytest --board arty --lg-place`` on the HIL subset, as a CI job on another host would run it."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")      # results arrive as they happen
+    if stand_in_dir:
+        env["PATH"] = f"{stand_in_dir}{os.pathsep}{env['PATH']}"
+    cmd = [sys.executable, "-m", "pytest", *HIL_SUBSET, "-p", "no:cacheprovider", "--board", "arty",
+           "--lg-coordinator", lab.address, "--build-dir", str(lab.build_dir), *args,
+           *(["--bitstream", str(bitstream)] if bitstream else [])]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def refusal(out, text):
+    """The line of the run's output that says ``text``, shown in the test's output."""
+    line = next((l for l in out.splitlines() if text in l), None)
+    assert line is not None, f"no {text!r} in:\n{out[-3000:]}"
+    print(f"\n{line}")
+    return line
+
+
+def finish(proc, timeout=300):
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate(timeout=10)
+        pytest.fail(f"the board run did not finish within {timeout} s:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+def test_hil_subset_runs_through_a_place(loopback_lab, sim_build, tmp_path):
+    bitstream = tmp_path / "arty.bit"
+    bitstream.write_bytes(b"\xff" * 64)
+    stand_in = tmp_path / "bin"
+    stand_in.mkdir()
+    (stand_in / "openFPGALoader").write_text(STAND_IN)
+    (stand_in / "openFPGALoader").chmod(0o755)
+    with loopback_lab() as lab:
+        lab.build_dir = sim_build.dir
+        run = board_run(lab, "--lg-place", lab.PLACE, bitstream=bitstream, stand_in_dir=stand_in)
+        rc, out = finish(run)
+        assert rc == 0, out[-3000:] + lab.logs()
+        summary = out.strip().splitlines()[-1]
+        print(f"\nthrough the place: {summary}")
+        assert "passed" in summary and "skipped" not in summary and "failed" not in summary, summary
+        assert (stand_in / "args").read_text().split() == ["-b", "arty_a7_35t", "--ftdi-serial", lab.FTDI_SERIAL,
+                                                           str(bitstream)]
+        assert lab.holder() is None, "the run did not release its place"
+        assert lab.ser2net() == [], "the exporter kept ser2net after the release"
+    assert lab.leftovers() == []
+
+
+def test_a_place_held_by_someone_else_is_refused(loopback_lab, sim_build):
+    with loopback_lab() as lab:
+        lab.build_dir = sim_build.dir
+        assert lab.client("-p", lab.PLACE, "acquire", user="nightly").returncode == 0
+        rc, out = finish(board_run(lab, "--lg-place", lab.PLACE), timeout=60)
+        assert rc == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+        assert refusal(out, f"Place {lab.PLACE} is already acquired by ").split(" by ")[1].startswith(
+            f"{socket.gethostname()}/nightly")
+        assert lab.holder().endswith("/nightly"), "the refused run took the place"
+    assert lab.leftovers() == []
+
+
+def test_an_unknown_place_is_refused(loopback_lab, sim_build):
+    with loopback_lab() as lab:
+        lab.build_dir = sim_build.dir
+        rc, out = finish(board_run(lab, "--lg-place", "no-such-board"), timeout=60)
+        assert rc == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+        refusal(out, "place pattern no-such-board matches nothing")
+    assert lab.leftovers() == []
+
+
+def test_exporter_gone_mid_run_stops_the_run_and_releases(loopback_lab, sim_build):
+    with loopback_lab() as lab:
+        lab.build_dir = sim_build.dir
+        run = board_run(lab, "--lg-place", lab.PLACE, "-v")
+        head = []
+        for line in run.stdout:                      # the first result: the board is in use
+            head.append(line)
+            if " PASSED " in line:
+                break
+        assert lab.ser2net(), "no ser2net serves the place"
+        lab.kill_exporter()
+        rc, out = finish(run, timeout=120)
+        out = "".join(head) + out
+        assert rc == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+        assert f"exporter {lab.EXPORTER} is gone" in refusal(out, "the run stops here")
+        assert lab.holder() is None, "the run did not release its place"
+    assert lab.leftovers() == []
