@@ -8,6 +8,7 @@ labgrid's own "already acquired by host/user" error instead of sharing the board
 releases it however the run ends. Resources are read through labgrid's ``RemotePlace``.
 """
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import attr
 import pytest
 import serial
 from labgrid import Target
+from labgrid.exceptions import NoResourceFoundError
 from labgrid.factory import target_factory
 from labgrid.pytestplugin.hooks import LABGRID_ENV_KEY
 from labgrid.resource.common import Resource
@@ -49,24 +51,24 @@ class OpenFPGALoaderJTAG(Resource):
 class Place:
     """One labgrid place, acquired for as long as a test run uses it."""
 
-    def __init__(self, name, coordinator=None, env_file=None, timeout=30.0):
+    def __init__(self, name, coordinator=None, timeout=30.0):
         self.name = name
         self.coordinator = coordinator or os.environ.get("LG_COORDINATOR", DEFAULT_COORDINATOR)
-        self.env_file = env_file
         self.timeout = timeout
         self.acquired = False
         self._target = None
 
     def _client(self, *args):
+        """labgrid-client on this place, in a session of its own: a Ctrl-C at the terminal is the run's."""
         cmd = [str(Path(sys.executable).parent / "labgrid-client"), "-x", self.coordinator, "-p", self.name, *args]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                               timeout=self.timeout)
+                               timeout=self.timeout, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise LabError(f"the labgrid coordinator at {self.coordinator} did not answer within "
                            f"{self.timeout:g} s: is labgrid-coordinator running there?") from None
         if r.returncode:
-            why = (r.stderr.strip() or r.stdout.strip()).removeprefix("labgrid-client: ")
+            why = (r.stderr.strip() or r.stdout.strip()).removeprefix("labgrid-client: ").removeprefix("Error: ")
             raise LabError(f"labgrid place {self.name!r} at {self.coordinator}: {why}")
         return r.stdout
 
@@ -76,19 +78,20 @@ class Place:
         return self
 
     def release(self):
-        """Release the place if this run holds it; safe to call twice."""
-        if self._target is not None:
-            self._target.deactivate_all_drivers()
-            self._target = None
-        if self.acquired:
-            self.acquired = False
+        """Release the place if this run holds it; safe to call twice.
+
+        A Ctrl-C (or SIGTERM) that arrives meanwhile waits until the place is released, so an
+        interrupted run does not leave the board taken; the wait is bounded by the timeout.
+        """
+        if not self.acquired:
+            return
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
             self._client("release")
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
+            self.acquired = False
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     # Resources --------------------------------------------------------------------------------
     @property
@@ -104,7 +107,7 @@ class Place:
     def _resource(self, cls, what):
         try:
             return self.target.get_resource(cls, wait_avail=False)
-        except Exception as e:
+        except NoResourceFoundError as e:
             raise LabError(f"labgrid place {self.name!r} has no {what} ({cls}): add the exporter's "
                            f"group to it with 'labgrid-client -p {self.name} add-match EXPORTER/GROUP/*'") from e
 
@@ -118,8 +121,6 @@ class Place:
         if not port.avail or not port.port:
             raise LabError(f"the serial port of labgrid place {self.name!r} is not available on "
                            f"{port.host}: is the board plugged in and its exporter running?")
-        if port.protocol == "raw":
-            return f"socket://{port.host}:{port.port}"
         return f"{protocol_ser2net.SCHEME}://{port.host}:{port.port}"
 
     def check_exporter(self):

@@ -4,6 +4,7 @@ The board is the sim behind a pty that a real labgrid-exporter exports (ser2net,
 openFPGALoader is a stand-in on PATH that records its arguments, since no FPGA is attached.
 """
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,10 @@ import pytest
 pytestmark = pytest.mark.sim           # the "board" is the simulation
 
 REPO = Path(__file__).parents[2]
-HIL_SUBSET = ["tests/hil", "-k", "identification or refused", "--images", "20"]   # the bridge and the firmware
+HIL_SUBSET = "identification or refused"       # the bridge, the firmware and the refusals: seconds
+# ... and a test that takes seconds (it waits for a firmware timeout), started right after BEFORE_SLOW
+MID_RUN_SUBSET = "identification or refused or times_out"
+BEFORE_SLOW = "test_missing_and_oversized_firmware_are_refused PASSED"
 STAND_IN = """#!/bin/sh
 # records its arguments; fails like openFPGALoader when the bitstream does not exist
 printf '%s\\n' "$@" > "$(dirname "$0")/args"
@@ -23,16 +27,30 @@ test -f "$last" || { echo "unable to open $last" >&2; exit 1; }
 """
 
 
-def board_run(lab, *args, bitstream=None, stand_in_dir=None):
+def board_run(lab, *args, select=HIL_SUBSET, bitstream=None, stand_in_dir=None):
     """``pytest --board arty --lg-place`` on the HIL subset, as a CI job on another host would run it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")      # results arrive as they happen
     if stand_in_dir:
         env["PATH"] = f"{stand_in_dir}{os.pathsep}{env['PATH']}"
-    cmd = [sys.executable, "-m", "pytest", *HIL_SUBSET, "-p", "no:cacheprovider", "--board", "arty",
-           "--lg-coordinator", lab.address, "--build-dir", str(lab.build_dir), *args,
+    cmd = [sys.executable, "-m", "pytest", "tests/hil", "-k", select, "--images", "20", "-p", "no:cacheprovider",
+           "--board", "arty", "--build-dir", str(lab.build_dir), *args,
            *(["--bitstream", str(bitstream)] if bitstream else [])]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+
+
+def place_args(lab, place=None):
+    return ["--lg-coordinator", lab.address, "--lg-place", place or lab.PLACE]
+
+
+def read_until(run, text):
+    """Read the run's output up to the line with ``text``; return what was read."""
+    head = []
+    for line in run.stdout:
+        head.append(line)
+        if text in line:
+            return "".join(head)
+    pytest.fail(f"the run ended before {text!r}:\n" + "".join(head)[-3000:])
 
 
 def refusal(out, text):
@@ -62,7 +80,7 @@ def test_hil_subset_runs_through_a_place(loopback_lab, sim_build, tmp_path):
     (stand_in / "openFPGALoader").chmod(0o755)
     with loopback_lab() as lab:
         lab.build_dir = sim_build.dir
-        run = board_run(lab, "--lg-place", lab.PLACE, bitstream=bitstream, stand_in_dir=stand_in)
+        run = board_run(lab, *place_args(lab), bitstream=bitstream, stand_in_dir=stand_in)
         rc, out = finish(run)
         assert rc == 0, out[-3000:] + lab.logs()
         summary = out.strip().splitlines()[-1]
@@ -75,11 +93,15 @@ def test_hil_subset_runs_through_a_place(loopback_lab, sim_build, tmp_path):
     assert lab.leftovers() == []
 
 
-def test_a_place_held_by_someone_else_is_refused(loopback_lab, sim_build):
+def test_a_place_held_by_someone_else_is_refused(loopback_lab, sim_build, tmp_path):
+    """Named the labgrid way: an environment file with a RemotePlace and the coordinator's address."""
+    env = tmp_path / "env.yaml"
     with loopback_lab() as lab:
+        env.write_text(f"targets:\n  main:\n    resources:\n      RemotePlace:\n        name: {lab.PLACE}\n"
+                       f"options:\n  coordinator_address: {lab.address}\n")
         lab.build_dir = sim_build.dir
         assert lab.client("-p", lab.PLACE, "acquire", user="nightly").returncode == 0
-        rc, out = finish(board_run(lab, "--lg-place", lab.PLACE), timeout=60)
+        rc, out = finish(board_run(lab, "--lg-env", str(env)), timeout=60)
         assert rc == pytest.ExitCode.USAGE_ERROR, out[-3000:]
         assert refusal(out, f"Place {lab.PLACE} is already acquired by ").split(" by ")[1].startswith(
             f"{socket.gethostname()}/nightly")
@@ -90,7 +112,7 @@ def test_a_place_held_by_someone_else_is_refused(loopback_lab, sim_build):
 def test_an_unknown_place_is_refused(loopback_lab, sim_build):
     with loopback_lab() as lab:
         lab.build_dir = sim_build.dir
-        rc, out = finish(board_run(lab, "--lg-place", "no-such-board"), timeout=60)
+        rc, out = finish(board_run(lab, *place_args(lab, "no-such-board")), timeout=60)
         assert rc == pytest.ExitCode.USAGE_ERROR, out[-3000:]
         refusal(out, "place pattern no-such-board matches nothing")
     assert lab.leftovers() == []
@@ -99,17 +121,26 @@ def test_an_unknown_place_is_refused(loopback_lab, sim_build):
 def test_exporter_gone_mid_run_stops_the_run_and_releases(loopback_lab, sim_build):
     with loopback_lab() as lab:
         lab.build_dir = sim_build.dir
-        run = board_run(lab, "--lg-place", lab.PLACE, "-v")
-        head = []
-        for line in run.stdout:                      # the first result: the board is in use
-            head.append(line)
-            if " PASSED " in line:
-                break
+        run = board_run(lab, *place_args(lab), "-v", select=MID_RUN_SUBSET)
+        head = read_until(run, BEFORE_SLOW)
         assert lab.ser2net(), "no ser2net serves the place"
         lab.kill_exporter()
         rc, out = finish(run, timeout=120)
-        out = "".join(head) + out
+        out = head + out
         assert rc == pytest.ExitCode.TESTS_FAILED, out[-3000:]
         assert f"exporter {lab.EXPORTER} is gone" in refusal(out, "the run stops here")
         assert lab.holder() is None, "the run did not release its place"
+    assert lab.leftovers() == []
+
+
+def test_ctrl_c_mid_run_releases_the_place(loopback_lab, sim_build):
+    with loopback_lab() as lab:
+        lab.build_dir = sim_build.dir
+        run = board_run(lab, *place_args(lab), "-v", select=MID_RUN_SUBSET)
+        read_until(run, BEFORE_SLOW)
+        os.kill(run.pid, signal.SIGINT)
+        rc, out = finish(run, timeout=60)
+        assert rc == pytest.ExitCode.INTERRUPTED, out[-3000:]
+        assert "KeyboardInterrupt" in out, out[-3000:]
+        assert lab.holder() is None, "the interrupted run did not release its place"
     assert lab.leftovers() == []
