@@ -154,7 +154,7 @@ class Place:
 def place_from_options(config):
     """The place a pytest run names: ``--lg-place``, or the one RemotePlace of ``--lg-env``; or None."""
     name = config.getoption("--lg-place")
-    coordinator = config.getoption("--lg-coordinator")
+    coordinator = config.getoption("--lg-coordinator", None)   # None too without labgrid's plugin
     env = config.stash.get(LABGRID_ENV_KEY, None)
     if name is None and env is not None:
         places = [place for t in env.config.get_targets().values()

@@ -3,7 +3,7 @@
 ser2net speaks RFC 2217. pyserial's ``rfc2217://`` client refuses a write timeout, which
 :class:`host.bridge.Bridge` sets on every link; its socket has a timeout all the same, so
 here the write timeout is that socket's. The exported UART (an FTDI, or a pty in the
-tests) has no modem lines to confirm, hence labgrid's ``ign_set_control`` option.
+tests) has no modem lines to confirm, hence the ``ign_set_control`` option.
 Registered with pyserial by :mod:`host.lab`.
 """
 import serial.rfc2217

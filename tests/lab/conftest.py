@@ -31,28 +31,36 @@ def wait_for(check, timeout, what):
         time.sleep(0.1)
 
 
-def group_members(pgid):
-    """(pid, command line) of every live process in a process group."""
-    members = []
+def processes():
+    """(pid, process group, command line) of every live process but this one."""
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             stat = (d / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append((int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
-    return members
+            state, _, pgid = stat[stat.rindex(")") + 2:].split()[:3]
+            if state != "Z":
+                yield int(d.name), int(pgid), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def group_members(pgid):
+    return [(pid, cmd) for pid, group, cmd in processes() if group == pgid]
+
+
+def processes_mentioning(text):
+    return [(pid, cmd) for pid, _, cmd in processes() if text in cmd]
 
 
 class LoopbackLab:
+    """The coordinator and the exporter of one board (the sim's pty), and its place."""
     EXPORTER = "lab1"
     GROUP = PLACE = "arty"                  # the exporter's group of the board, and the place that matches it
     FTDI_SERIAL = "210319A8C1B2"            # what a real Arty's FT2232H reports; the stand-in records it
 
-    def __init__(self, tmp, tty):
+    def __init__(self, tmp, tty, build_dir):
         self.tmp = Path(tmp)
         self.tty = tty
+        self.build_dir = build_dir          # what the board runs: the sim's build
         self.address = f"127.0.0.1:{free_port()}"
         self.procs = {}
         self.log = {}
@@ -129,17 +137,6 @@ class LoopbackLab:
         return "\n".join(f"--- {n} ---\n{(self.tmp / f'{n}.log').read_text()[-2000:]}" for n in self.log)
 
 
-def processes_mentioning(text):
-    """(pid, command line) of every live process whose command line contains ``text``."""
-    found = []
-    for d in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if d.name.isdigit() and text in cmdline and int(d.name) != os.getpid():
-                found.append((int(d.name), cmdline))
-    return found
-
-
 @pytest.fixture
 def loopback_lab(sim_build, tmp_path):
     """Starts a sim of its own, its pty and a lab on it for a ``with`` block; after the block
@@ -149,7 +146,7 @@ def loopback_lab(sim_build, tmp_path):
     @contextlib.contextmanager
     def run():
         with Simulator(sim_build) as sim, sim.pty() as tty:
-            lab = LoopbackLab(tmp_path, tty)
+            lab = LoopbackLab(tmp_path, tty, sim_build.dir)
             lab.watch = [sim.proc.pid] + [pid for pid, _ in processes_mentioning(tty)]   # the sim and socat
             try:
                 yield lab.start()
