@@ -28,7 +28,6 @@ from labgrid.util.ssh import sshmanager
 from . import board, protocol_ser2net
 
 DEFAULT_COORDINATOR = "127.0.0.1:20408"     # labgrid's own default
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", socket.gethostname(), socket.getfqdn()}
 serial.protocol_handler_packages.append(__package__)        # ser2net:// (host.protocol_ser2net)
 
 
@@ -141,7 +140,7 @@ class Place:
         """Load a bitstream into the place's FPGA with openFPGALoader on the exporter's host."""
         jtag = self._resource("OpenFPGALoaderJTAG", "JTAG cable")
         host = self.serial_port.host
-        if host in LOCAL_HOSTS:
+        if host in {"127.0.0.1", "localhost", "::1", socket.gethostname(), socket.getfqdn()}:
             board.program(bitstream, board=jtag.board, cable=jtag.ftdi_serial)
             return
         # labgrid's way to the exporter's host: its shared SSH connection
