@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 APT_PACKAGES := build-essential python3-venv verilator iverilog gcc-riscv64-unknown-elf \
-                libevent-dev libjson-c-dev zlib1g-dev socat
+                libevent-dev libjson-c-dev zlib1g-dev socat ser2net
 # Tests and CI use the shared copy of the datasets beside the checkout when it exists;
 # otherwise the official files are downloaded (and verified) into ~/.cache/nnhil/data.
 SHARED_DATA := $(wildcard $(CURDIR)/../shared/data)
@@ -40,6 +40,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall $$(grep '^pyserial-labgrid==' requirements.txt)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 

@@ -28,14 +28,18 @@ def describe_search():
             f"(the Arty's FTDI), interface {ARTY_UART_INTERFACE}")
 
 
-def program(bitstream, board="arty_a7_35t", timeout=120):
-    """Load a bitstream into the FPGA with openFPGALoader (Debian package openfpgaloader)."""
-    tool = shutil.which("openFPGALoader")
+def program(bitstream, board="arty_a7_35t", timeout=120, cable=None, via=()):
+    """Load a bitstream into the FPGA with openFPGALoader (Debian package openfpgaloader).
+
+    ``cable`` picks one of several FTDI cables by serial number; ``via`` is a command prefix
+    that runs openFPGALoader on another host (ssh to a lab's exporter, see host.lab).
+    """
+    tool = "openFPGALoader" if via else shutil.which("openFPGALoader")
     if tool is None:
         raise BoardError("openFPGALoader is not installed: sudo apt-get install openfpgaloader")
+    cmd = [*via, tool, "-b", board, *(["--ftdi-serial", cable] if cable else []), str(bitstream)]
     try:
-        r = subprocess.run([tool, "-b", board, str(bitstream)], capture_output=True, text=True,
-                           timeout=timeout)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise BoardError(f"openFPGALoader did not finish within {timeout} s") from None
     if r.returncode:

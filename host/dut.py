@@ -69,11 +69,12 @@ class DUT:
 
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
-             sim_fallback=False, log=print, sim=None):
+             sim_fallback=False, log=print, sim=None, program=board.program):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
     Without a board attached, raises BoardNotFound, or with ``sim_fallback`` runs on the
-    simulation and says so. The simulation is ``sim`` (a running Simulator) if given.
+    simulation and says so. The simulation is ``sim`` (a running Simulator) if given;
+    ``program(bitstream)`` loads a bitstream (on a lab's exporter, for a labgrid place).
     """
     if board_name:
         port = port or board.find_arty()
@@ -83,7 +84,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
                                 f"run on the simulation")
     if board_name and port:
         if bitstream:
-            board.program(bitstream)
+            program(bitstream)
         build_dir = Path(build_dir or simbuild.build_arty(layout.AccelConfig(), log=log))
         if not (build_dir / "csr.json").exists():
             raise board.BoardError(f"no csr.json in {build_dir}: pass the --build-dir of what the "

@@ -35,6 +35,9 @@ def pytest_addoption(parser):
     group.addoption("--baud", type=int, default=link.BAUD,
                     help="baud rate of the board's UART (default: the build's, %(default)s)")
     group.addoption("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
+    group.addoption("--lg-place", metavar="NAME",
+                    help="with --board: acquire this labgrid place and use its board (coordinator: "
+                         "--lg-coordinator or LG_COORDINATOR); a RemotePlace in --lg-env does the same")
     group.addoption("--build-dir", help="build directory of what the board runs (csr.json, software)")
     group.addoption("--sim-fallback", action="store_true",
                     help="with --board and no board found, run on the simulation instead of skipping")
@@ -94,15 +97,21 @@ def dut(request, record_testsuite_property):
     from host import board, dut as duts
 
     opt = request.config.getoption
-    name, port = opt("--board"), opt("--port")
+    name, port, place = opt("--board"), opt("--port"), None
+    if name and not port:
+        from host import lab
+        place = lab.place_from_options(request.config)
+        if place:
+            port = lab.hold(request.config, place)      # released at the end of the run
     if name and not port:
         port = board.find_arty()
         if port is None and not opt("--sim-fallback"):
             pytest.skip(f"--board {name}: no board found (looked for {board.describe_search()}); "
-                        f"pass --port, or --sim-fallback to run on the simulation")
+                        f"pass --port or --lg-place, or --sim-fallback to run on the simulation")
     sim = None if name and port else request.getfixturevalue("sim")
     with duts.open_dut(name, port, opt("--baud"), opt("--build-dir"), opt("--bitstream"),
-                       opt("--sim-fallback"), log=print, sim=sim) as d:
+                       opt("--sim-fallback"), log=print, sim=sim,
+                       program=place.program if place else board.program) as d:
         _record_target(d, record_testsuite_property)
         yield d
 
