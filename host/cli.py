@@ -85,6 +85,7 @@ def cmd_quantize(args):
     data = _load_data(args, meta.get("train_config", {}).get("val_size", 5000),
                       meta.get("train_config", {}).get("seed", 0))
     from training.quantize import quantize
+    meta = dict(meta, dataset=meta.get("dataset", args.dataset))     # calibrated on it, tested on it
     q = quantize(model, st, data.train[0][:workflow.CALIBRATION_IMAGES], data.classes, meta)
     out = Path(args.out or Path(args.model).with_name("quantized.npz"))
     digest = modelfile.save_quantized(out, q)

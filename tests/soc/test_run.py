@@ -54,15 +54,18 @@ def write_by_hand(path, layers, input_shape):
         for name, a in (("weights", w), ("bias", b), ("mult", mult), ("shift", shift)):
             arrays[f"layer{i}.{name}"] = np.ascontiguousarray(a)
         specs.append({"type": "dense", "n_in": w.shape[1], "n_out": w.shape[0], "output": output})
+    write_zip(path, {"kind": "quantized", "numeric_format": 1, "input_shape": list(input_shape),
+                     "classes": None, "layers": specs, "meta": {}}, arrays)
+
+
+def write_zip(path, manifest, arrays):
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = arrays[name]
         h.update(f"{name}|{a.dtype.str}|{','.join(map(str, a.shape))}|".encode() + a.tobytes())
-    manifest = {"format": "nnhil-model", "version": 2, "kind": "quantized", "numeric_format": 1,
-                "input_shape": list(input_shape), "classes": None, "layers": specs, "meta": {},
-                "arrays": {n: {"dtype": a.dtype.str, "shape": list(a.shape),
-                               "sha256": hashlib.sha256(a.tobytes()).hexdigest()} for n, a in arrays.items()},
-                "payload_sha256": h.hexdigest()}
+    manifest = dict(manifest, format="nnhil-model", version=2, payload_sha256=h.hexdigest(),
+                    arrays={n: {"dtype": a.dtype.str, "shape": list(a.shape),
+                                "sha256": hashlib.sha256(a.tobytes()).hexdigest()} for n, a in arrays.items()})
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("manifest.json", json.dumps(manifest))
         for name, a in arrays.items():
@@ -90,3 +93,18 @@ def test_run_a_file_written_without_nnhil_on_your_own_images(tmp_path):
     np.save(tmp_path / "floats.npy", images.astype(np.float32))
     r = nnhil("run", tmp_path / "mine.npz", "--images-npy", tmp_path / "floats.npy", "--out", tmp_path / "x")
     assert r.returncode == 2 and "images are float32, the model takes uint8" in r.stderr
+
+
+def test_a_float_model_trained_elsewhere_is_quantized_and_run(fashion, tmp_path):
+    """Float weights as PyTorch or Keras would export them, in a file numpy alone writes."""
+    rng = np.random.default_rng(5)
+    sizes = [784, 48, 10]
+    arrays = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        arrays[f"layer{i}.weights"] = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        arrays[f"layer{i}.bias"] = (0.1 * rng.standard_normal(n_out)).astype(np.float32)
+    write_zip(tmp_path / "float.npz", {"kind": "float", "arch": "mlp", "sizes": sizes,
+                                       "standardizer": {"mean": 72.9, "std": 90.0}, "meta": {}}, arrays)
+    r = nnhil("quantize", tmp_path / "float.npz", "--out", tmp_path / "q" / "mine.npz")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run_and_check(tmp_path / "q" / "mine.npz", tmp_path / "run", fashion.test[0][:50], "--images", 50)
