@@ -46,8 +46,9 @@ def _prepare(arch, dataset, args, log):
     model, out_dir = workflow.ensure_model(cfg, data, log=log)
     images, labels = data.test[0][:args.images], data.test[1][:args.images]
     fmodel, standardizer, _ = modelfile.load_float(out_dir / "float.npz")
-    float_acc = float((fmodel.predict(standardizer(images)) == labels).mean())
+    float_acc = float((fmodel.predict(standardizer(images.reshape(len(images), -1))) == labels).mean())
     return Job(name=arch, arch=workflow.arch_name(cfg), model=model,
                images=images.reshape((-1,) + tuple(model.input_shape)), labels=labels,
                classes=data.classes, dataset=data.name, float_acc=float_acc,
+               float_model=(fmodel, standardizer),
                record={"training_dir": str(out_dir)})

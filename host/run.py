@@ -36,6 +36,7 @@ class Job:
     classes: tuple = None
     dataset: str = "images"
     float_acc: float = None   # the float model's accuracy on the same images, when there is one
+    float_model: object = None    # (float MLP or CNN, its Standardizer), when there is one
     record: dict = dataclasses.field(default_factory=dict)    # extra fields for the history
 
 
@@ -115,13 +116,16 @@ def job_from_file(args, log=print):
     if args.images:
         images = images[:args.images]
         labels = None if labels is None else labels[:args.images]
-    float_acc = None
-    if (path.parent / "float.npz").exists() and labels is not None:       # nnhil train's layout
-        fmodel, standardizer, _ = modelfile.load_float(path.parent / "float.npz")
-        float_acc = float((fmodel.predict(standardizer(images.reshape(len(images), -1))) == labels).mean())
+    float_acc = float_model = None
+    if (path.parent / "float.npz").exists():                             # nnhil train's layout
+        float_model = modelfile.load_float(path.parent / "float.npz")[:2]
+        if labels is not None:
+            fmodel, standardizer = float_model
+            float_acc = float((fmodel.predict(standardizer(images.reshape(len(images), -1))) == labels).mean())
     return Job(name=path.stem if path.stem != "quantized" else path.parent.name,
                arch=describe(model), model=model, images=images, labels=labels, classes=classes,
-               dataset=dataset, float_acc=float_acc, record={"model_file": str(path)})
+               dataset=dataset, float_acc=float_acc, float_model=float_model,
+               record={"model_file": str(path)})
 
 
 def describe(model):
@@ -132,6 +136,29 @@ def describe(model):
         parts.append("pool" if kind == "MaxPool2D" else
                      f"conv{layer.kernel}x{layer.kernel}:{layer.c_out}" if kind == "Conv2D" else f"dense{layer.n_out}")
     return "-".join(parts)
+
+
+HOST_IMAGES = 200             # images the host's own CPU times, one at a time and as one batch
+
+
+def host_times(job):
+    """The host machine's own microseconds per image (NumPy): the integer model one image at a
+    time and batched, and the float model batched when there is one; measured while the sim
+    waits between commands, so its core is idle."""
+    images = job.images[:HOST_IMAGES]
+
+    def per_image(fn, batches):
+        t0 = time.perf_counter()
+        for b in batches:
+            fn(b)
+        return round(1e6 * (time.perf_counter() - t0) / len(images), 1)
+    times = {"host_int_us_batch1": per_image(job.model.logits, [im[None] for im in images]),
+             "host_int_us_batched": per_image(job.model.logits, [images])}
+    if job.float_model is not None:
+        fmodel, standardizer = job.float_model
+        flat = images.reshape(len(images), -1)
+        times["host_float_us_batched"] = per_image(lambda b: fmodel.logits(standardizer(b)), [flat])
+    return times
 
 
 def progress_logger(log):
@@ -204,6 +231,7 @@ def run_job(job, duts, args, log=print, kind="run"):
         "board_batch_s": round(batch_bytes / board_pace.link_bytes_per_s
                                + int(r.driver_cycles.sum()) / link.CLOCK_HZ, 2),
     }
+    summary.update(host_times(job))
     np.savez_compressed(board_dir / "results.npz", **dataclasses.asdict(r))
     if labels is not None:
         classes = job.classes or tuple(str(c) for c in range(model.n_out))
@@ -240,6 +268,10 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
     log(f"CPU (VexRiscv)   {s['cpu_cycles_per_inference']} cycles per inference "
         f"({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)")
     log(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver)")
+    log(f"host CPU         {s['host_int_us_batch1']} us per image (integer model, NumPy, one at a time), "
+        f"{s['host_int_us_batched']} us batched"
+        + (f", float {s['host_float_us_batched']} us batched" if "host_float_us_batched" in s else "")
+        + f"; the accelerator {s['accelerator_cycles'] * us:.2f} us at {link.CLOCK_HZ / 1e6:g} MHz")
     log(f"weight load      {s['weight_load_s']:.2f} s over the bridge, verified by read-back; uses "
         + ", ".join(f"{s[k + '_used']}/{getattr(dut.config, k)} {k.replace('_', ' ')}"
                     for k in program.usage(dut.model, dut.config)))
