@@ -16,74 +16,115 @@ the MLP. The functions work in whatever float dtype they are given (float32 for 
 float64 for the gradient checks and the quantizer).
 """
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .train import TrainConfig
 
 
 # Functional building blocks (NHWC) ---------------------------------------------------------------
-def im2col(x, k):
-    """[N, H, W, C] -> ([N*Ho*Wo, C*k*k] patches ordered (c, kh, kw), (Ho, Wo))."""
-    n, h, w, c = x.shape
-    ho, wo = h - k + 1, w - k + 1
-    if ho < 1 or wo < 1:
-        raise ValueError(f"a {k}x{k} kernel does not fit a {h}x{w} input")
-    win = sliding_window_view(x, (k, k), axis=(1, 2))          # [N, Ho, Wo, C, k, k], a view
-    return win.reshape(n * ho * wo, c * k * k), (ho, wo)
+# A k x k convolution of an [N, H, W, C] batch is computed on the whole H x W grid of the
+# batch flattened to [N*H*W, C] rows: tap (i, j) is the contiguous slice of rows shifted by
+# i*W + j, so each tap is one matrix product on the batch as it is (no im2col copy). Grid
+# positions outside the valid Ho x Wo output (the last k-1 rows and columns of each image)
+# hold values that are never read; gradients there are zero.
+def _tap_offsets(k, width):
+    """Row shift of each kernel tap (i, j), in (i, j) order, on a grid of the given width."""
+    return [i * width + j for i in range(k) for j in range(k)]
 
 
 def conv_forward(x, w, b):
-    """Valid stride-1 convolution (cross-correlation). x [N,H,W,C], w [Co,C,k,k] -> [N,Ho,Wo,Co]."""
+    """Valid stride-1 convolution (cross-correlation). x [N,H,W,C], w [Co,C,k,k] -> [N,Ho,Wo,Co].
+
+    Returns the output (a view of the H x W grid it was computed on) and the cache for
+    conv_backward (the flattened input).
+    """
+    n, h, wd, c = x.shape
     co, k = w.shape[0], w.shape[2]
-    cols, (ho, wo) = im2col(x, k)
-    out = cols @ w.reshape(co, -1).T
-    out += b
-    return out.reshape(len(x), ho, wo, co), cols
+    ho, wo = h - k + 1, wd - k + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {k}x{k} kernel does not fit a {h}x{wd} input")
+    x2 = np.ascontiguousarray(x).reshape(-1, c)
+    offs = _tap_offsets(k, wd)
+    m = len(x2) - offs[-1]                     # rows every tap can read
+    grid = np.empty((len(x2), co), np.result_type(x, w))
+    out = grid[:m]
+    if c == 1:      # one channel: the k*k shifted rows, stacked, are im2col (column-major): one product
+        np.matmul(np.stack([x2[off:off + m, 0] for off in offs]).T, w.reshape(co, -1).T, out=out)
+    else:
+        taps = w.transpose(2, 3, 1, 0).reshape(k * k, c, co)
+        np.matmul(x2[:m], taps[0], out=out)
+        for off, wk in zip(offs[1:], taps[1:]):
+            out += x2[off:off + m] @ wk
+    grid[m:] = 0
+    rows = grid.reshape(-1, wd * co)           # a whole grid row at a time: long vector loops
+    rows += np.tile(b, wd)
+    return grid.reshape(n, h, wd, co)[:, :ho, :wo], x2
 
 
-def conv_backward(dout, cols, x_shape, w, need_dx=True):
-    """Gradients (dx, dw, db) of conv_forward given d(loss)/d(out) [N,Ho,Wo,Co]."""
-    n, ho, wo, co = dout.shape
-    k, c = w.shape[2], w.shape[1]
-    d2 = dout.reshape(-1, co)
-    dw = (cols.T @ d2).T.reshape(w.shape)      # this operand order is the fast BLAS path
-    db = d2.sum(axis=0)
+def conv_backward(dout, x2, x_shape, w, need_dx=True):
+    """Gradients (dx, dw, db) of conv_forward given d(loss)/d(out).
+
+    dout is [N,Ho,Wo,Co], or already on the input's [N,H,W,Co] grid with zeros outside
+    Ho x Wo (as pool_backward leaves it for the CNN, which saves a copy).
+    """
+    n, h, wd, c = x_shape
+    co, k = w.shape[0], w.shape[2]
+    if dout.shape[1:3] != (h, wd):
+        grid = np.zeros((n, h, wd, co), dout.dtype)
+        grid[:, :dout.shape[1], :dout.shape[2]] = dout
+        dout = grid
+    g = dout.reshape(-1, co)
+    offs = _tap_offsets(k, wd)
+    m = len(g) - offs[-1]
+    gm = g[:m]                                 # every valid output position is in these rows
+    dw = np.stack([gm.T @ x2[off:off + m] for off in offs], axis=-1).reshape(w.shape)
+    db = np.ones(len(g), g.dtype) @ g
     if not need_dx:
         return None, dw, db
-    dcols = (d2 @ w.reshape(co, -1)).reshape(n, ho, wo, c, k, k)
-    dx = np.zeros(x_shape, dout.dtype)
-    for i in range(k):              # col2im: a loop over the k*k kernel taps, not over pixels
-        for j in range(k):
-            dx[:, i:i + ho, j:j + wo, :] += dcols[..., i, j]
-    return dx, dw, db
+    dx = np.zeros((len(g), c), dout.dtype)
+    for off, wk in zip(offs, w.transpose(2, 3, 0, 1).reshape(k * k, co, c)):
+        dx[off:off + m] += gm @ wk
+    return dx.reshape(x_shape), dw, db
 
 
 def pool_forward(x):
-    """2x2 max-pool, stride 2, on [N,H,W,C]; odd trailing rows/columns are dropped (floor)."""
+    """2x2 max-pool, stride 2, on [N,H,W,C]; odd trailing rows/columns are dropped (floor).
+
+    Returns the output and, for pool_backward, where each maximum was as float 0/1 masks
+    (right column won; bottom row won), taken so that the first maximum in (row, column)
+    order wins a tie. Slices and reshapes only: no window copy, no argmax.
+    """
     n, h, w, c = x.shape
     ho, wo = h // 2, w // 2
     if ho < 1 or wo < 1:
         raise ValueError(f"a 2x2 max-pool needs at least a 2x2 input, got {h}x{w}")
-    win = x[:, :2 * ho, :2 * wo].reshape(n, ho, 2, wo, 2, c).transpose(0, 1, 3, 5, 2, 4)
-    win = win.reshape(n, ho, wo, c, 4)
-    arg = win.argmax(axis=-1)       # the first maximum in (row, column) order wins a tie
-    out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
-    return out, arg
+    v = x[:, :2 * ho, :2 * wo].reshape(n, 2 * ho, wo, 2, c)
+    left, right = v[:, :, :, 0], v[:, :, :, 1]
+    right_won = (right > left).astype(x.dtype)
+    rows = np.maximum(left, right).reshape(n, ho, 2, wo, c)
+    top, bottom = rows[:, :, 0], rows[:, :, 1]
+    bottom_won = (bottom > top).astype(x.dtype)
+    return np.maximum(top, bottom), (right_won, bottom_won)
 
 
 def pool_backward(dout, arg, x_shape):
-    """Routes each output's gradient to the one input that won the max (the first on ties)."""
-    n, h, w, c = x_shape
-    ho, wo = h // 2, w // 2
-    d = np.zeros((n, ho, wo, c, 4), dout.dtype)
-    np.put_along_axis(d, arg[..., None], dout[..., None], axis=-1)
-    d = d.reshape(n, ho, wo, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * ho, 2 * wo, c)
-    if (2 * ho, 2 * wo) == (h, w):
-        return d
+    """Routes each output's gradient to the one input that won the max (the first on ties).
+
+    The result has x_shape, which may be larger than the pooled input (the CNN passes its
+    conv grid); everything outside the pooled windows is zero.
+    """
+    right_won, bottom_won = arg
+    n, ho, wo, c = dout.shape
+    rows = np.empty((n, ho, 2, wo, c), dout.dtype)
+    np.multiply(dout, bottom_won, out=rows[:, :, 1])
+    np.subtract(dout, rows[:, :, 1], out=rows[:, :, 0])
+    rows = rows.reshape(n, 2 * ho, wo, c)
     dx = np.zeros(x_shape, dout.dtype)
-    dx[:, :2 * ho, :2 * wo] = d
+    v = dx[:, :2 * ho, :2 * wo].reshape(n, 2 * ho, wo, 2, c)
+    np.multiply(rows, right_won, out=v[:, :, :, 1])
+    np.subtract(rows, v[:, :, :, 1], out=v[:, :, :, 0])
     return dx
 
 
@@ -161,10 +202,10 @@ class CNN:
         hcur = x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1)      # NHWC view
         conv_cache = []
         for wt, b in zip(self.conv_w, self.conv_b):
-            z, cols = conv_forward(hcur, wt, b)
-            np.maximum(z, 0, out=z)
+            z, x2 = conv_forward(hcur, wt, b)
             p, arg = pool_forward(z)
-            conv_cache.append((cols, hcur.shape, z, arg))
+            np.maximum(p, 0, out=p)        # ReLU after the pool: they commute, on a quarter of the values
+            conv_cache.append((x2, hcur.shape, arg, p))
             hcur = p
         flat = hcur.transpose(0, 3, 1, 2).reshape(len(x), -1)        # channel-major flatten
         acts, masks = [flat], []
@@ -205,10 +246,11 @@ class CNN:
         nc = len(self.conv_w)
         gcw, gcb = [None] * nc, [None] * nc
         for i in reversed(range(nc)):
-            cols, x_shape, z, arg = conv_cache[i]
-            dz = pool_backward(d, arg, z.shape)
-            dz *= z > 0
-            d, gcw[i], gcb[i] = conv_backward(dz, cols, x_shape, self.conv_w[i], need_dx=i > 0)
+            x2, x_shape, arg, p = conv_cache[i]
+            d = d * (p > 0)
+            grid_shape = x_shape[:3] + (self.channels[i],)   # conv_backward takes its input's grid
+            dz = pool_backward(d, arg, grid_shape)
+            d, gcw[i], gcb[i] = conv_backward(dz, x2, x_shape, self.conv_w[i], need_dx=i > 0)
         return gcw + gdw, gcb + gdb
 
     def logits(self, x, batch=1024):
@@ -233,6 +275,9 @@ class CNNConfig(TrainConfig):
     lr: float = 0.05
     dropout: float = 0.1
     l2: float = 5e-4
+    # One BLAS thread: the conv products are small, and a second thread mostly spins, more so on
+    # a busy machine; it also makes a run independent of the machine's thread setting.
+    blas_threads: ClassVar[int | None] = 1
 
     def to_dict(self):
         d = super().to_dict()
