@@ -102,10 +102,10 @@ def pool_forward(x):
         raise ValueError(f"a 2x2 max-pool needs at least a 2x2 input, got {h}x{w}")
     v = x[:, :2 * ho, :2 * wo].reshape(n, 2 * ho, wo, 2, c)
     left, right = v[:, :, :, 0], v[:, :, :, 1]
-    right_won = (right > left).astype(x.dtype)
+    right_won = np.greater(right, left, out=np.empty(left.shape, x.dtype))
     rows = np.maximum(left, right).reshape(n, ho, 2, wo, c)
     top, bottom = rows[:, :, 0], rows[:, :, 1]
-    bottom_won = (bottom > top).astype(x.dtype)
+    bottom_won = np.greater(bottom, top, out=np.empty(top.shape, x.dtype))
     return np.maximum(top, bottom), (right_won, bottom_won)
 
 
