@@ -64,18 +64,12 @@ def conv_forward(x, w, b):
 
 
 def conv_backward(dout, x2, x_shape, w, need_dx=True):
-    """Gradients (dx, dw, db) of conv_forward given d(loss)/d(out).
-
-    dout is [N,Ho,Wo,Co], or already on the input's [N,H,W,Co] grid with zeros outside
-    Ho x Wo (as pool_backward leaves it for the CNN, which saves a copy).
-    """
+    """Gradients (dx, dw, db) of conv_forward given d(loss)/d(out) [N,Ho,Wo,Co]."""
     n, h, wd, c = x_shape
     co, k = w.shape[0], w.shape[2]
-    if dout.shape[1:3] != (h, wd):
-        grid = np.zeros((n, h, wd, co), dout.dtype)
-        grid[:, :dout.shape[1], :dout.shape[2]] = dout
-        dout = grid
-    g = dout.reshape(-1, co)
+    grid = np.zeros((n, h, wd, co), dout.dtype)
+    grid[:, :dout.shape[1], :dout.shape[2]] = dout
+    g = grid.reshape(-1, co)
     offs = _tap_offsets(k, wd)
     m = len(g) - offs[-1]
     gm = g[:m]                                 # every valid output position is in these rows
@@ -110,11 +104,7 @@ def pool_forward(x):
 
 
 def pool_backward(dout, arg, x_shape):
-    """Routes each output's gradient to the one input that won the max (the first on ties).
-
-    The result has x_shape, which may be larger than the pooled input (the CNN passes its
-    conv grid); everything outside the pooled windows is zero.
-    """
+    """Routes each output's gradient to the one input that won the max (the first on ties)."""
     right_won, bottom_won = arg
     n, ho, wo, c = dout.shape
     rows = np.empty((n, ho, 2, wo, c), dout.dtype)
@@ -126,6 +116,87 @@ def pool_backward(dout, arg, x_shape):
     np.multiply(rows, right_won, out=v[:, :, :, 1])
     np.subtract(rows, v[:, :, :, 1], out=v[:, :, :, 0])
     return dx
+
+
+# The trainer's block: conv -> 2x2 max-pool, fused ---------------------------------------------
+# Only the conv outputs a pool window reads are computed, as one [N*Hp*Wp, Co] matrix per
+# window position (top-left, top-right, bottom-left, bottom-right), so the pool is three
+# element-wise maxima of contiguous matrices. The inputs of those positions are gathered once,
+# [N*Hp*Wp, k+1, k+1, C] (input (2p + a, 2q + b) for a, b <= k); kernel row i of window
+# position (dy, dx) reads the contiguous columns (dy + i, dx .. dx + k - 1) of it, so each
+# product is a strided view times a kernel row, without further copies.
+_WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _window_columns(k, c, dy, dx, i):
+    """The gathered columns kernel row i of window position (dy, dx) reads."""
+    start = ((dy + i) * (k + 1) + dx) * c
+    return slice(start, start + k * c)
+
+
+def conv_pool_forward(x, w, b):
+    """maxpool2x2(conv(x, w) + b) on [N,H,W,C] (floor pooling), and the cache for backward.
+
+    Equals pool_forward(conv_forward(x, w, b)[0])[0]; the first maximum in (row, column)
+    order wins a tie. The bias is added after the pool (a per-channel constant commutes
+    with the max), on a quarter of the values.
+    """
+    n, h, wd, c = x.shape
+    co, k = w.shape[0], w.shape[2]
+    hp, wp = (h - k + 1) // 2, (wd - k + 1) // 2
+    if hp < 1 or wp < 1:
+        raise ValueError(f"a {k}x{k} conv and a 2x2 pool do not fit a {h}x{wd} input")
+    gathered = np.empty((n, hp, wp, k + 1, k + 1, c), np.result_type(x, w))
+    for a in range(k + 1):
+        for bb in range(k + 1):
+            gathered[:, :, :, a, bb] = x[:, a:a + 2 * hp:2, bb:bb + 2 * wp:2]
+    cols = gathered.reshape(n * hp * wp, -1)
+    kernel_rows = w.transpose(2, 3, 1, 0).reshape(k, k * c, co)      # row i: [(j, c), co]
+    z = []
+    for dy, dx in _WINDOW:
+        zi = cols[:, _window_columns(k, c, dy, dx, 0)] @ kernel_rows[0]
+        for i in range(1, k):
+            zi += cols[:, _window_columns(k, c, dy, dx, i)] @ kernel_rows[i]
+        z.append(zi)
+    tl, tr, bl, br = z
+    masks = tuple(np.greater(p, q, out=np.empty_like(q)) for p, q in ((tr, tl), (br, bl)))
+    top, bottom = np.maximum(tl, tr, out=tl), np.maximum(bl, br, out=bl)
+    bottom_won = np.greater(bottom, top, out=np.empty_like(top))
+    out = np.maximum(top, bottom, out=top)
+    out += b
+    return out.reshape(n, hp, wp, co), (cols, masks + (bottom_won,))
+
+
+def conv_pool_backward(dout, cache, x_shape, w, need_dx=True):
+    """Gradients (dx, dw, db) of conv_pool_forward given d(loss)/d(out) [N,Hp,Wp,Co]."""
+    cols, (top_right_won, bottom_right_won, bottom_won) = cache
+    n, h, wd, c = x_shape
+    co, k = w.shape[0], w.shape[2]
+    hp, wp = dout.shape[1:3]
+    d = dout.reshape(-1, co)
+    bottom = d * bottom_won
+    top = d - bottom
+    tr, br = top * top_right_won, bottom * bottom_right_won
+    dz = (top - tr, tr, bottom - br, br)                 # per window position, as z in forward
+    db = np.ones(len(d), d.dtype) @ d
+    kernel_rows = w.transpose(2, 3, 1, 0).reshape(k, k * c, co)
+    dw = np.zeros_like(kernel_rows)
+    dcols = np.zeros_like(cols) if need_dx else None
+    for (dy, dx), g in zip(_WINDOW, dz):
+        for i in range(k):
+            s = _window_columns(k, c, dy, dx, i)
+            dw[i] += cols[:, s].T @ g
+            if need_dx:
+                dcols[:, s] += g @ kernel_rows[i].T
+    dw = dw.reshape(k, k, c, co).transpose(3, 2, 0, 1)
+    if not need_dx:
+        return None, dw, db
+    dgathered = dcols.reshape(n, hp, wp, k + 1, k + 1, c)
+    dxs = np.zeros(x_shape, d.dtype)
+    for a in range(k + 1):
+        for bb in range(k + 1):
+            dxs[:, a:a + 2 * hp:2, bb:bb + 2 * wp:2] += dgathered[:, :, :, a, bb]
+    return dxs, dw, db
 
 
 def conv_shapes(input_shape, channels, kernel):
@@ -202,10 +273,9 @@ class CNN:
         hcur = x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1)      # NHWC view
         conv_cache = []
         for wt, b in zip(self.conv_w, self.conv_b):
-            z, x2 = conv_forward(hcur, wt, b)
-            p, arg = pool_forward(z)
+            p, cache = conv_pool_forward(hcur, wt, b)
             np.maximum(p, 0, out=p)        # ReLU after the pool: they commute, on a quarter of the values
-            conv_cache.append((x2, hcur.shape, arg, p))
+            conv_cache.append((cache, hcur.shape, p))
             hcur = p
         flat = hcur.transpose(0, 3, 1, 2).reshape(len(x), -1)        # channel-major flatten
         acts, masks = [flat], []
@@ -246,11 +316,9 @@ class CNN:
         nc = len(self.conv_w)
         gcw, gcb = [None] * nc, [None] * nc
         for i in reversed(range(nc)):
-            x2, x_shape, arg, p = conv_cache[i]
+            cache, x_shape, p = conv_cache[i]
             d = d * (p > 0)
-            grid_shape = x_shape[:3] + (self.channels[i],)   # conv_backward takes its input's grid
-            dz = pool_backward(d, arg, grid_shape)
-            d, gcw[i], gcb[i] = conv_backward(dz, x2, x_shape, self.conv_w[i], need_dx=i > 0)
+            d, gcw[i], gcb[i] = conv_pool_backward(d, cache, x_shape, self.conv_w[i], need_dx=i > 0)
         return gcw + gdw, gcb + gdb
 
     def logits(self, x, batch=1024):

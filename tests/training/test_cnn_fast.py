@@ -1,37 +1,48 @@
-"""What the fast CNN trainer relies on beyond the gradient checks of test_cnn.py: the grid
-shortcuts between pool and conv, the pool-then-ReLU order, float32 throughout, and the BLAS
-threads it trains with."""
+"""What the fast CNN trainer relies on beyond the gradient checks of test_cnn.py: its fused
+conv + pool block against the reference conv and pool, the pool-then-ReLU order, float32
+throughout, and the BLAS threads it trains with."""
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from training.cnn import CNN, CNNConfig, conv_backward, conv_forward, pool_backward, pool_forward
+from training.cnn import (CNN, CNNConfig, conv_backward, conv_forward, conv_pool_backward, conv_pool_forward,
+                          pool_backward, pool_forward)
 from training.train import TrainConfig, train
 
 
-@pytest.mark.parametrize("c_in,k", [(1, 2), (3, 2), (2, 3)])
-def test_conv_backward_takes_its_gradient_on_the_input_grid(c_in, k):
-    """A zero-padded [N,H,W,Co] gradient gives exactly what the [N,Ho,Wo,Co] one gives."""
-    rng = np.random.default_rng(c_in + k)
-    x = rng.standard_normal((3, 7, 6, c_in))
-    w = rng.standard_normal((4, c_in, k, k))
-    out, cache = conv_forward(x, w, rng.standard_normal(4))
+@pytest.mark.parametrize("c_in,c_out,k,h,w", [(1, 4, 2, 28, 28), (3, 2, 2, 13, 13), (2, 3, 3, 9, 6),
+                                               (2, 2, 1, 4, 5)])
+def test_conv_pool_equals_conv_then_pool(c_in, c_out, k, h, w):
+    """The fused block against the reference conv and pool, forward and backward."""
+    rng = np.random.default_rng(c_in * 7 + k)
+    x = rng.standard_normal((3, h, w, c_in))
+    wt = rng.standard_normal((c_out, c_in, k, k))
+    b = rng.standard_normal(c_out)
+    out, cache = conv_pool_forward(x, wt, b)
+    z, conv_cache = conv_forward(x, wt, b)
+    ref, arg = pool_forward(z)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
     r = rng.standard_normal(out.shape)
-    grid = np.zeros(x.shape[:3] + (4,))
-    grid[:, :out.shape[1], :out.shape[2]] = r
-    for a, b in zip(conv_backward(r, cache, x.shape, w), conv_backward(grid, cache, x.shape, w)):
-        assert np.array_equal(a, b)
+    dz = pool_backward(r, arg, z.shape)
+    for got, want in zip(conv_pool_backward(r, cache, x.shape, wt), conv_backward(dz, conv_cache, x.shape, wt)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert conv_pool_backward(r, cache, x.shape, wt, need_dx=False)[0] is None
 
 
-def test_pool_backward_into_a_larger_grid_is_zero_outside():
-    rng = np.random.default_rng(3)
-    x = rng.permutation(2 * 5 * 7 * 3).reshape(2, 5, 7, 3).astype(np.float32)
-    out, arg = pool_forward(x)
-    r = rng.standard_normal(out.shape).astype(np.float32)
-    exact = pool_backward(r, arg, x.shape)
-    grid = pool_backward(r, arg, (2, 6, 8, 3))
-    assert np.array_equal(grid[:, :5, :7], exact) and not grid[:, 5:].any() and not grid[:, :, 7:].any()
-    assert exact.sum(axis=(1, 2)) == pytest.approx(r.sum(axis=(1, 2)))       # every gradient routed once
+def test_conv_pool_routes_ties_to_the_first_maximum():
+    x = np.array([[1, 5, 5, 0, 9],
+                  [5, 2, 5, 5, 9],
+                  [0, 0, 7, 7, 9]], np.float64)[None, :, :, None]
+    identity = np.ones((1, 1, 1, 1))                      # a 1x1 conv that passes x through
+    out, cache = conv_pool_forward(x, identity, np.zeros(1))
+    assert out[0, :, :, 0].tolist() == [[5, 5]]
+    dx = conv_pool_backward(np.ones_like(out), cache, x.shape, identity)[0][0, :, :, 0]
+    assert dx.tolist() == [[0, 1, 1, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+
+
+def test_conv_pool_rejects_an_input_too_small():
+    with pytest.raises(ValueError, match="a 3x3 conv and a 2x2 pool do not fit a 4x3 input"):
+        conv_pool_forward(np.zeros((1, 4, 3, 1)), np.zeros((1, 1, 3, 3)), np.zeros(1))
 
 
 def test_cnn_forward_equals_relu_before_pool():
