@@ -7,9 +7,14 @@ dense (-> ReLU -> dropout -> dense ...)``. It has the same interface as :class:`
 
 Inputs are flattened standardised images ``[N, C*H*W]`` in channel-major order (see
 :mod:`training.fixedpoint` for the one tensor layout). Internally the conv blocks work in
-NHWC, which makes im2col a single copy and the conv a single matmul; the flatten before
-the first dense layer goes back to channel-major (C, H, W) order, the same order the
-integer model and the hardware use, so dense weights need no permutation when quantized.
+NHWC, where a kernel tap is a matrix product over channels; the flatten before the first
+dense layer goes back to channel-major (C, H, W) order, the same order the integer model and
+the hardware use, so dense weights need no permutation when quantized.
+
+Two implementations of a block: the reference conv_forward/pool_forward (and backward), on
+which the quantizer calibrates and the gradient checks run, and the trainer's fused
+conv_pool_forward/backward, which computes only what the pool reads and avoids strided
+element-wise passes (numpy pays per short inner loop, and channels are only 16-32 wide).
 
 Convolution weights are ``[c_out, c_in, k, k]``; dense weights are ``[n_in, n_out]`` as in
 the MLP. The functions work in whatever float dtype they are given (float32 for training,

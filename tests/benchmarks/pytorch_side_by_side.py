@@ -12,6 +12,7 @@ epoch over it is the bound of the default suite's test_training_speed.py.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,8 @@ WARMUP_IMAGES = 10 * BATCH
 
 
 def torch_epoch(arch, x, y, threads):
-    """Seconds of one PyTorch epoch of the same model and optimiser as the NumPy trainer's."""
+    """Seconds (wall, CPU of all threads) of one PyTorch epoch of the NumPy trainer's model
+    and optimiser."""
     import torch
     from torch import nn
     torch.set_num_threads(threads)
@@ -60,34 +62,37 @@ def torch_epoch(arch, x, y, threads):
 
     model.train()
     epoch(WARMUP_IMAGES)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     epoch(len(y))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def numpy_epoch(arch, x, y):
-    """Seconds of one epoch of the project's trainer, and of the BLAS yardstick of its FLOPs."""
+    """Seconds (wall, CPU) of one epoch of the project's trainer, and of the BLAS yardstick of
+    its FLOPs."""
     import speed
     speed.numpy_epoch(arch, x[:WARMUP_IMAGES], y[:WARMUP_IMAGES])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     speed.numpy_epoch(arch, x, y)
-    seconds = time.perf_counter() - t0
-    return seconds, speed.yardstick_seconds(speed.training_flops(arch, len(y)))
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return seconds, cpu, speed.yardstick_seconds(speed.training_flops(arch, len(y)))
 
 
-def worker(framework, arch, data, threads):
+def worker(framework, arch, data, threads, images):
     d = np.load(data)
-    x, y = d["x"], d["y"]
+    x, y = d["x"][:images], d["y"][:images]
     if framework == "torch":
-        result = {"epoch_s": torch_epoch(arch, x, y, threads)}
+        epoch_s, cpu_s = torch_epoch(arch, x, y, threads)
+        result = {"epoch_s": epoch_s, "cpu_s": cpu_s}
     else:
-        epoch_s, yardstick_s = numpy_epoch(arch, x, y)
-        result = {"epoch_s": epoch_s, "yardstick_s": yardstick_s}
+        epoch_s, cpu_s, yardstick_s = numpy_epoch(arch, x, y)
+        result = {"epoch_s": epoch_s, "cpu_s": cpu_s, "yardstick_s": yardstick_s}
     print(json.dumps(result))
 
 
-def run_worker(python, framework, arch, data, threads):
-    cmd = [python, __file__, "--worker", framework, arch, str(data), "--threads", str(threads)]
+def run_worker(python, framework, arch, data, threads, images):
+    cmd = [python, __file__, "--worker", framework, arch, str(data), "--threads", str(threads),
+           "--images", str(images)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         sys.exit(f"pytorch_side_by_side: the {framework} {arch} epoch failed:\n{r.stderr}")
@@ -101,7 +106,6 @@ def prepare_data(path):
     images, labels = data.train
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, x=data.standardizer(images), y=labels.astype(np.int64))
-    return len(labels)
 
 
 def main(argv=None):
@@ -110,26 +114,30 @@ def main(argv=None):
                    help="a Python with torch installed (make bench-pytorch makes build/torch-venv)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch's threads (default 2)")
+    p.add_argument("--images", type=int, default=55_000,
+                   help="training images per epoch (default all 55,000; fewer for a quicker look)")
     p.add_argument("--data", type=Path, default=Path("build/bench/fashion-train.npz"))
     p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "ARCH", "DATA"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker(*args.worker, args.threads)
+        return worker(*args.worker, args.threads, args.images)
     if not Path(args.torch_python).exists():
         sys.exit(f"pytorch_side_by_side: no {args.torch_python}; `make bench-pytorch` installs torch "
                  f"there, or pass --torch-python")
-    if args.rounds < 1:
-        sys.exit("pytorch_side_by_side: --rounds must be at least 1")
-    n = prepare_data(args.data)
+    if args.rounds < 1 or not WARMUP_IMAGES <= args.images <= 55_000:
+        sys.exit(f"pytorch_side_by_side: --rounds must be at least 1 and --images between "
+                 f"{WARMUP_IMAGES} and 55,000")
+    prepare_data(args.data)
+    n = args.images
     pythons = {"numpy": sys.executable, "torch": args.torch_python}
     runs = {(f, a): [] for f in pythons for a in ARCHS}
     for r in range(args.rounds):
         for arch in ARCHS:
             for framework in (("numpy", "torch") if r % 2 == 0 else ("torch", "numpy")):
-                res = run_worker(pythons[framework], framework, arch, args.data, args.threads)
+                res = run_worker(pythons[framework], framework, arch, args.data, args.threads, n)
                 runs[framework, arch].append(res)
-                print(f"round {r + 1}/{args.rounds}  {arch}  {framework:5s}  {res['epoch_s']:7.2f} s",
-                      flush=True)
+                print(f"round {r + 1}/{args.rounds}  {arch}  {framework:5s}  {res['epoch_s']:7.2f} s "
+                      f"(CPU {res['cpu_s']:.2f} s, load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"\none epoch, {n:,} Fashion-MNIST images, batch {BATCH}, SGD momentum; PyTorch "
           f"{args.threads} threads; medians of {args.rounds} alternating rounds")
     print(f"{'model':5s}  {'NumPy':>8s}  {'PyTorch':>8s}  {'NumPy/PyTorch':>13s}  {'PyTorch/yardstick':>17s}")

@@ -1,10 +1,12 @@
 """What the training-speed benchmarks time: one NumPy training epoch, and the BLAS yardstick.
 
 The yardstick is a plain float32 matrix product doing as many FLOPs as the epoch (forward
-and the two backward products of every multiply-add, on one BLAS thread). An epoch's time
+and the two backward products of every multiply-add), on one BLAS thread. An epoch's time
 divided by its yardstick's, both taken in the same run, is a figure of the trainer that
-does not depend on how fast or how busy the machine is; `pytorch_side_by_side.py` records
-PyTorch's figure on the same machine, which the default suite's guard is bounded by.
+depends little on how fast the machine is; timed as CPU time of one thread, also little on
+how busy it is (a shared machine's wall clock mostly measures the other jobs).
+`pytorch_side_by_side.py` times PyTorch's epoch on the same machine, the default suite's
+guard is bounded by that.
 """
 import time
 
@@ -26,17 +28,17 @@ def training_flops(arch, images):
 
 
 def yardstick_seconds(flops):
-    """Seconds that square float32 products of YARDSTICK_SIZE take to do `flops`, one thread."""
+    """CPU seconds that square float32 products of YARDSTICK_SIZE take to do `flops`, one thread."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, YARDSTICK_SIZE, YARDSTICK_SIZE), dtype=np.float32)
     out = np.empty_like(a)
     products = max(1, round(flops / (2 * YARDSTICK_SIZE ** 3)))
     with threadpool_limits(1, user_api="blas"):
         np.matmul(a, b, out=out)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(products):
             np.matmul(a, b, out=out)
-        return time.perf_counter() - t0
+        return time.process_time() - t0
 
 
 def numpy_epoch(arch, x, y):
