@@ -2,11 +2,11 @@
 
 Each epoch is timed against the BLAS yardstick of its FLOPs in the same run (speed.py), both
 as the CPU time of one BLAS thread, so the figure depends little on the machine's speed or
-load. PyTorch's epoch (2 threads, wall clock on an idle machine of this project's 2-core
-kind: 1.56 s MLP, 17 s CNN, `make bench-pytorch`) is PYTORCH_TO_YARDSTICK times the
-yardstick's CPU time there (0.365 s, 1.43 s); an epoch within MAX_TO_PYTORCH times that
-is within MAX_TO_PYTORCH times PyTorch's. The CNN is timed on a fifth of the training set
-(per image the same work; the yardstick shrinks with it).
+load. PyTorch's epoch (2 threads; 1.56 s MLP, 17 s CNN side by side on an idle machine of
+this project's 2-core kind, as `make bench-pytorch` measures it) is PYTORCH_TO_YARDSTICK
+times the yardstick's CPU time on that kind (0.246 s and 0.978 s, the least of 5); an epoch
+within MAX_TO_PYTORCH times that is within MAX_TO_PYTORCH times PyTorch's. The CNN is timed
+on a fifth of the training set (per image the same work; the yardstick shrinks with it).
 """
 import time
 
@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 import speed
 
-PYTORCH_TO_YARDSTICK = {"mlp": 4.3, "cnn": 11.9}
+PYTORCH_TO_YARDSTICK = {"mlp": 6.3, "cnn": 17.4}
 MAX_TO_PYTORCH = {"mlp": 0.5, "cnn": 0.8}
 IMAGES = {"mlp": 55_000, "cnn": 11_000}
 
