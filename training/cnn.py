@@ -142,8 +142,8 @@ def _window_columns(k, c, dy, dx, i):
 def conv_pool_forward(x, w, b):
     """maxpool2x2(conv(x, w) + b) on [N,H,W,C] (floor pooling), and the cache for backward.
 
-    Equals pool_forward(conv_forward(x, w, b)[0])[0]; the first maximum in (row, column)
-    order wins a tie. The bias is added after the pool (a per-channel constant commutes
+    Equals pool_forward(conv_forward(x, w, b)[0])[0] up to float rounding; the first maximum
+    in (row, column) order wins a tie. The bias is added after the pool (a per-channel constant commutes
     with the max), on a quarter of the values.
     """
     n, h, wd, c = x.shape
@@ -175,7 +175,7 @@ def conv_pool_forward(x, w, b):
 def conv_pool_backward(dout, cache, x_shape, w, need_dx=True):
     """Gradients (dx, dw, db) of conv_pool_forward given d(loss)/d(out) [N,Hp,Wp,Co]."""
     cols, (top_right_won, bottom_right_won, bottom_won) = cache
-    n, h, wd, c = x_shape
+    n, c = x_shape[0], x_shape[3]
     co, k = w.shape[0], w.shape[2]
     hp, wp = dout.shape[1:3]
     d = dout.reshape(-1, co)
