@@ -52,3 +52,16 @@ test: setup
 
 clean:
 	rm -rf build .pytest_cache   # out/ holds trained models and run history: never removed here
+
+# NumPy against PyTorch, side by side (opt-in, never in `make test`): torch goes into its own
+# venv, about 5 GB with its CUDA wheels; prints both epoch times and their ratio, MLP and CNN.
+TORCH_VENV ?= build/torch-venv
+BENCH_ARGS ?=
+.PHONY: bench-pytorch
+bench-pytorch: setup $(TORCH_VENV)/.installed
+	$(BIN)/python tests/benchmarks/pytorch_side_by_side.py --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
+
+$(TORCH_VENV)/.installed:
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q torch==2.15.0 numpy==2.4.6
+	touch $@

@@ -7,84 +7,201 @@ dense (-> ReLU -> dropout -> dense ...)``. It has the same interface as :class:`
 
 Inputs are flattened standardised images ``[N, C*H*W]`` in channel-major order (see
 :mod:`training.fixedpoint` for the one tensor layout). Internally the conv blocks work in
-NHWC, which makes im2col a single copy and the conv a single matmul; the flatten before
-the first dense layer goes back to channel-major (C, H, W) order, the same order the
-integer model and the hardware use, so dense weights need no permutation when quantized.
+NHWC, where a kernel tap is a matrix product over channels; the flatten before the first
+dense layer goes back to channel-major (C, H, W) order, the same order the integer model and
+the hardware use, so dense weights need no permutation when quantized.
+
+Two implementations of a block: the reference conv_forward/pool_forward (and backward), on
+which the quantizer calibrates and the gradient checks run, and the trainer's fused
+conv_pool_forward/backward, which computes only what the pool reads and avoids strided
+element-wise passes (numpy pays per short inner loop, and channels are only 16-32 wide).
 
 Convolution weights are ``[c_out, c_in, k, k]``; dense weights are ``[n_in, n_out]`` as in
 the MLP. The functions work in whatever float dtype they are given (float32 for training,
 float64 for the gradient checks and the quantizer).
 """
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .train import TrainConfig
 
 
 # Functional building blocks (NHWC) ---------------------------------------------------------------
-def im2col(x, k):
-    """[N, H, W, C] -> ([N*Ho*Wo, C*k*k] patches ordered (c, kh, kw), (Ho, Wo))."""
-    n, h, w, c = x.shape
-    ho, wo = h - k + 1, w - k + 1
-    if ho < 1 or wo < 1:
-        raise ValueError(f"a {k}x{k} kernel does not fit a {h}x{w} input")
-    win = sliding_window_view(x, (k, k), axis=(1, 2))          # [N, Ho, Wo, C, k, k], a view
-    return win.reshape(n * ho * wo, c * k * k), (ho, wo)
+# A k x k convolution of an [N, H, W, C] batch is computed on the whole H x W grid of the
+# batch flattened to [N*H*W, C] rows: tap (i, j) is the contiguous slice of rows shifted by
+# i*W + j, so each tap is one matrix product on the batch as it is (no im2col copy). Grid
+# positions outside the valid Ho x Wo output (the last k-1 rows and columns of each image)
+# hold values that are never read; gradients there are zero.
+def _tap_offsets(k, width):
+    """Row shift of each kernel tap (i, j), in (i, j) order, on a grid of the given width."""
+    return [i * width + j for i in range(k) for j in range(k)]
 
 
 def conv_forward(x, w, b):
-    """Valid stride-1 convolution (cross-correlation). x [N,H,W,C], w [Co,C,k,k] -> [N,Ho,Wo,Co]."""
+    """Valid stride-1 convolution (cross-correlation). x [N,H,W,C], w [Co,C,k,k] -> [N,Ho,Wo,Co].
+
+    Returns the output (a view of the H x W grid it was computed on) and the cache for
+    conv_backward (the flattened input).
+    """
+    n, h, wd, c = x.shape
     co, k = w.shape[0], w.shape[2]
-    cols, (ho, wo) = im2col(x, k)
-    out = cols @ w.reshape(co, -1).T
-    out += b
-    return out.reshape(len(x), ho, wo, co), cols
+    ho, wo = h - k + 1, wd - k + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {k}x{k} kernel does not fit a {h}x{wd} input")
+    x2 = np.ascontiguousarray(x).reshape(-1, c)
+    offs = _tap_offsets(k, wd)
+    m = len(x2) - offs[-1]                     # rows every tap can read
+    grid = np.empty((len(x2), co), np.result_type(x, w))
+    out = grid[:m]
+    if c == 1:      # one channel: the k*k shifted rows, stacked, are im2col (column-major): one product
+        np.matmul(np.stack([x2[off:off + m, 0] for off in offs]).T, w.reshape(co, -1).T, out=out)
+    else:
+        taps = w.transpose(2, 3, 1, 0).reshape(k * k, c, co)
+        np.matmul(x2[:m], taps[0], out=out)
+        for off, wk in zip(offs[1:], taps[1:]):
+            out += x2[off:off + m] @ wk
+    grid[m:] = 0
+    rows = grid.reshape(-1, wd * co)           # a whole grid row at a time: long vector loops
+    rows += np.tile(b, wd)
+    return grid.reshape(n, h, wd, co)[:, :ho, :wo], x2
 
 
-def conv_backward(dout, cols, x_shape, w, need_dx=True):
+def conv_backward(dout, x2, x_shape, w, need_dx=True):
     """Gradients (dx, dw, db) of conv_forward given d(loss)/d(out) [N,Ho,Wo,Co]."""
-    n, ho, wo, co = dout.shape
-    k, c = w.shape[2], w.shape[1]
-    d2 = dout.reshape(-1, co)
-    dw = (cols.T @ d2).T.reshape(w.shape)      # this operand order is the fast BLAS path
-    db = d2.sum(axis=0)
+    n, h, wd, c = x_shape
+    co, k = w.shape[0], w.shape[2]
+    grid = np.zeros((n, h, wd, co), dout.dtype)
+    grid[:, :dout.shape[1], :dout.shape[2]] = dout
+    g = grid.reshape(-1, co)
+    offs = _tap_offsets(k, wd)
+    m = len(g) - offs[-1]
+    gm = g[:m]                                 # every valid output position is in these rows
+    dw = np.stack([gm.T @ x2[off:off + m] for off in offs], axis=-1).reshape(w.shape)
+    db = np.ones(len(g), g.dtype) @ g
     if not need_dx:
         return None, dw, db
-    dcols = (d2 @ w.reshape(co, -1)).reshape(n, ho, wo, c, k, k)
-    dx = np.zeros(x_shape, dout.dtype)
-    for i in range(k):              # col2im: a loop over the k*k kernel taps, not over pixels
-        for j in range(k):
-            dx[:, i:i + ho, j:j + wo, :] += dcols[..., i, j]
-    return dx, dw, db
+    dx = np.zeros((len(g), c), dout.dtype)
+    for off, wk in zip(offs, w.transpose(2, 3, 0, 1).reshape(k * k, co, c)):
+        dx[off:off + m] += gm @ wk
+    return dx.reshape(x_shape), dw, db
 
 
 def pool_forward(x):
-    """2x2 max-pool, stride 2, on [N,H,W,C]; odd trailing rows/columns are dropped (floor)."""
+    """2x2 max-pool, stride 2, on [N,H,W,C]; odd trailing rows/columns are dropped (floor).
+
+    Returns the output and, for pool_backward, where each maximum was as float 0/1 masks
+    (right column won; bottom row won), taken so that the first maximum in (row, column)
+    order wins a tie. Slices and reshapes only: no window copy, no argmax.
+    """
     n, h, w, c = x.shape
     ho, wo = h // 2, w // 2
     if ho < 1 or wo < 1:
         raise ValueError(f"a 2x2 max-pool needs at least a 2x2 input, got {h}x{w}")
-    win = x[:, :2 * ho, :2 * wo].reshape(n, ho, 2, wo, 2, c).transpose(0, 1, 3, 5, 2, 4)
-    win = win.reshape(n, ho, wo, c, 4)
-    arg = win.argmax(axis=-1)       # the first maximum in (row, column) order wins a tie
-    out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
-    return out, arg
+    v = x[:, :2 * ho, :2 * wo].reshape(n, 2 * ho, wo, 2, c)
+    left, right = v[:, :, :, 0], v[:, :, :, 1]
+    right_won = np.greater(right, left, out=np.empty(left.shape, x.dtype))
+    rows = np.maximum(left, right).reshape(n, ho, 2, wo, c)
+    top, bottom = rows[:, :, 0], rows[:, :, 1]
+    bottom_won = np.greater(bottom, top, out=np.empty(top.shape, x.dtype))
+    return np.maximum(top, bottom), (right_won, bottom_won)
 
 
 def pool_backward(dout, arg, x_shape):
     """Routes each output's gradient to the one input that won the max (the first on ties)."""
-    n, h, w, c = x_shape
-    ho, wo = h // 2, w // 2
-    d = np.zeros((n, ho, wo, c, 4), dout.dtype)
-    np.put_along_axis(d, arg[..., None], dout[..., None], axis=-1)
-    d = d.reshape(n, ho, wo, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * ho, 2 * wo, c)
-    if (2 * ho, 2 * wo) == (h, w):
-        return d
+    right_won, bottom_won = arg
+    n, ho, wo, c = dout.shape
+    rows = np.empty((n, ho, 2, wo, c), dout.dtype)
+    np.multiply(dout, bottom_won, out=rows[:, :, 1])
+    np.subtract(dout, rows[:, :, 1], out=rows[:, :, 0])
+    rows = rows.reshape(n, 2 * ho, wo, c)
     dx = np.zeros(x_shape, dout.dtype)
-    dx[:, :2 * ho, :2 * wo] = d
+    v = dx[:, :2 * ho, :2 * wo].reshape(n, 2 * ho, wo, 2, c)
+    np.multiply(rows, right_won, out=v[:, :, :, 1])
+    np.subtract(rows, v[:, :, :, 1], out=v[:, :, :, 0])
     return dx
+
+
+# The trainer's block: conv -> 2x2 max-pool, fused ---------------------------------------------
+# Only the conv outputs a pool window reads are computed, as one [N*Hp*Wp, Co] matrix per
+# window position (top-left, top-right, bottom-left, bottom-right), so the pool is three
+# element-wise maxima of contiguous matrices. The inputs of those positions are gathered once,
+# [N*Hp*Wp, k+1, k+1, C] (input (2p + a, 2q + b) for a, b <= k); kernel row i of window
+# position (dy, dx) reads the contiguous columns (dy + i, dx .. dx + k - 1) of it, so each
+# product is a strided view times a kernel row, without further copies.
+_WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _window_columns(k, c, dy, dx, i):
+    """The gathered columns kernel row i of window position (dy, dx) reads."""
+    start = ((dy + i) * (k + 1) + dx) * c
+    return slice(start, start + k * c)
+
+
+def conv_pool_forward(x, w, b):
+    """maxpool2x2(conv(x, w) + b) on [N,H,W,C] (floor pooling), and the cache for backward.
+
+    Equals pool_forward(conv_forward(x, w, b)[0])[0] up to float rounding; the first maximum
+    in (row, column) order wins a tie. The bias is added after the pool (a per-channel constant commutes
+    with the max), on a quarter of the values.
+    """
+    n, h, wd, c = x.shape
+    co, k = w.shape[0], w.shape[2]
+    hp, wp = (h - k + 1) // 2, (wd - k + 1) // 2
+    if hp < 1 or wp < 1:
+        raise ValueError(f"a {k}x{k} conv and a 2x2 pool do not fit a {h}x{wd} input")
+    gathered = np.empty((n, hp, wp, k + 1, k + 1, c), np.result_type(x, w))
+    for a in range(k + 1):
+        for bb in range(k + 1):
+            gathered[:, :, :, a, bb] = x[:, a:a + 2 * hp:2, bb:bb + 2 * wp:2]
+    cols = gathered.reshape(n * hp * wp, -1)
+    kernel_rows = w.transpose(2, 3, 1, 0).reshape(k, k * c, co)      # row i: [(j, c), co]
+    z = []
+    for dy, dx in _WINDOW:
+        zi = cols[:, _window_columns(k, c, dy, dx, 0)] @ kernel_rows[0]
+        for i in range(1, k):
+            zi += cols[:, _window_columns(k, c, dy, dx, i)] @ kernel_rows[i]
+        z.append(zi)
+    tl, tr, bl, br = z
+    masks = tuple(np.greater(p, q, out=np.empty_like(q)) for p, q in ((tr, tl), (br, bl)))
+    top, bottom = np.maximum(tl, tr, out=tl), np.maximum(bl, br, out=bl)
+    bottom_won = np.greater(bottom, top, out=np.empty_like(top))
+    out = np.maximum(top, bottom, out=top)
+    out += b
+    return out.reshape(n, hp, wp, co), (cols, masks + (bottom_won,))
+
+
+def conv_pool_backward(dout, cache, x_shape, w, need_dx=True):
+    """Gradients (dx, dw, db) of conv_pool_forward given d(loss)/d(out) [N,Hp,Wp,Co]."""
+    cols, (top_right_won, bottom_right_won, bottom_won) = cache
+    n, c = x_shape[0], x_shape[3]
+    co, k = w.shape[0], w.shape[2]
+    hp, wp = dout.shape[1:3]
+    d = dout.reshape(-1, co)
+    bottom = d * bottom_won
+    top = d - bottom
+    tr, br = top * top_right_won, bottom * bottom_right_won
+    dz = (top - tr, tr, bottom - br, br)                 # per window position, as z in forward
+    db = np.ones(len(d), d.dtype) @ d
+    kernel_rows = w.transpose(2, 3, 1, 0).reshape(k, k * c, co)
+    dw = np.zeros_like(kernel_rows)
+    dcols = np.zeros_like(cols) if need_dx else None
+    for (dy, dx), g in zip(_WINDOW, dz):
+        for i in range(k):
+            s = _window_columns(k, c, dy, dx, i)
+            dw[i] += cols[:, s].T @ g
+            if need_dx:
+                dcols[:, s] += g @ kernel_rows[i].T
+    dw = dw.reshape(k, k, c, co).transpose(3, 2, 0, 1)
+    if not need_dx:
+        return None, dw, db
+    dgathered = dcols.reshape(n, hp, wp, k + 1, k + 1, c)
+    dxs = np.zeros(x_shape, d.dtype)
+    for a in range(k + 1):
+        for bb in range(k + 1):
+            dxs[:, a:a + 2 * hp:2, bb:bb + 2 * wp:2] += dgathered[:, :, :, a, bb]
+    return dxs, dw, db
 
 
 def conv_shapes(input_shape, channels, kernel):
@@ -161,10 +278,9 @@ class CNN:
         hcur = x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1)      # NHWC view
         conv_cache = []
         for wt, b in zip(self.conv_w, self.conv_b):
-            z, cols = conv_forward(hcur, wt, b)
-            np.maximum(z, 0, out=z)
-            p, arg = pool_forward(z)
-            conv_cache.append((cols, hcur.shape, z, arg))
+            p, cache = conv_pool_forward(hcur, wt, b)
+            np.maximum(p, 0, out=p)        # ReLU after the pool: they commute, on a quarter of the values
+            conv_cache.append((cache, hcur.shape, p))
             hcur = p
         flat = hcur.transpose(0, 3, 1, 2).reshape(len(x), -1)        # channel-major flatten
         acts, masks = [flat], []
@@ -205,10 +321,9 @@ class CNN:
         nc = len(self.conv_w)
         gcw, gcb = [None] * nc, [None] * nc
         for i in reversed(range(nc)):
-            cols, x_shape, z, arg = conv_cache[i]
-            dz = pool_backward(d, arg, z.shape)
-            dz *= z > 0
-            d, gcw[i], gcb[i] = conv_backward(dz, cols, x_shape, self.conv_w[i], need_dx=i > 0)
+            cache, x_shape, p = conv_cache[i]
+            d = d * (p > 0)
+            d, gcw[i], gcb[i] = conv_pool_backward(d, cache, x_shape, self.conv_w[i], need_dx=i > 0)
         return gcw + gdw, gcb + gdb
 
     def logits(self, x, batch=1024):
@@ -233,6 +348,9 @@ class CNNConfig(TrainConfig):
     lr: float = 0.05
     dropout: float = 0.1
     l2: float = 5e-4
+    # One BLAS thread: the conv products are small, and a second thread mostly spins, more so on
+    # a busy machine; it also makes a run independent of the machine's thread setting.
+    blas_threads: ClassVar[int | None] = 1
 
     def to_dict(self):
         d = super().to_dict()

@@ -4,8 +4,10 @@ L2 weight decay and label smoothing; seeded, deterministic, best-on-validation c
 import copy
 import time
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .mlp import MLP, cross_entropy
 
@@ -23,6 +25,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     val_size: int = 5000
     seed: int = 0
+    # BLAS threads while training, or None for BLAS's own choice (the MLP's recorded results
+    # use it). A property of the trainer, not a hyperparameter: not in to_dict() or the hash.
+    blas_threads: ClassVar[int | None] = None
 
     def to_dict(self):
         d = asdict(self)
@@ -88,7 +93,14 @@ def sgd_step(params, grads, velocity, lr, momentum, l2):
 
 def train(cfg, x_train, y_train, x_val, y_val, log=print):
     """Train cfg.build_model() (an MLP, or any model with the same forward/backward/params
-    interface, e.g. the CNN) on standardised float32 inputs; returns (best model, history)."""
+    interface, e.g. the CNN) on standardised float32 inputs; returns (best model, history).
+
+    BLAS runs with cfg.blas_threads threads, whatever the caller's setting."""
+    with threadpool_limits(cfg.blas_threads, user_api="blas"):
+        return _train(cfg, x_train, y_train, x_val, y_val, log)
+
+
+def _train(cfg, x_train, y_train, x_val, y_val, log):
     model = cfg.build_model()
     rng = np.random.default_rng(cfg.seed + 1)
     n_classes = model.n_out
