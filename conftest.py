@@ -95,6 +95,13 @@ def trained(dataset, record_testsuite_property):
 
 
 @pytest.fixture(scope="session")
+def every_model(trained):
+    """Every model of workflow.MODELS, trained or taken from out/ here, for a test whose
+    subprocess (a nested pytest run, the demo) would otherwise train them inside its timeout."""
+    return {name: trained(name) for name in workflow.MODELS}
+
+
+@pytest.fixture(scope="session")
 def headline(trained):
     """The README's default model (the MLP)."""
     t = trained("mlp")
@@ -115,9 +122,11 @@ def sim_build():
 
 
 @pytest.fixture(scope="session")
-def sim(sim_build):
+def sim(sim_build, record_testsuite_property):
+    """The sim, booted once; its boot time (bounded by Simulator.start_timeout) goes to the JUnit report."""
     from host.simulator import Simulator
     with Simulator(sim_build) as s:
+        record_testsuite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
         yield s
 
 
