@@ -8,6 +8,12 @@ from host.driver import AcceleratorDriver
 from host.firmware import Firmware, build_firmware
 
 
+@pytest.fixture(scope="session")
+def history_file(tmp_path_factory):
+    """Where this run's figures go: a temporary history, not the user's out/history.jsonl."""
+    return tmp_path_factory.mktemp("history") / "history.jsonl"
+
+
 @pytest.fixture(scope="module")
 def bridge(target):
     with target.bridge() as b:

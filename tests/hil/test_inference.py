@@ -1,6 +1,7 @@
 """Each trained model (MLP, CNN on both datasets) on the target: bit-exact with the integer
 reference, in exactly the modelled cycles, faster than the CPU by the target factor."""
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -79,19 +80,25 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, rec
     assert speedup >= SPEEDUP_TARGET[MODELS[model_name][0]]
 
 
-def test_latency_against_baseline(batch, cpu, loaded, accelerator, target, request):
+def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, target, history_file, request):
     images, labels, r = batch
     measured = {"accelerator_cycles": int(np.median(r["accel_cycles"])),
                 "batch_cycles_per_image": int(np.median(r["cpu_cycles"])),
                 "cpu_cycles_per_inference": int(np.median(cpu[1]["cpu_cycles"]))}
-    name = latency.key(loaded.model, accelerator.config)
-    history.append("pytest", {**measured, "target": target.name, "images": len(labels),
-                              "model": MODELS[loaded.name][0], "dataset": loaded.data.name,
-                              "model_hash": loaded.model.hash,
-                              "board_accuracy": float((r["prediction"] == labels).mean())})
+    arch, dataset = MODELS[loaded.name]
+    platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
+    name = latency.key(arch, dataset, platform)
+    ran = latency.setup(loaded.model, accelerator.config)
+    record = {**measured, "target": target.name, "platform": platform, "images": len(labels), "model": arch,
+              "dataset": dataset, "model_hash": loaded.model.hash,
+              "board_accuracy": float((r["prediction"] == labels).mean())}
+    assert history.append("pytest", record, history_file) == history.read(history_file)[-1]
+    diff = latency.compare(name, ran, measured, latency.load())
     if request.config.getoption("--update-baselines"):
-        latency.update(name, measured)
-    diff = latency.compare(name, measured, latency.load())
+        latency.update(name, ran, measured)
+        warnings.warn(f"--update-baselines: recorded {name} in {latency.BASELINES}, so this run compares "
+                      f"nothing; against the previous baseline: " + ("\n".join(diff) or "unchanged"))
+        return
     assert not diff, "\n".join(diff)
 
 
@@ -115,15 +122,18 @@ def test_oversized_model_rejected_before_writing(accelerator, loaded, bridge):
                                   shift=np.ones(3000, np.uint8)),
               dataclasses.replace(wide.layers[1], weights=np.ones((10, 3000), np.int8))]
     big = IntModel(layers, (784,))
+    needs = sum(shape.weight_words(accelerator.config.lanes) for shape, _ in program.layer_shapes(big))
     before = bridge.read(accelerator.region_addr("weights"), 64)
-    with pytest.raises(program.ModelDoesNotFit, match=r"weight words .* needs 39848, the accelerator has 2048"):
+    with pytest.raises(program.ModelDoesNotFit,
+                       match=rf"weight words .* needs {needs}, the accelerator has {accelerator.config.weight_words}"):
         accelerator.load(big)
     assert bridge.read(accelerator.region_addr("weights"), 64) == before
 
 
 def test_mismatched_bitstream_is_refused(bridge, monkeypatch):
-    monkeypatch.setattr(drv.fx, "FORMAT_VERSION", fx.FORMAT_VERSION + 1)
-    with pytest.raises(drv.IdentificationMismatch, match="numeric format 1, models here use 2"):
+    built = fx.FORMAT_VERSION
+    monkeypatch.setattr(drv.fx, "FORMAT_VERSION", built + 1)
+    with pytest.raises(drv.IdentificationMismatch, match=f"numeric format {built}, models here use {built + 1}"):
         drv.AcceleratorDriver(bridge)
     monkeypatch.undo()
     monkeypatch.setitem(bridge.csr.registers, "nnhil_magic", bridge.csr.addr("ctrl_scratch"))
