@@ -1,8 +1,9 @@
 """The headline hardware model meets its accuracy targets on the full test set.
 
-Training and float evaluation run on workflow.BLAS_THREADS BLAS threads (the float result
-depends on the thread count): the headline model then scores 0.8960 float, 10 test images
-above FLOAT_TARGET, and 0.8964 integer.
+Training and float evaluation run on workflow.BLAS_THREADS BLAS threads, since the float
+result depends on the thread count (summation order). Pinned to one thread, the headline
+model scores 0.8946 float and integer (numpy 2.4.6, OpenBLAS 0.3.31 SkylakeX): 4 test images
+below FLOAT_TARGET, which the recipe at seed 0 meets only with some summation orders.
 """
 from training import modelfile, workflow
 from training.train import TrainConfig
@@ -27,8 +28,8 @@ def test_headline_accuracy_float_and_integer(headline, fashion):
     with workflow.pinned_blas():
         float_acc = float((fmodel.predict(st(images)) == labels).mean())
     int_acc = float((qmodel.predict(images) == labels).mean())
-    print(f"headline float {float_acc:.4f} ({round((float_acc - FLOAT_TARGET) * len(labels))} images "
-          f"above the target) integer {int_acc:.4f}")
+    margin = round((float_acc - FLOAT_TARGET) * len(labels))
+    print(f"headline float {float_acc:.4f} ({margin:+d} images against the target) integer {int_acc:.4f}")
     assert float_acc >= FLOAT_TARGET
     assert int_acc >= INT_TARGET
     assert int_acc >= float_acc - MAX_QUANT_LOSS
