@@ -53,6 +53,13 @@ def trained(dataset, record_testsuite_property):
 
 
 @pytest.fixture(scope="session")
+def every_model(trained):
+    """Every model of workflow.MODELS, trained or taken from out/ here, for a test whose
+    subprocess (a nested pytest run, the demo) would otherwise train them inside its timeout."""
+    return {name: trained(name) for name in workflow.MODELS}
+
+
+@pytest.fixture(scope="session")
 def headline(trained):
     """The README's default model (the MLP)."""
     t = trained("mlp")

@@ -1,33 +1,42 @@
-"""Latency baselines: the cycle counts a model takes on a build configuration, kept in the repository.
+"""Latency baselines: the cycle counts a model takes on a platform, kept in the repository.
+
+A baseline belongs to a model (its architecture and dataset: the CPU's cycles depend on the
+weights) on a platform (the SoC build's ``config_platform_name``: "sim", or a board's, whose
+DDR3 main RAM changes the CPU's cycles), and records what was measured: the accelerator
+program's layer shapes and the build configuration. A run of another program or
+configuration differs from its baseline.
 
 The accelerator's cycles are deterministic, so they must match exactly: any change is a
 regression or an intended improvement, to be recorded with ``--update-baselines``. The
 CPU-measured cycles (the firmware's batch loop, the CPU inference) share the bus with the
 host's bridge traffic and vary by a few cycles, so they get a relative tolerance.
 """
+import dataclasses
 import json
 from pathlib import Path
 
-from training.intmodel import Conv2D, MaxPool2D
+from gateware import layout, program
 
 BASELINES = Path(__file__).resolve().parent.parent / "tests" / "baselines" / "latency.json"
 EXACT = ("accelerator_cycles",)
 TOLERANCE = 0.02
 
 
-def key(model, cfg):
-    """Baselines are per model shape and per accelerator build configuration."""
-    shape = " ".join(_describe(layer) for layer in model.layers)
-    build = ",".join(f"{k}={v}" for k, v in cfg.to_dict().items())
-    return f"{model.n_in} -> {shape} on {build}"
+def key(arch, dataset, platform):
+    """'cnn on mnist, sim': the architecture (training.workflow.ARCHS), dataset and platform."""
+    return f"{arch} on {dataset}, {platform}"
 
 
-def _describe(layer):
-    if isinstance(layer, Conv2D):
-        return f"conv{layer.kernel}x{layer.kernel}:{'x'.join(map(str, layer.in_shape))}->{layer.c_out}"
-    if isinstance(layer, MaxPool2D):
-        return "pool2x2"
-    return f"dense:{layer.n_out}"
+def setup(model, cfg):
+    """What a measurement ran: the accelerator program's layer shapes and the build configuration."""
+    return {"program": [dataclasses.asdict(s) for s in program.check_fits(model, cfg)],
+            "config": cfg.to_dict()}
+
+
+def program_of(baseline):
+    """(layout.LayerShape list, layout.AccelConfig) a baseline was recorded with."""
+    return ([layout.LayerShape(**s) for s in baseline["setup"]["program"]],
+            layout.AccelConfig(**baseline["setup"]["config"]))
 
 
 def load(path=BASELINES):
@@ -35,27 +44,35 @@ def load(path=BASELINES):
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def update(name, measured, path=BASELINES):
+def update(name, ran, measured, path=BASELINES):
     data = load(path)
-    data[name] = dict(measured)
+    data[name] = {"setup": ran, "measured": dict(measured)}
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def compare(name, measured, baselines):
+def _describe(ran):
+    shapes = "; ".join(str(layout.LayerShape(**s)) for s in ran["program"])
+    return f"{shapes} on {','.join(f'{k}={v}' for k, v in ran['config'].items())}"
+
+
+def compare(name, ran, measured, baselines):
     """Lines describing every difference from the baseline (empty when within bounds)."""
     base = baselines.get(name)
     if base is None:
         return [f"no baseline for {name}: record one with --update-baselines"]
-    lines = []
-    for metric, now in sorted(measured.items()):
-        was = base.get(metric)
-        if was is None:
-            lines.append(f"{metric}: no baseline, now {now}")
-        elif metric in EXACT and now != was:
-            lines.append(f"{metric}: baseline {was}, now {now} ({now - was:+d}, must match exactly)")
-        elif metric not in EXACT and abs(now - was) > TOLERANCE * was:
-            lines.append(f"{metric}: baseline {was}, now {now} ({(now - was) / was:+.1%}, "
-                         f"tolerance {TOLERANCE:.0%})")
+    if base["setup"] != ran:
+        lines = [f"the baseline was recorded for {_describe(base['setup'])}", f"this run is {_describe(ran)}"]
+    else:
+        lines = []
+        for metric, now in sorted(measured.items()):
+            was = base["measured"].get(metric)
+            if was is None:
+                lines.append(f"{metric}: no baseline, now {now}")
+            elif metric in EXACT and now != was:
+                lines.append(f"{metric}: baseline {was}, now {now} ({now - was:+d}, must match exactly)")
+            elif metric not in EXACT and abs(now - was) > TOLERANCE * was:
+                lines.append(f"{metric}: baseline {was}, now {now} ({(now - was) / was:+.1%}, "
+                             f"tolerance {TOLERANCE:.0%})")
     if lines:
         lines = [f"latency differs from the baseline for {name} ({BASELINES.name}):"] + \
                 [f"  {line}" for line in lines] + \

@@ -2,15 +2,19 @@
 
 The CLI and the test fixtures both go through here, so a model trained by a test is
 the same as the one a user trains with the same configuration. Outputs are cached by
-a hash of everything that determines them.
+a hash of the configuration, and reused only while everything else that determines them
+(the training package's sources, numpy, its BLAS and matplotlib) is what made them.
 """
+import contextlib
 import hashlib
+import importlib.metadata
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 
 from . import datasets, modelfile, plots
 from .cnn import CNNConfig
@@ -23,6 +27,10 @@ ARCHS = {"mlp": TrainConfig, "cnn": CNNConfig}   # the architectures, by name, w
 # The models the project trains, checks and runs on the hardware: name -> (architecture, dataset),
 # each with its architecture's default configuration.
 MODELS = {"mlp": ("mlp", "fashion-mnist"), "cnn": ("cnn", "fashion-mnist"), "cnn-mnist": ("cnn", "mnist")}
+# Float results depend on the BLAS thread count (it changes the summation order), so training
+# and float evaluation run on a fixed count; one is also the fastest on a shared 2-core machine.
+BLAS_THREADS = 1
+SOURCES = Path(__file__).resolve().parent      # the training package: every module shapes the outputs
 
 
 @dataclass
@@ -55,6 +63,25 @@ def config_hash(cfg, dataset):
     """Identifies a trained model: its dataset and every training hyperparameter."""
     blob = json.dumps({"dataset": dataset, "train": cfg.to_dict()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def pinned_blas():
+    """Run float training or evaluation on BLAS_THREADS threads, whatever the machine has."""
+    with threadpoolctl.threadpool_limits(BLAS_THREADS, user_api="blas"):
+        yield
+
+
+def provenance():
+    """Everything besides the configuration that changes a trained model or its plots: a digest
+    of the training package's sources, and the versions of numpy, its BLAS and matplotlib."""
+    digest = hashlib.sha256()
+    for path in sorted(SOURCES.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    blas = [f"{lib['internal_api']} {lib['version']} {lib.get('architecture')} {lib['threading_layer']}"
+            for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    return {"sources": digest.hexdigest()[:16], "numpy": np.__version__, "blas": blas,
+            "blas_threads": BLAS_THREADS, "matplotlib": importlib.metadata.version("matplotlib")}
 
 
 def arch_name(cfg):
@@ -91,17 +118,18 @@ def train_and_quantize(cfg, data, out_dir, log=print):
         f"{len(data.train[1])} train / {len(data.val[1])} validation images")
     t0 = time.perf_counter()
     st = data.standardizer
-    model, hist = train(cfg, st(data.train[0]), data.train[1].astype(np.int64),
-                        st(data.val[0]), data.val[1], log=log)
-    train_s = time.perf_counter() - t0
-    meta = {"dataset": data.name, "train_config": cfg.to_dict(), "config_hash": config_hash(cfg, data.name)}
-    modelfile.save_float(out_dir / "float.npz", model, st, meta)
-
-    qmodel = quantize(model, st, data.train[0][:CALIBRATION_IMAGES], data.classes, meta)
-    qhash = modelfile.save_quantized(out_dir / "quantized.npz", qmodel)
-
-    test_x, test_y = data.test
-    float_pred = model.predict(st(test_x))
+    with pinned_blas():
+        model, hist = train(cfg, st(data.train[0]), data.train[1].astype(np.int64),
+                            st(data.val[0]), data.val[1], log=log)
+        train_s = time.perf_counter() - t0
+        meta = {"dataset": data.name, "train_config": cfg.to_dict(),
+                "config_hash": config_hash(cfg, data.name), "provenance": provenance()}
+        modelfile.save_float(out_dir / "float.npz", model, st, meta)
+        # calibration runs the float model too
+        qmodel = quantize(model, st, data.train[0][:CALIBRATION_IMAGES], data.classes, meta)
+        qhash = modelfile.save_quantized(out_dir / "quantized.npz", qmodel)
+        test_x, test_y = data.test
+        float_pred = model.predict(st(test_x))
     int_pred = qmodel.predict(test_x)
     metrics = {
         "dataset": data.name, "layers": list(cfg.layers), "config_hash": meta["config_hash"],
@@ -134,15 +162,27 @@ def train_cnn(data, out_dir, log=print, **overrides):
     return train_and_quantize(CNNConfig(**overrides), data, out_dir, log)
 
 
+def stale(meta, cfg, dataset):
+    """Why a cached model's meta does not describe what cfg would train here now (None if it does)."""
+    if meta.get("config_hash") != config_hash(cfg, dataset):
+        return "trained with another configuration"
+    was, now = meta.get("provenance") or {}, provenance()
+    changed = [k for k in now if was.get(k) != now[k]]
+    return f"trained with other {', '.join(changed)}" if changed else None
+
+
 def ensure_model(cfg, data, out_dir=None, log=print):
-    """The quantized model for cfg, trained only if no valid cached copy exists."""
+    """The quantized model for cfg, trained only if no cached copy made by the same
+    configuration, sources and libraries exists."""
     out_dir = Path(out_dir or default_out_dir(cfg, data.name))
     path = out_dir / "quantized.npz"
     if path.exists():
         try:
             model = modelfile.load_quantized(path)
-            if model.meta.get("config_hash") == config_hash(cfg, data.name):
+            why = stale(model.meta, cfg, data.name)
+            if why is None:
                 return model, out_dir
+            log(f"retraining: the cached {path} was {why}")
         except modelfile.ModelFileError as e:
             log(f"retraining: cached model unusable ({e})")
     train_and_quantize(cfg, data, out_dir, log)

@@ -15,8 +15,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from gateware import cyclemodel, layout, program
+from tests.gateware import accel_models
+from tests.gateware.accel_models import EDGE_VALUES, cnn, random_model
 from training import fixedpoint as fx
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 with open(os.environ["NNHIL_ACCEL_SIM_MAP"]) as f:
     MAP = json.load(f)
@@ -127,54 +128,6 @@ class Host:
 
 # Models -----------------------------------------------------------------------------------------
 
-def _requant(rng, n_out, n_in, gain):
-    """bias, mult, shift that spread typical outputs of n_in-input neurons over 0..255.
-
-    ``gain`` shifts fewer bits (more saturation at 255) when positive, more when negative.
-    """
-    spread = 128.0 * 75 * np.sqrt(n_in)
-    mult = rng.integers(1 << (fx.MULT_BITS - 1), fx.MULT_MAX + 1, n_out).astype(np.uint16)
-    shift = int(np.ceil(np.log2(spread))) + fx.MULT_BITS - fx.ACT_BITS - gain
-    shift = np.clip(shift + rng.integers(-1, 2, n_out), fx.SHIFT_MIN, fx.SHIFT_MAX).astype(np.uint8)
-    return mult, shift, spread
-
-
-def _weights(rng, shape, wlo, whi):
-    return rng.integers(wlo, whi + 1, size=shape, dtype=np.int64).astype(np.int8)
-
-
-def dense(rng, n_in, n_out, last, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, bias_scale=1.0, gain=0):
-    """A random dense layer whose requantization spreads typical outputs over 0..255."""
-    mult, shift, spread = _requant(rng, n_out, n_in, gain)
-    bias = np.rint(rng.normal(0, bias_scale * spread, n_out)).astype(np.int32)
-    return Dense(_weights(rng, (n_out, n_in), wlo, whi), bias, mult, shift,
-                 fx.OUTPUT_I32 if last else fx.OUTPUT_U8)
-
-
-def conv(rng, in_shape, c_out, k, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, bias_scale=1.0, gain=0):
-    """A random hidden conv layer, requantized like :func:`dense`."""
-    mult, shift, spread = _requant(rng, c_out, in_shape[0] * k * k, gain)
-    bias = np.rint(rng.normal(0, bias_scale * spread, c_out)).astype(np.int32)
-    return Conv2D(_weights(rng, (c_out, in_shape[0], k, k), wlo, whi), bias, mult, shift,
-                  fx.OUTPUT_U8, in_shape)
-
-
-def cnn(rng, in_shape, blocks, dense_sizes, **kw):
-    """conv (-> pool) blocks given as (c_out, k, pool), then dense layers of the given sizes
-    (an int: one dense layer to that many classes)."""
-    layers, shape = [], tuple(in_shape)
-    for c_out, k, pooled in blocks:
-        layers.append(conv(rng, shape, c_out, k, **kw))
-        shape = layers[-1].shape_out
-        if pooled:
-            layers.append(MaxPool2D(shape))
-            shape = layers[-1].shape_out
-    sizes = [int(np.prod(shape))] + list(np.atleast_1d(dense_sizes))
-    layers += [dense(rng, int(a), int(b), i == len(sizes) - 2, **kw)
-               for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
-    return IntModel(layers, input_shape=in_shape)
-
-
 def random_cnn(rng):
     """A CNN of random odd-or-even shape that fits CFG: 1-2 conv blocks, pooled or not."""
     while True:
@@ -198,15 +151,6 @@ def random_cnn(rng):
             continue
 
 
-def model_of(layers):
-    return IntModel(layers, input_shape=(layers[0].n_in,))
-
-
-def random_model(rng, sizes, **kw):
-    return model_of([dense(rng, a, b, i == len(sizes) - 2, **kw)
-                     for i, (a, b) in enumerate(zip(sizes, sizes[1:]))])
-
-
 def random_sizes(rng, n_layers):
     """Layer sizes that fit CFG, mostly not multiples of the lane count."""
     while True:
@@ -222,15 +166,6 @@ def random_sizes(rng, n_layers):
 
 def image_for(rng, model):
     return rng.integers(0, fx.ACT_MAX + 1, model.input_shape, dtype=np.int64).astype(np.uint8)
-
-
-EDGE_VALUES = [   # keyword arguments of dense, conv and cnn
-    dict(wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MIN),    # all weights -128
-    dict(wlo=fx.WEIGHT_MAX, whi=fx.WEIGHT_MAX),    # all 127
-    dict(wlo=fx.WEIGHT_MIN, whi=-1),               # all negative: ReLU clamps to 0
-    dict(gain=6),                                  # saturates at 255
-    dict(bias_scale=0),                            # zero bias
-]
 
 
 async def infer_twice(host, rng, models):
@@ -310,16 +245,7 @@ async def edge_values(dut):
 async def requantization_extremes(dut):
     """Shift 1 and 47, mult 0 and MULT_MAX, accumulators near the int32 limits."""
     host, rng = await setup(dut)
-    n_in, n_out = min(CFG.act_bytes, 2 * CFG.lanes + 1), CFG.lanes + 1
-    hidden = dense(rng, n_in, n_out, False)
-    # |acc| near 2**31 times mult up to 2**16: shifts around 39 land inside 0..255, smaller saturate
-    hidden.shift[:] = rng.choice([fx.SHIFT_MIN, 38, 39, 40, 41, fx.SHIFT_MAX], n_out)
-    hidden.mult[:] = rng.choice([0, 1, 12345, 1 << (fx.MULT_BITS - 1), fx.MULT_MAX], n_out)
-    bound = fx.accumulator_bound(hidden.weights, np.zeros(n_out))
-    hidden.bias[:] = np.clip(rng.choice([-1, 1], n_out) * (fx.ACC_MAX - bound), -fx.ACC_MAX, fx.ACC_MAX)
-    last = dense(rng, n_out, 3, True)
-    last.bias[:] = fx.ACC_MAX - fx.accumulator_bound(last.weights, np.zeros(3))   # logits near 2**31
-    model = model_of([hidden, last])
+    model = accel_models.requantization_extremes(rng, min(CFG.act_bytes, 2 * CFG.lanes + 1), CFG.lanes + 1)
     await host.load(model)
     for _ in range(3):
         await host.infer(model, image_for(rng, model))
@@ -329,17 +255,9 @@ async def requantization_extremes(dut):
 async def argmax_ties(dut):
     """Equal logits: the lowest index wins."""
     host, rng = await setup(dut)
-    n_out = min(CFG.logit_words, CFG.lanes + 2)
-    last = dense(rng, 8, n_out, True)
-    last.weights[:] = last.weights[0]
-    last.bias[:] = last.bias[0]
-    last.bias[n_out // 2:] += 1   # a later, larger tie group
-    model = model_of([dense(rng, 5, 8, False), last])
-    await host.load(model)
-    await host.infer(model, image_for(rng, model))
-    last.bias[:] = last.bias[0]   # all equal: index 0
-    await host.load(model)
-    await host.infer(model, image_for(rng, model))
+    for model in accel_models.argmax_ties(rng, min(CFG.logit_words, CFG.lanes + 2)):
+        await host.load(model)
+        await host.infer(model, image_for(rng, model))
 
 
 @cocotb.test()

@@ -14,6 +14,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("model_name", files or sorted(MODELS), scope="module")
 
 
+
+@pytest.fixture(scope="session")
+def history_file(tmp_path_factory):
+    """Where this run's figures go: a temporary history, not the user's out/history.jsonl."""
+    return tmp_path_factory.mktemp("history") / "history.jsonl"
+
+
 @pytest.fixture(scope="session")
 def bridge(dut):
     return dut.bridge

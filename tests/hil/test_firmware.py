@@ -1,12 +1,13 @@
 """The firmware on the VexRiscv: CPU inference bit-exact with the reference, and its failures."""
+import struct
+
 import numpy as np
 import pytest
 
-import struct
-
-from gateware import resources
-from host.firmware import (CMD_CPU_INFER, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, LAYER_WORDS,
-                           Firmware, FirmwareError, cpu_cycles_bound, pack_cpu_model)
+from gateware import layout, resources
+from host.firmware import (CMD_CPU_INFER, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware, FirmwareError,
+                           cpu_cycles_bound, pack_cpu_model)
+from tests.gateware import accel_models
 from training import fixedpoint as fx
 from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
@@ -44,8 +45,46 @@ def test_cpu_inference_of_random_cnns_is_bit_exact(firmware, make):
     images[1] = 255                                       # the brightest image saturates most
     r = firmware.cpu_infer(model, images)
     np.testing.assert_array_equal(r.logits, model.logits(images))
+    np.testing.assert_array_equal(r.argmax, model.predict(images))
     hidden = np.concatenate([a.ravel() for a in model.activations(images)[:-1]])
     assert (hidden == 255).any() and (hidden == 0).any()   # saturation and ReLU both exercised
+
+
+def _extreme_models():
+    """The cocotb suite's edge cases (tests/gateware/accel_models.py), sized for the default build."""
+    rng = np.random.default_rng(5)
+    cfg = layout.AccelConfig()
+    cases = {"requantization-extremes": accel_models.requantization_extremes(
+        rng, min(cfg.act_bytes, 2 * cfg.lanes + 1), cfg.lanes + 1)}
+    for name, model in zip(("ties-two-groups", "ties-all-equal"),
+                           accel_models.argmax_ties(rng, min(cfg.logit_words, cfg.lanes + 2))):
+        cases[name] = model
+    for i, kw in enumerate(accel_models.EDGE_VALUES):
+        cases[f"conv-edge-{i}"] = accel_models.cnn(rng, (1, 5, 5), [(3, 2, True)], 3, **kw)
+    return cases
+
+
+EXTREME_MODELS = _extreme_models()
+
+
+@pytest.mark.parametrize("name", EXTREME_MODELS)
+def test_cpu_inference_of_extreme_models_is_bit_exact(firmware, name):
+    """Shift 1 and 47, mult 0, accumulators and logits near the int32 limits, tied logits (the
+    lowest index wins), weights at the int8 limits: a random, a white and a black image."""
+    model = EXTREME_MODELS[name]
+    rng = np.random.default_rng(7)
+    images = np.stack([rng.integers(0, 256, model.input_shape), np.full(model.input_shape, 255),
+                       np.zeros(model.input_shape)]).astype(np.uint8)
+    r = firmware.cpu_infer(model, images)
+    ref = model.logits(images)
+    np.testing.assert_array_equal(r.logits, ref)
+    np.testing.assert_array_equal(r.argmax, model.predict(images))
+    if name.startswith("ties"):
+        assert ((ref == ref.max(axis=1, keepdims=True)).sum(axis=1) > 1).all()   # every image ties
+    if name == "requantization-extremes":
+        hidden = model.layers[0]
+        assert {fx.SHIFT_MIN, fx.SHIFT_MAX} <= set(hidden.shift.tolist()) and 0 in hidden.mult
+        assert np.abs(ref).max() > 2**30
 
 
 def test_cpu_model_the_firmware_cannot_run_is_refused(firmware):
@@ -59,7 +98,6 @@ def test_cpu_model_the_firmware_cannot_run_is_refused(firmware):
     with pytest.raises(FirmwareError, match="a model the firmware cannot run"):
         firmware.run(CMD_CPU_INFER, 1, cpu_cycles_bound(model), model=firmware.data, images=img,
                      image_stride=stride, results=res)
-    assert LAYER_WORDS == len(LAYER_FIELDS)
     r = firmware.cpu_infer(model, np.zeros((1,) + model.input_shape, np.uint8))   # still serving
     np.testing.assert_array_equal(r.logits, model.logits(np.zeros((1,) + model.input_shape, np.uint8)))
 

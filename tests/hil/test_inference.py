@@ -1,6 +1,7 @@
 """Each trained model (MLP, CNN on both datasets) on the target: bit-exact with the integer
 reference, in exactly the modelled cycles, faster than the CPU by the target factor."""
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -80,19 +81,26 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, rec
         assert speedup >= SPEEDUP_TARGET[MODELS[model_name][0]]
 
 
-def test_latency_against_baseline(batch, cpu, loaded, accelerator, dut, request):
+def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, history_file, request):
     images, labels, r = batch
     measured = {"accelerator_cycles": int(np.median(r.cycles)),
                 "batch_cycles_per_image": int(np.median(r.driver_cycles)),
                 "cpu_cycles_per_inference": int(np.median(cpu[1].driver_cycles))}
-    name = latency.key(loaded.model, accelerator.config)
-    history.append("pytest", {**measured, "target": dut.target, "images": len(labels),
-                              "model": MODELS[loaded.name][0] if loaded.name in MODELS else loaded.name, "dataset": loaded.data.name,
-                              "model_hash": loaded.model.hash,
-                              "board_accuracy": float((r.argmax == labels).mean())})
+    # a --model file is keyed by its file, on the dataset it records
+    arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
+    platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
+    name = latency.key(arch, dataset, platform)
+    ran = latency.setup(loaded.model, accelerator.config)
+    record = {**measured, "target": dut.target, "platform": platform, "images": len(labels), "model": arch,
+              "dataset": dataset, "model_hash": loaded.model.hash,
+              "board_accuracy": float((r.argmax == labels).mean())}
+    assert history.append("pytest", record, history_file) == history.read(history_file)[-1]
+    diff = latency.compare(name, ran, measured, latency.load())
     if request.config.getoption("--update-baselines"):
-        latency.update(name, measured)
-    diff = latency.compare(name, measured, latency.load())
+        latency.update(name, ran, measured)
+        warnings.warn(f"--update-baselines: recorded {name} in {latency.BASELINES}, so this run compares "
+                      f"nothing; against the previous baseline: " + ("\n".join(diff) or "unchanged"))
+        return
     assert not diff, "\n".join(diff)
 
 
@@ -116,15 +124,18 @@ def test_oversized_model_rejected_before_writing(accelerator, loaded, bridge):
                                   shift=np.ones(3000, np.uint8)),
               dataclasses.replace(wide.layers[1], weights=np.ones((10, 3000), np.int8))]
     big = IntModel(layers, (784,))
+    needs = sum(shape.weight_words(accelerator.config.lanes) for shape, _ in program.layer_shapes(big))
     before = bridge.read(accelerator.region_addr("weights"), 64)
-    with pytest.raises(program.ModelDoesNotFit, match=r"weight words .* needs 39848, the accelerator has 2048"):
+    with pytest.raises(program.ModelDoesNotFit,
+                       match=rf"weight words .* needs {needs}, the accelerator has {accelerator.config.weight_words}"):
         accelerator.load(big)
     assert bridge.read(accelerator.region_addr("weights"), 64) == before
 
 
 def test_mismatched_bitstream_is_refused(bridge, monkeypatch):
-    monkeypatch.setattr(drv.fx, "FORMAT_VERSION", fx.FORMAT_VERSION + 1)
-    with pytest.raises(drv.IdentificationMismatch, match="numeric format 1, models here use 2"):
+    built = fx.FORMAT_VERSION
+    monkeypatch.setattr(drv.fx, "FORMAT_VERSION", built + 1)
+    with pytest.raises(drv.IdentificationMismatch, match=f"numeric format {built}, models here use {built + 1}"):
         drv.AcceleratorDriver(bridge)
     monkeypatch.undo()
     monkeypatch.setitem(bridge.csr.registers, "nnhil_magic", bridge.csr.addr("ctrl_scratch"))

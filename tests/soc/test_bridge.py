@@ -109,13 +109,15 @@ def test_second_user_of_a_port_is_refused(sim, sim_build):
         assert first.csr_read("nnhil_magic") == layout.MAGIC
 
 
-def test_board_code_path_on_the_sim_pty(sim, sim_build):
-    """The HIL suite with --board arty against the sim behind a pty: the /dev/ttyUSB1 code path."""
+def test_board_code_path_on_the_sim_pty(sim, sim_build, every_model):
+    """The HIL suite with --board arty against the sim behind a pty: the /dev/ttyUSB1 code path.
+
+    It runs in this run's working directory, so it finds the models every_model cached in out/."""
     with sim.pty() as tty:
-        r = subprocess.run([sys.executable, "-m", "pytest", "tests/hil", "-q", "-p", "no:cacheprovider",
-                            "--board", "arty", "--port", tty, "--build-dir", str(sim_build.dir),
-                            "--images", "100"],
-                           capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2])
+        r = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).parents[1] / "hil"), "-q",
+                            "-p", "no:cacheprovider", "--board", "arty", "--port", tty,
+                            "--build-dir", str(sim_build.dir), "--images", "100"],
+                           capture_output=True, text=True, timeout=600)
     summary = r.stdout.strip().splitlines()[-1]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "passed" in summary and "skipped" not in summary and "failed" not in summary, summary

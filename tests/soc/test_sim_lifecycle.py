@@ -1,11 +1,11 @@
-"""Builds are cached, and a dead sim gives a clear error quickly and leaves no process."""
+"""Builds are cached, and a dead sim gives a clear error at once and leaves no process."""
 import os
 import signal
-import time
 
 import pytest
 
 from gateware import layout, sim as simbuild
+from host.bridge import BridgeError
 from host.simulator import Simulator, SimulatorError
 
 pytestmark = pytest.mark.sim
@@ -20,23 +20,17 @@ def test_cached_build_is_reused_untouched(sim_build):
     assert sim_build.vsim.stat().st_mtime_ns == stamp
 
 
-def test_boot_time_is_recorded(sim, record_property):
-    """The launcher bounds the boot with its own timeout; the figure goes to the JUnit report."""
-    print(f"\nboot to answering: {sim.boot_seconds:.2f} s")
-    record_property("boot_to_answer_s", sim.boot_seconds)
-    assert 0 < sim.boot_seconds < sim.start_timeout
-
-
 def test_killed_sim_fails_clearly_and_leaves_nothing(sim_build):
     s = Simulator(sim_build).start()
     pid = s.proc.pid
     try:
         b = s.bridge()
         os.killpg(pid, signal.SIGKILL)
-        t0 = time.monotonic()
-        with pytest.raises(SimulatorError, match="not running"):
+        with pytest.raises(SimulatorError, match="not running") as died:
             b.csr_read("nnhil_magic")
-        assert time.monotonic() - t0 < 5
+        # seen from the closed link, not after waiting out the bridge's timeout
+        assert isinstance(died.value.__cause__, BridgeError)
+        assert "did not answer" not in str(died.value.__cause__), died.value.__cause__
         b.close()
     finally:
         s.stop()

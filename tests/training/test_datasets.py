@@ -2,6 +2,7 @@
 import gzip
 import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,7 +94,9 @@ def test_idx_round_trip(tmp_path):
 def test_env_var_selects_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv(D.DATA_DIR_ENV, str(tmp_path))
     assert D.data_dir() == tmp_path
-    assert D.data_dir("/elsewhere") == D.data_dir("/elsewhere")
+    assert D.data_dir("/elsewhere") == Path("/elsewhere")          # an explicit directory wins
+    monkeypatch.delenv(D.DATA_DIR_ENV)
+    assert D.data_dir() == D.DEFAULT_DATA_DIR.expanduser()
 
 
 def test_validation_split_is_disjoint_and_seeded():

@@ -100,11 +100,40 @@ def test_training_is_deterministic_for_a_seed_and_learns():
     assert not np.array_equal(a.weights[0], c.weights[0])
 
 
-def test_best_validation_checkpoint_is_kept():
-    x, y = _toy_data()
-    cfg = TrainConfig(layers=(10, 16, 4), epochs=4)
-    model, hist = train(cfg, x, y, x[:100], y[:100], log=lambda s: None)
-    assert (model.predict(x[:100]) == y[:100]).mean() == max(hist.val_acc)
+def _overfitting_data():
+    """80 training points of 4 Gaussian classes with 30% of the labels randomised, and 400
+    clean validation points drawn apart: a wide MLP learns the classes within three epochs,
+    then memorises the noise, and validation accuracy falls (0.85 at epoch 3, 0.75 at the end)."""
+    centers = np.random.default_rng(100).normal(0, 1, size=(4, 30))
+
+    def draw(n, seed, noise):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 4, n)
+        x = (centers[y] + rng.normal(size=(n, 30))).astype(np.float32)
+        flip = rng.random(n) < noise
+        y[flip] = rng.integers(0, 4, flip.sum())
+        return x, y
+    return draw(80, 0, 0.3), draw(400, 1, 0.0)
+
+
+def test_best_validation_checkpoint_is_kept(monkeypatch):
+    (x, y), (xv, yv) = _overfitting_data()
+    snapshots = []          # the parameters each epoch's validation sees
+    predict = MLP.predict
+    def spy(self, x_):
+        snapshots.append([p.copy() for p in self.params])
+        return predict(self, x_)
+    monkeypatch.setattr(MLP, "predict", spy)
+    cfg = TrainConfig(layers=(30, 256, 4), epochs=12, batch=16, lr=0.005, dropout=0, l2=0, label_smoothing=0)
+    model, hist = train(cfg, x, y, xv, yv, log=lambda s: None)
+    monkeypatch.undo()
+    best = int(np.argmax(hist.val_acc))
+    assert len(snapshots) == cfg.epochs and 0 < best < cfg.epochs - 1
+    assert hist.val_acc[best] > hist.val_acc[-1] + 0.05          # it peaks, then falls
+    for kept, at_best in zip(model.params, snapshots[best]):
+        assert np.array_equal(kept, at_best)
+    assert not all(np.array_equal(kept, last) for kept, last in zip(model.params, snapshots[-1]))
+    assert (model.predict(xv) == yv).mean() == hist.val_acc[best]
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
