@@ -168,7 +168,7 @@ class Requantizer(LiteXModule):
         self.flush  = Signal()
         # Memory ports (read bias, write activations or logits).
         self.bias_adr = Signal(_bits(cfg.bias_entries))
-        self.bias_dat = Signal(64)
+        self.bias_dat = Signal(layout.BIAS.width)
         self.out_adr  = Signal(DIM)     # output index: byte address or logit word
         self.out_dat  = Signal(fx.ACC_BITS)
         self.act_we   = Signal()
@@ -203,21 +203,22 @@ class Requantizer(LiteXModule):
         acc   = Signal((fx.ACC_BITS, True), reset_less=True)
         bias  = Signal((fx.ACC_BITS, True))
         mult  = Signal(fx.MULT_BITS, reset_less=True)
-        shift = [Signal(6, reset_less=True) for _ in range(4)]
+        shift = [Signal(layout.BIAS["shift"].width, reset_less=True) for _ in range(4)]
         half  = [Signal(fx.PRODUCT_BITS, reset_less=True) for _ in range(3)]
         total = [Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(5)]
         prod  = [Signal((fx.PRODUCT_BITS + 1, True), reset_less=True) for _ in range(2)]
         rnd   = Signal((fx.PRODUCT_BITS + 2, True), reset_less=True)
         neg   = Signal(reset_less=True)
         q     = Signal(fx.PRODUCT_BITS + 1, reset_less=True)
-        shift_in = self.bias_dat[48:54]
-        self.comb += bias.eq(self.bias_dat[:32])
+        field = {f.name: self.bias_dat[f.bits] for f in layout.BIAS}
+        shift_in = field["shift"]
+        self.comb += bias.eq(field["bias"])
         self.sync += [
             # stage 1: drain-bank value; the bias RAM answers during stage 1.
             acc.eq(bank[k]),
             # stage 2: acc + bias, latch mult, shift and the rounding constant.
             total[0].eq(acc + bias),
-            mult.eq(self.bias_dat[32:48]),
+            mult.eq(field["mult"]),
             shift[0].eq(shift_in),
             Case(shift_in, {"default": half[0].eq(0),
                 **{s: half[0].eq(1 << (s - 1)) for s in range(1, fx.SHIFT_MAX + 1)}}),
@@ -275,8 +276,8 @@ class Accelerator(LiteXModule):
 
         # Memories (kept off the attributes: AutoCSR would map a Memory attribute into CSR space).
         weights = Memory(8*P, cfg.weight_words, name="weights")
-        bias    = Memory(64, cfg.bias_entries, name="bias")
-        program = Memory(128, cfg.max_layers, name="program")
+        bias    = Memory(layout.BIAS.width, cfg.bias_entries, name="bias")
+        program = Memory(layout.DESCRIPTOR.width, cfg.max_layers, name="program")
         acts    = [Memory(32, cfg.act_bytes // 4, name=f"act{b}") for b in range(2)]
         logits  = Memory(fx.ACC_BITS, cfg.logit_words, name="logits")
         bus_ports = {
@@ -381,6 +382,9 @@ class Accelerator(LiteXModule):
         is_last  = Signal()
         running  = Signal()            # validation done, running the program
         d = p_port.dat_r
+        flags = d[layout.DESCRIPTOR["flags"].bits]
+        fields = dict(c_in=c_in, c_out=c_out, height=height, width=width, kernel=kernel,
+                      w_base=w_base, b_base=b_base)
         self.comb += [
             p_port.adr.eq(layer),
             is_last.eq(layer == n_layers - 1),
@@ -504,15 +508,9 @@ class Accelerator(LiteXModule):
         )
         fsm.act("FETCH", NextState("LOAD"))   # program RAM read
         fsm.act("LOAD",
-            NextValue(c_in, d[0:16]),
-            NextValue(c_out, d[16:32]),
-            NextValue(height, d[32:40]),
-            NextValue(width, d[40:48]),
-            NextValue(kernel, d[48:56]),
-            NextValue(is_logit, d[56] != 0),
-            NextValue(pool, d[57] != 0),
-            NextValue(w_base, d[64:96]),
-            NextValue(b_base, d[96:128]),
+            [NextValue(r, d[layout.DESCRIPTOR[name].bits]) for name, r in fields.items()],
+            NextValue(is_logit, flags[layout.FLAGS["logits"].offset]),
+            NextValue(pool, flags[layout.FLAGS["pool"].offset]),
             [NextValue(r, 0) for r in (tile, out_base, chan_base, pr, pc, q, pos, row_base, pos_addr,
                                        ci, ky, kx, addr, row_addr, chan_addr)],
             NextState("SIZE1"),

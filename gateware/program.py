@@ -102,11 +102,9 @@ def pack_weights(weights, lanes):
 
 
 def pack_bias(layer):
-    """Two words per output channel: the int32 bias, then mult | shift << 16."""
-    words = np.empty((len(layer.bias), 2), dtype=np.uint32)
-    words[:, 0] = layer.bias.astype(np.int32).view(np.uint32)
-    words[:, 1] = layer.mult.astype(np.uint32) | (layer.shift.astype(np.uint32) << 16)
-    return words.ravel().tolist()
+    """Two words per output channel: its layout.BIAS entry (bias, mult, shift), low word first."""
+    entries = layout.BIAS.encode(bias=layer.bias, mult=layer.mult, shift=layer.shift)
+    return np.asarray(entries, dtype="<u8").view("<u4").tolist()
 
 
 def compile_model(model, cfg):
