@@ -207,6 +207,11 @@ def _pow2(n):
     return 1 << max(0, (n - 1).bit_length())
 
 
+def address_bits(n):
+    """Address bits for n entries (at least one so a one-entry memory still has a port)."""
+    return max(1, (n - 1).bit_length())
+
+
 @dataclass(frozen=True)
 class AccelConfig:
     """Build-time parameters of the accelerator; the host checks them against a model."""

@@ -110,26 +110,38 @@ def build_firmware(soc_dir, timeout=120):
     return out / "nnhil_fw.bin"
 
 
+def cpu_limits(image_bytes):
+    """What the firmware's model_ok accepts, as gateware.program.Limits: records of fields up
+    to MAX_DIM, hidden outputs up to MAX_WIDTH, a first layer reading at most the
+    ``image_bytes`` of an image; logits may have several positions (a conv)."""
+    return program.Limits(max_layers=MAX_DIM, input_bytes=image_bytes, act_bytes=MAX_WIDTH,
+                          field_max=MAX_DIM, dense_logits=False)
+
+
 def cpu_layers(model):
     """[(LayerShape, conv or dense layer)] the firmware runs; FirmwareError if it cannot.
 
-    The checks mirror the firmware's own (it answers STATUS_BAD_MODEL to a blob failing
-    them) and name what is too large and the limit.
+    The firmware answers STATUS_BAD_MODEL to a blob failing gateware.program.check_layers
+    with :func:`cpu_limits`; this names what is too large and the limit.
     """
     try:
         shapes = program.layer_shapes(model)
     except program.ModelDoesNotFit as e:
         raise FirmwareError(f"the firmware, like the accelerator, fuses each max-pool into the "
                             f"conv before it and cannot run this model: {e}") from None
-    for s, layer in shapes[:-1]:
-        if s.n_out > MAX_WIDTH:
-            j = next(j for j, l in enumerate(model.layers) if l is layer)
-            what = f"layer {j} ({type(layer).__name__}{' and the max-pool after it' if s.pool else ''})"
-            dims = "" if s.plane == 1 else " x ".join(str(d) for d in (s.c_out, *s.out_hw)) + " = "
-            raise FirmwareError(f"{what} outputs {dims}{s.n_out} activations, more than the "
-                                f"{MAX_WIDTH} bytes of each hidden-activation buffer of the "
-                                f"firmware's CPU inference (MAX_WIDTH)")
-    return shapes
+    code, l = program.check_layers(len(shapes), lambda l: (shapes[l][0], 0, 0), cpu_limits(model.n_in))
+    if code == layout.ERR_NONE:
+        return shapes
+    s, layer = shapes[l]
+    j = next(j for j, other in enumerate(model.layers) if other is layer)
+    what = f"layer {j} ({type(layer).__name__}{' and the max-pool after it' if s.pool else ''})"
+    if code == layout.ERR_ACT_CAPACITY:
+        dims = "" if s.plane == 1 else " x ".join(str(d) for d in (s.c_out, *s.out_hw)) + " = "
+        raise FirmwareError(f"{what} outputs {dims}{s.n_out} activations, more than the "
+                            f"{MAX_WIDTH} bytes of each hidden-activation buffer of the "
+                            f"firmware's CPU inference (MAX_WIDTH)")
+    raise FirmwareError(f"{what} is {s}, which the firmware's CPU inference cannot run: "
+                        f"{layout.ERROR_NAMES[code]} (fields up to MAX_DIM = {MAX_DIM})")
 
 
 def cpu_cycles_bound(model):
