@@ -34,7 +34,7 @@ struct layer {
 	uint32_t flags;                 /* LAYER_FLAG_LOGITS, LAYER_FLAG_POOL */
 	const int8_t *weights;          /* [c_out][c_in][kernel][kernel] */
 	const int32_t *bias;            /* [c_out] */
-	const uint32_t *requant;        /* [c_out] mult | shift << 16 */
+	const uint32_t *requant;        /* [c_out] REQUANT words: mult, shift */
 };
 
 #define FIELD_AT(f, i) _Static_assert(offsetof(struct layer, f) == 4 * (i), "layer record: " #f)
@@ -42,8 +42,6 @@ FIELD_AT(c_in, LAYER_C_IN); FIELD_AT(height, LAYER_HEIGHT); FIELD_AT(width, LAYE
 FIELD_AT(kernel, LAYER_KERNEL); FIELD_AT(c_out, LAYER_C_OUT); FIELD_AT(flags, LAYER_FLAGS);
 FIELD_AT(weights, LAYER_WEIGHTS); FIELD_AT(bias, LAYER_BIAS); FIELD_AT(requant, LAYER_REQUANT);
 _Static_assert(sizeof(struct layer) == 4 * LAYER_WORDS, "layer record size");
-
-#define MAX_DIM 0xffff          /* bound on each record field, so products cannot overflow */
 
 static uint32_t now(void)
 {
@@ -54,7 +52,7 @@ static uint32_t now(void)
 /* fixedpoint.requantize: round half up, ReLU, saturate to uint8. */
 static uint8_t requantize(int32_t acc, uint32_t rq)
 {
-	uint32_t mult = rq & 0xffff, shift = (rq >> 16) & 0x3f;
+	uint32_t mult = FIELD_GET(rq, REQUANT_MULT), shift = FIELD_GET(rq, REQUANT_SHIFT);
 	int64_t y = ((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
 	return y < 0 ? 0 : y > 255 ? 255 : (uint8_t)y;
 }
@@ -97,7 +95,9 @@ static __attribute__((noinline)) int32_t dot(const int8_t *w, const uint8_t *x,
 
 /* Reject what infer() cannot run safely: empty or oversized fields, a kernel larger than
  * its input, a pool of less than 2x2, layers that do not chain, a first layer reading
- * past the image, a hidden output beyond the buffers, logits not exactly on the last. */
+ * past the image, a hidden output beyond the buffers, logits not exactly on the last.
+ * These are gateware/program.py:check_layers with host/firmware.py:cpu_limits; the shared
+ * vectors of gateware/vectors.py hold the two to the same verdicts (tests/hil). */
 static int model_ok(const uint32_t *model, uint32_t image_bytes)
 {
 	uint32_t n_layers = model[0];

@@ -1,16 +1,18 @@
 """The accelerator's memory map, layer-program encoding and error codes.
 
 Pure Python (no Migen), so the gateware, the firmware header generator, the host
-driver and the tests all import this one definition.
+driver and the tests all import this one definition. The bit fields of the records are
+the tables :data:`DESCRIPTOR`, :data:`BIAS`, :data:`REQUANT` and :data:`FLAGS`.
 
 The accelerator exposes one Wishbone window of 32-bit words holding six regions,
 each aligned to a power of two so decoding is a bit test:
 
   weights   weight_words words of ``lanes`` int8 weights (lane k in byte k), seen on
             the bus as lanes/4 consecutive 32-bit words each (lane 0 in the low byte)
-  bias      bias_entries entries of two words: [0] int32 bias, [1] mult (bits 0-15)
-            and shift (bits 16-21)
-  program   max_layers descriptors of four words (see :class:`LayerShape` and encode_layer)
+  bias      bias_entries entries of two words, fields in :data:`BIAS`: the int32 bias, then
+            the :data:`REQUANT` word (mult and shift)
+  program   max_layers descriptors of four words, fields in :data:`DESCRIPTOR` (see
+            :class:`LayerShape`)
   act0/act1 two activation buffers of act_bytes uint8 values, four per word, the
             first value in the low byte; the input image goes into act0
   logits    logit_words int32 logits of the last layer
@@ -26,15 +28,145 @@ Layer l reads act[l % 2] and writes act[(l + 1) % 2], or logits if it is last.
 """
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from training import fixedpoint as fx
+
 MAGIC = 0x4E4E484C          # "NNHL"
 VERSION = 2                 # bump on any change to this file's contract
 
 DIM_BITS = 16               # c_in, c_out and output indices are 16-bit
 GEOM_BITS = 8               # height, width and kernel are 8-bit descriptor fields
 
-# descriptor flags (bits 24-31 of word 1; the unused ones are ignored)
-FLAG_LOGITS = 1 << 0        # output int32 logits (last layer) rather than uint8 activations
-FLAG_POOL = 1 << 1          # 2x2/2 max-pool the requantized output
+
+@dataclass(frozen=True)
+class Field:
+    """``width`` bits at bit ``offset`` of a record; a signed field is two's complement."""
+    name: str
+    offset: int
+    width: int
+    signed: bool = False
+
+    @property
+    def mask(self):
+        return (1 << self.width) - 1
+
+    @property
+    def bits(self):
+        """The field's slice of the record's bits: ``signal[field.bits]`` in Migen."""
+        return slice(self.offset, self.offset + self.width)
+
+    def check(self, value):
+        """``value`` as the field's unsigned bits; ValueError if it does not fit."""
+        lo, hi = (-(1 << self.width - 1), (1 << self.width - 1) - 1) if self.signed else (0, self.mask)
+        v = np.asarray(value, dtype=np.int64)
+        if v.size and (v.min() < lo or v.max() > hi):
+            raise ValueError(f"{self.name} must be in {lo}..{hi}, got {v.min() if v.min() < lo else v.max()}")
+        return v & self.mask
+
+
+class Record:
+    """A packed record of named bit fields: the one declaration its Python encoder and
+    decoder, the gateware's slices (``field.bits``) and the firmware's C macros come from.
+
+    ``encode`` and ``decode`` take and give ints or NumPy arrays (one record per element).
+    """
+    def __init__(self, name, width, fields):
+        self.name, self.width, self.fields = name, width, tuple(fields)
+        used = 0
+        for f in self.fields:
+            span = f.mask << f.offset
+            if span & used or f.offset + f.width > width:
+                raise ValueError(f"{name}.{f.name} overlaps another field or the end of the record")
+            used |= span
+        self._by_name = {f.name: f for f in self.fields}
+
+    def __getitem__(self, name):
+        return self._by_name[name]
+
+    def __iter__(self):
+        return iter(self.fields)
+
+    @property
+    def words(self):
+        return -(-self.width // 32)
+
+    def encode(self, **values):
+        """The record as one int (or an array of uint64 for a record of up to 64 bits)."""
+        if set(values) != set(self._by_name):
+            raise ValueError(f"{self.name} takes the fields {[f.name for f in self]}, got {sorted(values)}")
+        if self.width > 64:
+            return sum(int(self[n].check(v)) << self[n].offset for n, v in values.items())
+        out = 0
+        for n, v in values.items():
+            out = out | (self[n].check(v).astype(np.uint64) << np.uint64(self[n].offset))
+        return out if np.ndim(out) else int(out)
+
+    def decode(self, value):
+        """{field name: value} of a record (ints, or arrays for an array of records)."""
+        out = {}
+        for f in self:
+            if np.ndim(value):
+                v = (np.asarray(value, dtype=np.uint64) >> np.uint64(f.offset)) & np.uint64(f.mask)
+                v = v.astype(np.int64)
+            else:
+                v = (int(value) >> f.offset) & f.mask
+            if f.signed:
+                v = v - ((v >> (f.width - 1)) & 1) * (1 << f.width)
+            out[f.name] = v
+        return out
+
+    def to_words(self, value):
+        """Little-endian 32-bit words of an int record."""
+        return [(value >> 32 * i) & 0xFFFFFFFF for i in range(self.words)]
+
+    def from_words(self, words):
+        return sum(int(w) << 32 * i for i, w in enumerate(words))
+
+    def c_defines(self, prefix):
+        """``#define PREFIX_FIELD_WORD/_OFFSET/_MASK`` lines for C: the field is bits OFFSET..
+        of 32-bit word WORD of the record (see the firmware header's FIELD_GET)."""
+        lines = []
+        for f in self:
+            word, offset = divmod(f.offset, 32)
+            if offset + f.width > 32:
+                raise ValueError(f"{self.name}.{f.name} crosses a 32-bit word: C reads it as two")
+            name = f"{prefix}_{f.name.upper()}"
+            lines += [f"#define {name}_WORD {word}", f"#define {name}_OFFSET {offset}",
+                      f"#define {name}_MASK 0x{f.mask:x}u"]
+        return lines
+
+
+# The field tables: the bit positions of the descriptor, the bias entry and the
+# requantization word are declared here and nowhere else.
+FLAGS = Record("flags", 8, [
+    Field("logits", 0, 1),  # output int32 logits (last layer) rather than uint8 activations
+    Field("pool", 1, 1),    # 2x2/2 max-pool the requantized output
+])
+FLAG_LOGITS = 1 << FLAGS["logits"].offset
+FLAG_POOL = 1 << FLAGS["pool"].offset
+
+DESCRIPTOR = Record("descriptor", 128, [   # one layer of the program, four words
+    Field("c_in", 0, DIM_BITS),
+    Field("c_out", 16, DIM_BITS),
+    Field("height", 32, GEOM_BITS),
+    Field("width", 40, GEOM_BITS),
+    Field("kernel", 48, GEOM_BITS),
+    Field("flags", 56, FLAGS.width),   # FLAGS; the unused bits are ignored
+    Field("w_base", 64, 32),           # first weight word of the layer
+    Field("b_base", 96, 32),           # first bias entry of the layer
+])
+
+REQUANT = Record("requant", 32, [   # how a channel's accumulator becomes a uint8 activation
+    Field("mult", 0, fx.MULT_BITS),
+    Field("shift", 16, (fx.SHIFT_MAX).bit_length()),
+])
+
+BIAS = Record("bias", 64, [   # one bias-RAM entry: the bias word, then the REQUANT word
+    Field("bias", 0, fx.ACC_BITS, signed=True),
+    *(Field(f.name, 32 + f.offset, f.width) for f in REQUANT),
+])
+
 
 # error codes reported in the status register
 ERR_NONE = 0
@@ -73,6 +205,11 @@ REGIONS = ("weights", "bias", "program", "act0", "act1", "logits")
 
 def _pow2(n):
     return 1 << max(0, (n - 1).bit_length())
+
+
+def address_bits(n):
+    """Address bits for n entries (at least one so a one-entry memory still has a port)."""
+    return max(1, (n - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -129,8 +266,7 @@ def tiles(n_out, lanes):
 class LayerShape:
     """One layer of the program: k x k valid conv, c_out channels, optional 2x2/2 max-pool.
 
-    Descriptor words: [c_in | c_out << 16, height | width << 8 | kernel << 16 | flags << 24,
-    w_base, b_base]. Dense is ``LayerShape.dense(n_in, n_out)``. The properties are the
+    Its descriptor is a :data:`DESCRIPTOR` record. Dense is ``LayerShape.dense(n_in, n_out)``. The properties are the
     arithmetic the sequencer does when it validates a descriptor.
     """
     c_in: int
@@ -191,21 +327,20 @@ class LayerShape:
     def weight_words(self, lanes):
         return tiles(self.c_out, lanes) * self.window
 
+    @property
+    def flags(self):
+        return FLAGS.encode(logits=int(self.logits), pool=int(self.pool))
+
     def encode(self, w_base, b_base):
-        """The four descriptor words."""
-        for name, bits in (("c_in", DIM_BITS), ("c_out", DIM_BITS), ("height", GEOM_BITS),
-                           ("width", GEOM_BITS), ("kernel", GEOM_BITS)):
-            assert 0 <= getattr(self, name) < 1 << bits, name
-        flags = (FLAG_LOGITS if self.logits else 0) | (FLAG_POOL if self.pool else 0)
-        return [self.c_in | self.c_out << DIM_BITS,
-                self.height | self.width << 8 | self.kernel << 16 | flags << 24, w_base, b_base]
+        """The four descriptor words; ValueError if a field does not fit its width."""
+        return DESCRIPTOR.to_words(DESCRIPTOR.encode(
+            c_in=self.c_in, c_out=self.c_out, height=self.height, width=self.width,
+            kernel=self.kernel, flags=self.flags, w_base=w_base, b_base=b_base))
 
     @classmethod
     def decode(cls, words):
         """(shape, w_base, b_base) of four descriptor words."""
-        d0, d1, w_base, b_base = words
-        flags = d1 >> 24
-        mask = (1 << GEOM_BITS) - 1
-        shape = cls(d0 & 0xFFFF, d1 & mask, (d1 >> 8) & mask, (d1 >> 16) & mask, d0 >> DIM_BITS,
-                    pool=bool(flags & FLAG_POOL), logits=bool(flags & FLAG_LOGITS))
-        return shape, w_base, b_base
+        d = DESCRIPTOR.decode(DESCRIPTOR.from_words(words))
+        flags = FLAGS.decode(d.pop("flags"))
+        w_base, b_base = d.pop("w_base"), d.pop("b_base")
+        return cls(**d, pool=bool(flags["pool"]), logits=bool(flags["logits"])), w_base, b_base

@@ -102,11 +102,9 @@ def pack_weights(weights, lanes):
 
 
 def pack_bias(layer):
-    """Two words per output channel: the int32 bias, then mult | shift << 16."""
-    words = np.empty((len(layer.bias), 2), dtype=np.uint32)
-    words[:, 0] = layer.bias.astype(np.int32).view(np.uint32)
-    words[:, 1] = layer.mult.astype(np.uint32) | (layer.shift.astype(np.uint32) << 16)
-    return words.ravel().tolist()
+    """Two words per output channel: its layout.BIAS entry (bias, mult, shift), low word first."""
+    entries = layout.BIAS.encode(bias=layer.bias, mult=layer.mult, shift=layer.shift)
+    return np.asarray(entries, dtype="<u8").view("<u4").tolist()
 
 
 def compile_model(model, cfg):
@@ -142,33 +140,68 @@ def unpack_logits(words):
     return np.asarray(words, dtype=np.uint32).view(np.int32)
 
 
-def check_program(descriptors, n_layers, cfg):
-    """(ERR_* code, failing layer) the accelerator reports for a program: its validation's reference.
+@dataclass(frozen=True)
+class Limits:
+    """What a runner of layer programs holds, for :func:`check_layers`: the accelerator build
+    (:meth:`accelerator`) or the firmware's CPU inference (host.firmware.cpu_limits). A limit
+    of None is not checked (the CPU reads its arrays by address, and writes conv logits)."""
+    max_layers: int
+    input_bytes: int                 # the first layer's input
+    act_bytes: int                   # a hidden layer's output (and so every later input)
+    lanes: int = 1                   # weight words per channel tile
+    weight_words: int | None = None
+    bias_entries: int | None = None
+    logit_words: int | None = None
+    field_max: int | None = None     # bound on c_in, c_out, height and width
+    dense_logits: bool = True        # the last layer has a single output position
 
-    ``descriptors`` is the program region as a list of words. The layer count is checked
-    first (failing layer None), then layer by layer, within a layer in the order of the
-    error codes; the first failure is reported. A valid program gives (ERR_NONE, None).
+    @classmethod
+    def accelerator(cls, cfg):
+        return cls(cfg.max_layers, cfg.act_bytes, cfg.act_bytes, cfg.lanes, cfg.weight_words,
+                   cfg.bias_entries, cfg.logit_words)
+
+
+def check_layers(n_layers, layer, limits):
+    """(ERR_* code, failing layer) of a program of ``n_layers`` layers; ``layer(l)`` gives
+    layer l as (LayerShape, w_base, b_base). The one statement of the validation rules: the
+    accelerator's ProgramValidator, the firmware's model_ok and host.firmware.cpu_layers are
+    tested against it.
+
+    The layer count is checked first (failing layer None), then layer by layer, within a
+    layer in the order of the error codes; the first failure is reported. A valid program
+    gives (ERR_NONE, None).
     """
-    if not 1 <= n_layers <= cfg.max_layers:
+    if not 1 <= n_layers <= limits.max_layers:
         return layout.ERR_LAYER_COUNT, None
+    over = lambda value, limit: limit is not None and value > limit
     prev = None
     for l in range(n_layers):
-        s, w_base, b_base = LayerShape.decode(descriptors[4 * l:4 * l + 4])
+        s, w_base, b_base = layer(l)
         last = l == n_layers - 1
-        empty = 0 in (s.c_in, s.c_out, s.height, s.width, s.kernel)
         ch, cw = s.conv_hw
         checks = [
-            (layout.ERR_EMPTY_LAYER, lambda: empty),
-            (layout.ERR_SHAPE, lambda: ch < 1 or cw < 1 or (s.pool and (ch < 2 or cw < 2))),
-            (layout.ERR_ACT_CAPACITY, lambda: s.n_in > cfg.act_bytes or (not last and s.n_out > cfg.act_bytes)),
-            (layout.ERR_WEIGHT_RANGE, lambda: w_base + s.weight_words(cfg.lanes) > cfg.weight_words),
-            (layout.ERR_BIAS_RANGE, lambda: b_base + s.c_out > cfg.bias_entries),
+            (layout.ERR_EMPTY_LAYER, lambda: 0 in (s.c_in, s.c_out, s.height, s.width, s.kernel)),
+            (layout.ERR_SHAPE, lambda: over(max(s.c_in, s.c_out, s.height, s.width), limits.field_max)
+                or ch < 1 or cw < 1 or (s.pool and (ch < 2 or cw < 2))),
+            (layout.ERR_ACT_CAPACITY, lambda: s.n_in > (limits.act_bytes if l else limits.input_bytes)
+                or (not last and s.n_out > limits.act_bytes)),
+            (layout.ERR_WEIGHT_RANGE, lambda: over(w_base + s.weight_words(limits.lanes), limits.weight_words)),
+            (layout.ERR_BIAS_RANGE, lambda: over(b_base + s.c_out, limits.bias_entries)),
             (layout.ERR_CHAIN, lambda: prev is not None and s.n_in != prev),
             (layout.ERR_OUTPUT_KIND, lambda: s.logits != last or (last and (
-                s.pool or s.plane != 1 or s.c_out > cfg.logit_words))),
+                s.pool or (limits.dense_logits and s.plane != 1) or over(s.c_out, limits.logit_words)))),
         ]
         for code, failed in checks:
             if failed():
                 return code, l
         prev = s.n_out
     return layout.ERR_NONE, None
+
+
+def check_program(descriptors, n_layers, cfg):
+    """(ERR_* code, failing layer) the accelerator reports for a program (see :func:`check_layers`).
+
+    ``descriptors`` is the program region as a list of words.
+    """
+    return check_layers(n_layers, lambda l: LayerShape.decode(descriptors[4 * l:4 * l + 4]),
+                        Limits.accelerator(cfg))

@@ -39,7 +39,8 @@ BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
 
 # Every source whose text shapes the sim model.
 SOURCES = [Path(__file__).resolve().parent / n for n in
-           ("soc.py", "sim.py", "accelerator.py", "layout.py", "cyclemodel.py")] + \
+           ("soc.py", "sim.py", "accelerator.py", "layout.py", "cyclemodel.py", "wishbone_window.py",
+            "sequencer.py", "validator.py", "addrgen.py", "macarray.py", "requantizer.py")] + \
           [REPO / "training" / "fixedpoint.py"]
 
 

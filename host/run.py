@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gateware import cyclemodel, link, program
-from training import datasets, modelfile, plots, workflow
+from training import datasets, modelfile, plots
 
 from . import history, pace, shards
 from .dut import open_dut

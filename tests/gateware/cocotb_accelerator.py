@@ -1,37 +1,83 @@
 """cocotb tests of the accelerator, driven over Wishbone exactly as the host will.
 
-Run by test_accelerator_sim.py through cocotb's Python runner; the top and its JSON map
-(build configuration, CSR addresses) come from sim_harness.py. Every result is compared
+Each test is declared with the builds it runs on (:func:`on`, a build of :data:`BUILDS`
+and the test's parameters for it); test_accelerator_sim.py collects them from here and runs
+each through cocotb's Python runner, passing the build's name and its JSON map (build
+configuration, CSR addresses, from sim_harness.py) as plusargs. Every result is compared
 with training.intmodel (values), gateware.cyclemodel (cycles) or gateware.program
 (validation errors).
 """
-import dataclasses
+import functools
 import json
-import os
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from gateware import cyclemodel, layout, program
+from gateware import cyclemodel, layout, program, vectors
+from gateware.layout import AccelConfig
 from tests.gateware import accel_models
 from tests.gateware.accel_models import EDGE_VALUES, cnn, random_model
 from training import fixedpoint as fx
 
-with open(os.environ["NNHIL_ACCEL_SIM_MAP"]) as f:
-    MAP = json.load(f)
-CFG = layout.AccelConfig(**MAP["config"])
-CSR = MAP["csr"]
-BASE = CFG.region_base
-SEED = int(os.environ.get("NNHIL_SIM_SEED", "1"))
+BUILDS = {
+    # small memories so sizes are never multiples of the lanes and every limit is reachable
+    "p4": AccelConfig(lanes=4, weight_words=512, bias_entries=96, act_bytes=40, logit_words=12,
+                      max_layers=4),
+    "p8": AccelConfig(lanes=8, weight_words=256, bias_entries=64, act_bytes=28, logit_words=20,
+                      max_layers=3),
+    # the headline lane count with small memories
+    "p64": AccelConfig(lanes=64, weight_words=512, bias_entries=256, act_bytes=160, logit_words=16,
+                       max_layers=2),
+    # room for multi-channel conv layers on few lanes
+    "conv8": AccelConfig(lanes=8, weight_words=512, bias_entries=128, act_bytes=512, logit_words=16,
+                         max_layers=4),
+    "headline": AccelConfig(),
+    # the smallest memories: one- and two-word regions in the address decoder
+    "tiny": AccelConfig(lanes=4, weight_words=2, bias_entries=2, act_bytes=8, logit_words=2,
+                        max_layers=2),
+}
+SEED = 1
+
+
+def on(**builds):
+    """A cocotb test of the accelerator, run on each named build with the keyword arguments
+    given for it: ``test(host, rng, **arguments)``. The runner passes ``+build=<name>`` and
+    ``+map=<map.json>``."""
+    unknown = set(builds) - set(BUILDS)
+    if unknown:
+        raise ValueError(f"no build named {sorted(unknown)}: the builds are {sorted(BUILDS)}")
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        async def run(dut):
+            with open(cocotb.plusargs["map"]) as f:
+                m = json.load(f)
+            build = cocotb.plusargs["build"]
+            assert AccelConfig(**m["config"]) == BUILDS[build], f"map.json is not of build {build}"
+            host = Host(dut, BUILDS[build], m["csr"])
+            await host.reset()
+            await fn(host, np.random.default_rng(SEED), **builds[build])
+        test = cocotb.test()(run)
+        test.builds = builds
+        return test
+    return wrap
+
+
+def tests():
+    """{test name: {build: arguments}} of every test of this module."""
+    return {name: t.builds for name, t in globals().items() if isinstance(t, cocotb.test)}
 
 
 class Host:
     """Wishbone master and the host-side protocol (load, start, poll, read back)."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, cfg, csr):
         self.dut = dut
+        self.cfg = cfg
+        self.csr_map = csr
+        self.base = cfg.region_base
 
     async def reset(self):
         dut = self.dut
@@ -73,22 +119,22 @@ class Host:
 
     async def csr(self, name, value=None):
         if value is None:
-            return await self.read(CSR[name])
-        await self.write(CSR[name], value)
+            return await self.read(self.csr_map[name])
+        await self.write(self.csr_map[name], value)
 
     async def write_region(self, region, words, offset=0):
-        assert offset + len(words) <= CFG.region_words[region]
+        assert offset + len(words) <= self.cfg.region_words[region]
         for k, w in enumerate(words):
-            await self.write(BASE[region] + offset + k, int(w))
+            await self.write(self.base[region] + offset + k, int(w))
 
     async def read_region(self, region, n, offset=0, strict=True):
-        return [await self.read(BASE[region] + offset + k, strict) for k in range(n)]
+        return [await self.read(self.base[region] + offset + k, strict) for k in range(n)]
 
     async def status(self):
         return layout.decode_status(await self.csr("status"))
 
     async def load(self, model):
-        image = program.compile_model(model, CFG)
+        image = program.compile_model(model, self.cfg)
         for region, words in image.regions.items():
             await self.write_region(region, words)
         await self.csr("n_layers", image.n_layers)
@@ -109,7 +155,7 @@ class Host:
         """Write the input, run, and check logits, argmax, cycles and the last hidden layer."""
         await self.write_region("act0", program.pack_input(image))
         await self.start()
-        expect_cycles = cyclemodel.cycles(model, CFG)
+        expect_cycles = cyclemodel.cycles(model, self.cfg)
         error = await self.wait_done(expect_cycles)
         assert error == layout.ERR_NONE, layout.ERROR_NAMES[error]
         acts = model.activations(image[None])
@@ -117,7 +163,7 @@ class Host:
         np.testing.assert_array_equal(logits, acts[-1][0])
         assert await self.csr("argmax") == model.predict(image[None])[0]
         assert await self.csr("cycles") == expect_cycles
-        shapes = program.check_fits(model, CFG)
+        shapes = program.check_fits(model, self.cfg)
         if len(shapes) > 1:   # the last hidden layer (a pool fused into its conv) stays in act[(L - 1) % 2]
             n = shapes[-2].n_out
             buf = f"act{(len(shapes) - 1) % 2}"
@@ -128,8 +174,8 @@ class Host:
 
 # Models -----------------------------------------------------------------------------------------
 
-def random_cnn(rng):
-    """A CNN of random odd-or-even shape that fits CFG: 1-2 conv blocks, pooled or not."""
+def random_cnn(rng, cfg):
+    """A CNN of random odd-or-even shape that fits cfg: 1-2 conv blocks, pooled or not."""
     while True:
         c = int(rng.integers(1, 4))
         h, w = (int(v) for v in rng.integers(2, 12, 2))
@@ -138,27 +184,27 @@ def random_cnn(rng):
             k = int(rng.integers(1, min(shape[1:]) + 1))
             ho, wo = shape[1] - k + 1, shape[2] - k + 1
             pooled = bool(rng.integers(0, 2)) and ho >= 2 and wo >= 2
-            c_out = int(rng.integers(1, 2 * CFG.lanes + 2))
+            c_out = int(rng.integers(1, 2 * cfg.lanes + 2))
             blocks.append((c_out, k, pooled))
             shape = (c_out, ho // 2, wo // 2) if pooled else (c_out, ho, wo)
             if min(shape[1:]) < 2:
                 break
-        model = cnn(rng, (c, h, w), blocks, int(rng.integers(1, CFG.logit_words + 1)))
+        model = cnn(rng, (c, h, w), blocks, int(rng.integers(1, cfg.logit_words + 1)))
         try:
-            program.check_fits(model, CFG)
+            program.check_fits(model, cfg)
             return model
         except program.ModelDoesNotFit:
             continue
 
 
-def random_sizes(rng, n_layers):
-    """Layer sizes that fit CFG, mostly not multiples of the lane count."""
+def random_sizes(rng, cfg, n_layers):
+    """Layer sizes that fit cfg, mostly not multiples of the lane count."""
     while True:
-        sizes = [int(rng.integers(1, CFG.act_bytes + 1)) for _ in range(n_layers)]
-        sizes.append(int(rng.integers(1, CFG.logit_words + 1)))
+        sizes = [int(rng.integers(1, cfg.act_bytes + 1)) for _ in range(n_layers)]
+        sizes.append(int(rng.integers(1, cfg.logit_words + 1)))
         model = random_model(rng, sizes)
         try:
-            program.check_fits(model, CFG)
+            program.check_fits(model, cfg)
             return sizes
         except program.ModelDoesNotFit:
             continue
@@ -185,142 +231,150 @@ async def infer_extreme_images(host, rng, models):
         await host.infer(model, np.zeros(model.input_shape, np.uint8))
 
 
-async def setup(dut):
-    host = Host(dut)
-    await host.reset()
-    return host, np.random.default_rng(SEED)
-
-
 # Tests ------------------------------------------------------------------------------------------
 
-@cocotb.test()
-async def identification(dut):
-    host, _ = await setup(dut)
+SMALL = dict(p4={}, p8={})
+
+
+@on(**SMALL, p64={}, tiny={})
+async def identification(host, rng):
     assert await host.csr("magic") == layout.MAGIC
     version = await host.csr("version")
     assert version & ((1 << layout.VERSION_FORMAT_SHIFT) - 1) == layout.VERSION
     assert version >> layout.VERSION_FORMAT_SHIFT == fx.FORMAT_VERSION
-    for name, value in CFG.to_dict().items():
+    for name, value in host.cfg.to_dict().items():
         assert await host.csr(name) == value, name
     assert await host.status() == (False, False, layout.ERR_NONE)
 
 
-@cocotb.test()
-async def random_models(dut):
+@on(**SMALL)
+async def random_models(host, rng):
     """Random shapes (1 to max_layers layers), two images each, back to back."""
-    host, rng = await setup(dut)
-    counts = [1, 2, 3, CFG.max_layers, int(rng.integers(1, CFG.max_layers + 1))]
-    await infer_twice(host, rng, [random_model(rng, random_sizes(rng, min(n, CFG.max_layers))) for n in counts])
+    cfg = host.cfg
+    counts = [1, 2, 3, cfg.max_layers, int(rng.integers(1, cfg.max_layers + 1))]
+    await infer_twice(host, rng, [random_model(rng, random_sizes(rng, cfg, min(n, cfg.max_layers)))
+                                  for n in counts])
 
 
-@cocotb.test()
-async def headline_shape(dut):
-    """A two-layer model filling the activation buffer and a few full tiles."""
-    host, rng = await setup(dut)
-    n_out = min(CFG.act_bytes, 2 * CFG.lanes)
-    model = random_model(rng, [int(os.environ.get("NNHIL_SIM_N_IN", CFG.act_bytes)), n_out,
-                               min(10, CFG.logit_words)])
+@on(**SMALL, p64={}, headline=dict(n_in=784))
+async def headline_shape(host, rng, n_in=None):
+    """A two-layer model filling the activation buffer (or of n_in inputs) and a few full tiles."""
+    cfg = host.cfg
+    n_out = min(cfg.act_bytes, 2 * cfg.lanes)
+    model = random_model(rng, [n_in or cfg.act_bytes, n_out, min(10, cfg.logit_words)])
     await host.load(model)
     # the weights read back, as the host verifies a load
-    words = program.compile_model(model, CFG).regions["weights"]
+    words = program.compile_model(model, cfg).regions["weights"]
     assert await host.read_region("weights", len(words)) == words
     await host.infer(model, image_for(rng, model))
 
 
-@cocotb.test()
-async def edge_values(dut):
+@on(**SMALL, p64={})
+async def edge_values(host, rng):
     """Single neurons, weights at the int8 limits, ReLU of negatives, saturation, zero bias."""
-    host, rng = await setup(dut)
-    P, A = CFG.lanes, CFG.act_bytes
+    cfg = host.cfg
+    P, A = cfg.lanes, cfg.act_bytes
     cases = [
         random_model(rng, [1, 1]),
-        random_model(rng, [1, 1, 1, 1][:CFG.max_layers + 1]),
-        random_model(rng, [A, 1, min(P + 1, CFG.logit_words)]),
-        random_model(rng, [P + 1, P - 1, P + 1, 2][:CFG.max_layers] + [CFG.logit_words]),
+        random_model(rng, [1, 1, 1, 1][:cfg.max_layers + 1]),
+        random_model(rng, [A, 1, min(P + 1, cfg.logit_words)]),
+        random_model(rng, [P + 1, P - 1, P + 1, 2][:cfg.max_layers] + [cfg.logit_words]),
     ] + [random_model(rng, [A, P + 3, 5], **kw) for kw in EDGE_VALUES]
     await infer_extreme_images(host, rng, cases)
 
 
-@cocotb.test()
-async def requantization_extremes(dut):
+@on(**SMALL)
+async def requantization_extremes(host, rng):
     """Shift 1 and 47, mult 0 and MULT_MAX, accumulators near the int32 limits."""
-    host, rng = await setup(dut)
-    model = accel_models.requantization_extremes(rng, min(CFG.act_bytes, 2 * CFG.lanes + 1), CFG.lanes + 1)
+    cfg = host.cfg
+    model = accel_models.requantization_extremes(rng, min(cfg.act_bytes, 2 * cfg.lanes + 1), cfg.lanes + 1)
     await host.load(model)
     for _ in range(3):
         await host.infer(model, image_for(rng, model))
 
 
-@cocotb.test()
-async def argmax_ties(dut):
+@on(**SMALL)
+async def argmax_ties(host, rng):
     """Equal logits: the lowest index wins."""
-    host, rng = await setup(dut)
-    for model in accel_models.argmax_ties(rng, min(CFG.logit_words, CFG.lanes + 2)):
+    for model in accel_models.argmax_ties(rng, min(host.cfg.logit_words, host.cfg.lanes + 2)):
         await host.load(model)
         await host.infer(model, image_for(rng, model))
 
 
-@cocotb.test()
-async def conv_shapes(dut):
+def lanes_plus(n):
+    """A channel count of the lane count P plus n."""
+    return lambda P: P + n
+
+
+CONV_SHAPES = {   # name: (input shape, conv blocks (c_out, k, pool))
+    "odd sizes": ((1, 5, 7), [(3, 2, True)]),                     # conv 4x6, pool 2x3
+    "pool 2x2": ((1, 6, 6), [(2, 3, True)]),                      # conv 4x4 -> pool 2x2
+    "pool drops a row": ((1, 4, 5), [(2, 2, True)]),              # conv 3x4
+    "two tiles, minimal pool": ((2, 3, 3), [(lanes_plus(3), 2, True)]),   # pool of the 2x2 conv output
+    "kernel as tall as the input": ((3, 3, 4), [(2, 3, False)]),  # one output row
+    "whole-input kernel": ((2, 3, 3), [(3, 3, False)]),           # one position, like dense
+    "1x1, channels past the lanes": ((5, 2, 3), [(lanes_plus(1), 1, False)]),
+    "1x1, channels past the lanes, 2 positions": ((5, 1, 2), [(lanes_plus(1), 1, False)]),
+    "one channel in and out, two blocks": ((1, 7, 5), [(1, 2, True), (2, 2, False)]),
+    "window of 1 under P lanes": ((1, 5, 5), [(lanes_plus(0), 1, False)]),   # drain-bound
+    "window of 1 under P lanes, 2 positions": ((1, 1, 2), [(lanes_plus(0), 1, False)]),
+}
+
+
+@on(p4=dict(expect=set(CONV_SHAPES) - {"window of 1 under P lanes"}),   # 4 x 25 outputs > 40 bytes
+    p8=dict(expect={"pool drops a row", "two tiles, minimal pool", "whole-input kernel",   # inputs
+                    "1x1, channels past the lanes, 2 positions",                        # of at most
+                    "window of 1 under P lanes, 2 positions"}),                         # 28 bytes
+    p64=dict(expect=set(CONV_SHAPES) - {"1x1, channels past the lanes",       # 6 x 65 outputs and
+                                        "window of 1 under P lanes",          # 25 x 64 > 160 bytes,
+                                        "one channel in and out, two blocks"}),   # 3 > 2 layers
+    conv8=dict(expect=set(CONV_SHAPES)))
+async def conv_shapes(host, rng, expect):
     """Conv and pool geometry: odd sizes, 1x1 and whole-input kernels, 1 and many channels,
     more channels than lanes, windows shorter and longer than the lanes, pooling that drops
-    an odd row and column, and a pool of the smallest (2x2) conv output."""
-    host, rng = await setup(dut)
-    P = CFG.lanes
-    cases = [
-        ((1, 5, 7), [(3, 2, True)]),              # odd sizes: conv 4x6, pool 2x3
-        ((1, 6, 6), [(2, 3, True)]),              # conv 4x4 -> pool 2x2
-        ((1, 4, 5), [(2, 2, True)]),              # conv 3x4: pool drops a row
-        ((2, 3, 3), [(P + 3, 2, True)]),          # two tiles, pool of the minimal 2x2 conv output
-        ((3, 3, 4), [(2, 3, False)]),             # kernel as tall as the input: one output row
-        ((2, 3, 3), [(3, 3, False)]),             # whole-input kernel: one position, like dense
-        ((5, 2, 3), [(P + 1, 1, False)]),         # 1x1 conv, channels past the lanes
-        ((1, 7, 5), [(1, 2, True), (2, 2, False)]),   # one channel in and out, two blocks
-        ((1, 5, 5), [(P, 1, False)]),             # window of 1 under P lanes: drain-bound
-    ]
-    ran = 0
-    for in_shape, blocks in cases:
-        model = cnn(rng, in_shape, blocks, min(5, CFG.logit_words))
+    an odd row and column, and a pool of the smallest (2x2) conv output. ``expect``: the
+    cases that fit the build, each of which must run."""
+    P = host.cfg.lanes
+    ran = set()
+    for name, (in_shape, blocks) in CONV_SHAPES.items():
+        blocks = [(c(P) if callable(c) else c, k, pool) for c, k, pool in blocks]
+        model = cnn(rng, in_shape, blocks, min(5, host.cfg.logit_words))
         try:
-            program.check_fits(model, CFG)
+            program.check_fits(model, host.cfg)
         except program.ModelDoesNotFit:
-            assert CFG.act_bytes < 256, "every case fits a build with 256 activation bytes"
             continue
         await host.load(model)
         await host.infer(model, image_for(rng, model))
-        ran += 1
-    assert ran >= 3
+        ran.add(name)
+    assert ran == expect, f"ran {sorted(ran)}, expected {sorted(expect)}"
 
 
-@cocotb.test()
-async def conv_edge_values(dut):
+@on(**SMALL, conv8={})
+async def conv_edge_values(host, rng):
     """Conv at the int8 limits, all-negative weights (ReLU gives 0 before the pool), saturation
     at 255 inside the pool, zero bias, and black and white images."""
-    host, rng = await setup(dut)
     await infer_extreme_images(host, rng, [cnn(rng, (1, 5, 5), [(3, 2, True)], 3, **kw) for kw in EDGE_VALUES])
 
 
-@cocotb.test()
-async def random_cnns(dut):
+@on(**SMALL, conv8=dict(count=8))
+async def random_cnns(host, rng, count=4):
     """Random conv/pool/dense programs, back to back, two images each."""
-    host, rng = await setup(dut)
-    await infer_twice(host, rng, [random_cnn(rng) for _ in range(int(os.environ.get("NNHIL_SIM_CNNS", "4")))])
+    await infer_twice(host, rng, [random_cnn(rng, host.cfg) for _ in range(count)])
 
 
-@cocotb.test()
-async def cnn_headline_shape(dut):
+@on(headline={})
+async def cnn_headline_shape(host, rng):
     """The headline CNN's shape: 28x28, conv 2x2 (16) pool, conv 2x2 (32) pool, dense 64, dense 10."""
-    host, rng = await setup(dut)
     model = cnn(rng, (1, 28, 28), [(16, 2, True), (32, 2, True)], [64, 10])
     await host.load(model)
     await host.infer(model, image_for(rng, model))
 
 
-@cocotb.test()
-async def start_while_busy(dut):
+@on(**SMALL, p64={})
+async def start_while_busy(host, rng):
     """A second start during a run reports ERR_BUSY and does not disturb the run."""
-    host, rng = await setup(dut)
-    model = random_model(rng, [CFG.act_bytes, 2 * CFG.lanes, 3])
+    cfg = host.cfg
+    model = random_model(rng, [cfg.act_bytes, 2 * cfg.lanes, 3])
     await host.load(model)
     image = image_for(rng, model)
     await host.write_region("act0", program.pack_input(image))
@@ -328,23 +382,23 @@ async def start_while_busy(dut):
     assert (await host.status())[0]
     await host.start()
     assert await host.status() == (True, False, layout.ERR_BUSY)
-    assert await host.wait_done(cyclemodel.cycles(model, CFG)) == layout.ERR_BUSY
-    assert await host.csr("cycles") == cyclemodel.cycles(model, CFG)
+    assert await host.wait_done(cyclemodel.cycles(model, cfg)) == layout.ERR_BUSY
+    assert await host.csr("cycles") == cyclemodel.cycles(model, cfg)
     logits = program.unpack_logits(await host.read_region("logits", model.n_out))
     np.testing.assert_array_equal(logits, model.logits(image[None])[0])
     await host.infer(model, image_for(rng, model))   # the next start clears the code
 
 
-@cocotb.test()
-async def soft_reset(dut):
+@on(**SMALL)
+async def soft_reset(host, rng):
     """Soft reset aborts a run and returns to idle; the next run is exact."""
-    host, rng = await setup(dut)
-    model = random_model(rng, [CFG.act_bytes, 2 * CFG.lanes, 3])
+    cfg = host.cfg
+    model = random_model(rng, [cfg.act_bytes, 2 * cfg.lanes, 3])
     await host.load(model)
     await host.write_region("act0", program.pack_input(image_for(rng, model)))
     await host.start()
     for _ in range(int(rng.integers(2, 20))):
-        await FallingEdge(dut.sys_clk)
+        await FallingEdge(host.dut.sys_clk)
     await host.csr("control", layout.CTRL_SOFT_RESET)
     assert await host.status() == (False, False, layout.ERR_NONE)
     await host.csr("control", layout.CTRL_SOFT_RESET)   # also harmless when idle
@@ -352,78 +406,40 @@ async def soft_reset(dut):
     await host.infer(model, image_for(rng, model))
 
 
-def invalid_programs(rng, model, image):
-    """(name, n_layers, program words) breaking each validation rule once (model: a pooled conv
-    then a dense layer)."""
-    words = image.regions["program"]
-    L = image.n_layers
-    def edit(layer, w_base=None, b_base=None, **fields):
-        out = list(words)
-        shape, wb, bb = layout.LayerShape.decode(out[4 * layer:4 * layer + 4])
-        shape = dataclasses.replace(shape, **fields)
-        d = shape.encode(0, 0)[:2] + [wb if w_base is None else w_base, bb if b_base is None else b_base]
-        out[4 * layer:4 * layer + 4] = d
-        return out
-    last = L - 1
-    first = layout.LayerShape.decode(words[:4])[0]
-    return [
-        ("no layers", 0, words),
-        ("too many layers", CFG.max_layers + 1, words + [0] * 4 * (CFG.max_layers + 1 - L)),
-        ("c_in 0", L, edit(0, c_in=0)),
-        ("c_out 0", L, edit(last, c_out=0)),
-        ("kernel 0", L, edit(0, kernel=0)),
-        ("height 0", L, edit(0, height=0)),
-        ("kernel taller than the input", L, edit(0, kernel=first.height + 1)),
-        ("kernel wider than the input", L, edit(0, kernel=first.width + 1, height=first.width + 1)),
-        ("pool of a one-row conv output", L, edit(0, kernel=first.height)),
-        ("n_in too big", L, edit(0, c_in=CFG.act_bytes + 1)),
-        ("input plane too big", L, edit(0, height=255, width=255)),
-        ("hidden n_out too big", L, edit(0, c_out=CFG.act_bytes + 1)),
-        ("weights past the end", L, edit(last, w_base=CFG.weight_words - 1)),
-        ("weights base huge", L, edit(0, w_base=0xFFFFFFFF)),
-        ("many tiles", L, edit(last, c_out=min(CFG.weight_words * CFG.lanes, 0xFFFF))),
-        ("bias past the end", L, edit(last, b_base=CFG.bias_entries - 1)),
-        ("bias base huge", L, edit(0, b_base=0xFFFFFFFF)),
-        ("chain", L, edit(last, c_in=first.n_out // first.plane + 1)),
-        ("hidden logits", L, edit(0, logits=True)),
-        ("last not logits", L, edit(last, logits=False)),
-        ("last pooled", L, edit(last, pool=True)),
-        ("last has positions", L, edit(last, c_in=1, height=first.n_out, kernel=1)),
-        ("too many logits", L, edit(last, c_out=CFG.logit_words + 1)),
-        ("random", L, [int(v) for v in rng.integers(0, 1 << 32, len(words), dtype=np.int64)]),
-    ]
-
-
-@cocotb.test()
-async def invalid_programs_rejected(dut):
-    """Every ERR_* code, checked against program.check_program; nothing runs, nothing hangs."""
-    host, rng = await setup(dut)
+@on(**SMALL, p64={}, conv8={})
+async def program_vectors(host, rng):
+    """The shared vectors (gateware/vectors.py): every ERR_* code as program.check_program
+    gives it, each limit reached and passed; a rejected program runs nothing and takes
+    cyclemodel.rejected_cycles, a valid one the cycle model's count; nothing hangs."""
+    cfg = host.cfg
     model = cnn(rng, (1, 4, 5), [(2, 2, True)], 3)
-    image = await host.load(model)
+    await host.load(model)
     seen = set()
-    for name, n_layers, words in invalid_programs(rng, model, image):
-        expect, layer = program.check_program(words, n_layers, CFG)
-        assert expect != layout.ERR_NONE, name
-        await host.write_region("program", words[:CFG.region_words["program"]])
+    for name, n_layers, words in vectors.program_vectors(cfg, rng):
+        expect, layer = program.check_program(words, n_layers, cfg)
+        await host.write_region("program", words[:cfg.region_words["program"]])
         await host.csr("n_layers", n_layers)
         await host.start()
-        assert await host.wait_done(100) == expect, name
-        assert await host.csr("cycles") == cyclemodel.rejected_cycles(layer), name
+        if expect == layout.ERR_NONE:
+            shapes = [s for s, _, _ in vectors.decode(words, n_layers)]
+            cycles = cyclemodel.shape_cycles(shapes, cfg.lanes)
+        else:
+            cycles = cyclemodel.rejected_cycles(layer)
+        assert await host.wait_done(cycles + 100) == expect, name
+        assert await host.csr("cycles") == cycles, name
         seen.add(expect)
-    assert seen >= set(layout.ERROR_NAMES) - {layout.ERR_NONE, layout.ERR_BUSY}
+    assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY}
     await host.load(model)   # a valid program runs again
     await host.infer(model, image_for(rng, model))
 
 
-@cocotb.test()
-async def read_back(dut):
+@on(**SMALL, tiny={})
+async def read_back(host, rng):
     """Every writable region reads back what was written, lane words included."""
-    host, rng = await setup(dut)
+    cfg = host.cfg
     for region in ("weights", "bias", "program", "act0", "act1"):
-        n = min(CFG.region_words[region], 3 * max(1, CFG.lanes // 4) + 5)
-        offset = CFG.region_words[region] - n
+        n = min(cfg.region_words[region], 3 * max(1, cfg.lanes // 4) + 5)
+        offset = cfg.region_words[region] - n
         words = [int(v) for v in rng.integers(0, 1 << 32, n, dtype=np.int64)]
         await host.write_region(region, words, offset)
         assert await host.read_region(region, n, offset) == words, region
-
-

@@ -1,7 +1,8 @@
 """Build the standalone accelerator for Icarus and run the cocotb tests on it.
 
 ``build`` writes the Verilog and a JSON map (configuration and CSR word addresses) for
-cocotb_accelerator.py and compiles it; ``run`` runs one of its tests.
+cocotb_accelerator.py and compiles it; ``run`` runs one of its tests, passing the build's
+name and its map as plusargs.
 """
 import json
 from pathlib import Path
@@ -11,7 +12,6 @@ from gateware.standalone import Standalone
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "gateware_sim"
 TOPLEVEL = "nnhil_accel_top"
-MAP_ENV = "NNHIL_ACCEL_SIM_MAP"  # tells the cocotb module where the JSON map is
 
 
 def build(cfg, name):
@@ -30,8 +30,8 @@ def build(cfg, name):
     return runner, out
 
 
-def run(runner, out, testcase, extra_env=None):
-    """Run one cocotb test of cocotb_accelerator.py; raises if it fails."""
+def run(runner, out, testcase, build):
+    """Run one cocotb test of cocotb_accelerator.py on the build ``build``; raises if it fails."""
     runner.test(test_module="cocotb_accelerator", hdl_toplevel=TOPLEVEL, testcase=testcase,
                 build_dir=out / "sim_build", test_dir=out,
-                extra_env={MAP_ENV: str(out / "map.json"), **(extra_env or {})})
+                plusargs=[f"+build={build}", f"+map={out / 'map.json'}"])

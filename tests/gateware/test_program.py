@@ -44,10 +44,11 @@ def test_weights_follow_the_layout(lanes):
                     j = t * lanes + k
                     expect = layer.weights[j, i] if j < layer.n_out else 0
                     assert wide[w_base + t * layer.n_in + i, k] == expect
-        bias = np.asarray(image.regions["bias"], dtype=np.uint32).reshape(-1, 2)[b_base:b_base + layer.n_out]
-        np.testing.assert_array_equal(bias[:, 0].view(np.int32), layer.bias)
-        np.testing.assert_array_equal(bias[:, 1] & 0xFFFF, layer.mult)
-        np.testing.assert_array_equal(bias[:, 1] >> 16, layer.shift)
+        entries = np.asarray(image.regions["bias"], dtype="<u4").view("<u8")[b_base:b_base + layer.n_out]
+        bias = layout.BIAS.decode(entries)
+        np.testing.assert_array_equal(bias["bias"], layer.bias)
+        np.testing.assert_array_equal(bias["mult"], layer.mult)
+        np.testing.assert_array_equal(bias["shift"], layer.shift)
     assert image.n_layers == 2
     assert program.check_program(desc, image.n_layers, cfg) == (layout.ERR_NONE, None)
 

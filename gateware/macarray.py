@@ -1,0 +1,81 @@
+"""The accelerator's MAC lanes and their shadow and drain accumulator banks."""
+from migen import *
+
+from litex.gen import LiteXModule
+
+from training import fixedpoint as fx
+
+from . import cyclemodel
+
+
+class MACArray(LiteXModule):
+    """``lanes`` int8 x uint8 multiply-accumulate lanes sharing one broadcast activation.
+
+    Issue (cycle c: the sequencer addresses the weight and activation RAMs) -> RAM data
+    (c+1) -> operand registers (c+2) -> product (c+3) -> accumulator (c+4): one DSP48E1
+    per lane with its A/B, M and P registers. In the cycle after a window's last product is
+    accumulated, ``tile_done`` copies all lanes into a shadow bank. With ``merge`` (the
+    2nd-4th conv position of a 2x2 pool window) each lane keeps the larger of its shadow
+    value and the new sum: pooling the accumulators equals pooling the requantized outputs
+    (fixedpoint), and costs one requantization per pooled output instead of four. With
+    ``publish`` (the last window of an output position) the shadow bank is copied into the
+    drain bank in the next cycle (``published``), and the requantizer sweeps the drain bank
+    while the lanes compute the next position. Both banks load with a clock enable only: no
+    data multiplexer in front of 2 x lanes x 32 flip-flops.
+
+    A sum never wraps: its window has at most act_bytes < 2**16 inputs, so
+    |sum| <= 255 * 128 * 65535 < 2**31, and the comparison is exact.
+    """
+    LATENCY = cyclemodel.MAC_LATENCY   # issue of a tile's last input to tile_done
+
+    def __init__(self, lanes):
+        # Issue (cycle c).
+        self.valid = Signal()
+        self.first = Signal()          # first input of a tile: restart the accumulators
+        self.last  = Signal()          # last input of a tile
+        self.byte  = Signal(2)         # activation byte within act_word
+        # RAM data (cycle c+1).
+        self.weights  = Signal(8*lanes)
+        self.act_word = Signal(32)
+        # Outputs.
+        self.drain     = Array(Signal((fx.ACC_BITS, True), reset_less=True) for _ in range(lanes))
+        self.tile_done = Signal()      # the shadow bank is loaded at the end of this cycle
+        self.merge     = Signal()      # with tile_done: keep max(shadow, sum) rather than the sum
+        self.publish   = Signal()      # with tile_done: copy the result to the drain bank
+        self.published = Signal()      # the drain bank is loaded at the end of this cycle
+        self.busy      = Signal()
+        self.flush     = Signal()      # soft reset: drop everything in flight
+
+        # # #
+
+        valid = Signal(self.LATENCY)   # valid[n]: stage n+1 holds an issued input
+        first = Signal(self.LATENCY - 1)
+        last  = Signal(self.LATENCY)
+        byte  = Signal(2)
+        self.sync += [
+            valid.eq(Cat(self.valid, valid[:-1])),
+            first.eq(Cat(self.first, first[:-1])),
+            last.eq(Cat(self.last & self.valid, last[:-1])),
+            byte.eq(self.byte),
+            self.published.eq(last[3] & self.publish),
+            If(self.flush, valid.eq(0), last.eq(0), self.published.eq(0)),
+        ]
+        self.comb += [
+            self.tile_done.eq(last[3]),
+            self.busy.eq((valid != 0) | self.published),
+        ]
+
+        x = Signal(fx.ACT_BITS, reset_less=True, name="act")
+        self.sync += Case(byte, {b: x.eq(self.act_word[8*b:8*(b + 1)]) for b in range(4)})
+        for k in range(lanes):
+            w    = Signal((fx.WEIGHT_BITS, True), reset_less=True)
+            prod = Signal((fx.WEIGHT_BITS + fx.ACT_BITS + 1, True), reset_less=True)
+            acc  = Signal((fx.ACC_BITS, True), reset_less=True)
+            shadow = Signal((fx.ACC_BITS, True), reset_less=True)
+            self.sync += [
+                w.eq(self.weights[8*k:8*(k + 1)]),
+                prod.eq(w * x),
+                If(valid[2], acc.eq(Mux(first[2], 0, acc) + prod)),
+                If(last[3] & ~(self.merge & (shadow > acc)), shadow.eq(acc)),
+                If(self.published, self.drain[k].eq(shadow)),
+            ]

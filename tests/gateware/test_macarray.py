@@ -1,0 +1,89 @@
+"""The MACArray alone (Migen simulation) against a Python reference of its banks.
+
+Windows of 1 input up to more inputs than lanes, issued back to back (a window's first
+input follows the previous window's last), at the int8 x uint8 extremes; the 2x2 pool's
+max-merge into the shadow bank; and the drain bank loaded only on ``publish``.
+"""
+import numpy as np
+from migen.sim import run_simulation
+
+from gateware.macarray import MACArray
+from training import fixedpoint as fx
+
+LANES = 4
+
+
+def simulate(windows):
+    """Issue each window (weights [n, LANES], acts [n], merge, publish) back to back; returns
+    the drain bank after each publish."""
+    mac = MACArray(LANES)
+    # per-cycle stimulus: issue in cycle c, RAM data in c + 1, merge/publish with tile_done
+    length = sum(len(a) for _, a, _, _ in windows) + MACArray.LATENCY + 4
+    stim = [dict() for _ in range(length)]
+    c = 0
+    for weights, acts, merge, publish in windows:
+        for i, (w, x) in enumerate(zip(weights, acts)):
+            stim[c].update(valid=1, first=int(i == 0), last=int(i == len(acts) - 1), byte=c % 4)
+            stim[c + 1].update(weights=int.from_bytes(np.asarray(w, np.int8).tobytes(), "little"),
+                               act_word=int(x) << 8 * (c % 4))
+            c += 1
+        stim[c - 1 + MACArray.LATENCY].update(merge=int(merge), publish=int(publish))
+    drains = []
+
+    def tb():
+        loaded = False   # the drain bank is loaded at the end of a published cycle
+        for values in stim + [{}]:
+            for name in ("valid", "first", "last", "byte", "weights", "act_word", "merge", "publish"):
+                yield getattr(mac, name).eq(values.get(name, 0))
+            yield
+            if loaded:
+                bank = []
+                for k in range(LANES):
+                    bank.append((yield mac.drain[k]))
+                drains.append(bank)
+            loaded = yield mac.published
+        assert not (yield mac.busy)
+
+    run_simulation(mac, tb())
+    return drains
+
+
+def reference(windows):
+    shadow, drains = np.zeros(LANES, np.int64), []
+    for weights, acts, merge, publish in windows:
+        acc = (np.asarray(weights, np.int64) * np.asarray(acts, np.int64)[:, None]).sum(axis=0)
+        shadow = np.maximum(shadow, acc) if merge else acc
+        if publish:
+            drains.append(shadow.tolist())
+    return drains
+
+
+def window(rng, n, wlo=fx.WEIGHT_MIN, whi=fx.WEIGHT_MAX, xlo=0, xhi=fx.ACT_MAX, merge=False, publish=True):
+    return (rng.integers(wlo, whi + 1, (n, LANES)), rng.integers(xlo, xhi + 1, n), merge, publish)
+
+
+def test_windows_back_to_back():
+    rng = np.random.default_rng(1)
+    windows = [window(rng, n) for n in (1, 2, LANES - 1, LANES, LANES + 1, 3 * LANES + 2, 1, 1)]
+    windows += [window(rng, 40, fx.WEIGHT_MIN, fx.WEIGHT_MIN, fx.ACT_MAX, fx.ACT_MAX),   # most negative
+                window(rng, 40, fx.WEIGHT_MAX, fx.WEIGHT_MAX, fx.ACT_MAX, fx.ACT_MAX),   # most positive
+                window(rng, 5, xlo=0, xhi=0)]
+    assert simulate(windows) == reference(windows)
+
+
+def test_pool_merges_four_windows_into_one_drain():
+    rng = np.random.default_rng(2)
+    windows = []
+    for n in (1, 3, LANES + 2):
+        windows += [window(rng, n, merge=q != 0, publish=q == 3) for q in range(4)]
+    # the second of four windows is the largest for some lanes, the last for others
+    got = simulate(windows)
+    assert got == reference(windows) and len(got) == 3
+
+
+def test_drain_bank_holds_until_the_next_publish():
+    rng = np.random.default_rng(3)
+    windows = [window(rng, 2), window(rng, 3, publish=False), window(rng, 2, publish=False),
+               window(rng, 1)]
+    got = simulate(windows)
+    assert got == reference(windows) and len(got) == 2

@@ -1,0 +1,115 @@
+"""The Requantizer alone (Migen simulation) against training.fixedpoint.requantize.
+
+Every shift from SHIFT_MIN to SHIFT_MAX, each with accumulators of both signs at the
+rounding boundary (exact halves), at the int32 limits and around the 255 saturation, the
+multiplier at 0, 1 and MULT_MAX; and the logits path with its argmax (first maximum wins).
+"""
+import numpy as np
+from migen import Array, Memory, Module, Signal
+from migen.sim import run_simulation
+
+from gateware import layout
+from gateware.layout import AccelConfig
+from gateware.requantizer import Requantizer
+from training import fixedpoint as fx
+
+LANES = 4
+
+
+class Bench(Module):
+    """The Requantizer with a drain bank the test drives and a real bias RAM."""
+    def __init__(self, entries):
+        cfg = AccelConfig(lanes=LANES, bias_entries=len(entries))
+        self.bank = Array(Signal((fx.ACC_BITS, True)) for _ in range(LANES))
+        self.submodules.rq = rq = Requantizer(cfg, self.bank)
+        mem = Memory(layout.BIAS.width, len(entries), init=[int(e) for e in entries])
+        port = mem.get_port()
+        self.specials += mem, port
+        self.comb += [port.adr.eq(rq.bias_adr), rq.bias_dat.eq(port.dat_r)]
+
+
+def run(acc, bias, mult, shift, logits=False, plane=1):
+    """Drain ``acc`` (one value per channel) through the requantizer, LANES channels per
+    position; returns {output index: value written} and the argmax register."""
+    n = len(acc)
+    entries = layout.BIAS.encode(bias=np.asarray(bias), mult=np.asarray(mult), shift=np.asarray(shift))
+    bench = Bench(np.atleast_1d(entries))
+    rq, out = bench.rq, {}
+
+    def tb():
+        yield rq.c_out.eq(n)
+        yield rq.plane.eq(plane)
+        yield rq.logits.eq(int(logits))
+        for chan in range(0, n, LANES):
+            for k in range(LANES):
+                yield bench.bank[k].eq(int(acc[chan + k]) if chan + k < n else 0)
+            yield rq.tile_chan.eq(chan)
+            yield rq.tile_out.eq(chan * plane)
+            yield rq.start.eq(1)
+            yield
+            yield rq.start.eq(0)
+            yield
+            for _ in range(rq.LATENCY + LANES + 2):
+                if (yield rq.act_we) or (yield rq.logit_we):
+                    adr, dat = (yield rq.out_adr), (yield rq.out_dat)
+                    assert adr not in out, f"output {adr} written twice"
+                    out[adr] = dat - (1 << 32) * (dat >> 31) if logits else dat & 0xFF
+                yield
+            assert not (yield rq.busy)
+        out["argmax"] = yield rq.argmax
+
+    run_simulation(bench, tb())
+    return out
+
+
+def shift_cases():
+    """(acc, mult, shift) around every behaviour of every shift."""
+    cases = []
+    for s in range(fx.SHIFT_MIN, fx.SHIFT_MAX + 1):
+        for mult in (1, 0x5A5A, fx.MULT_MAX):
+            half = 1 << (s - 1)
+            sat = (255 << s) // mult          # acc where the output reaches 255
+            for acc in (fx.ACC_MIN, fx.ACC_MAX, 0, 1, -1, half // mult, -(half // mult),
+                        half // mult + 1, -(half // mult) - 1, sat, sat + 1, sat - 1,
+                        ((256 << s) - half) // mult, ((256 << s) - half) // mult + 1,
+                        (17 << s) // mult + 1, (128 << s) // mult + 1, (254 << s) // mult + 1):
+                cases.append((acc, mult, s))
+    # exact halves: acc * mult = (2 m + 1) 2**(s-1) rounds up
+    cases += [((2 * m + 1) << (s - 1), 1, s) for s in range(fx.SHIFT_MIN, 31) for m in (0, 3, 127)]
+    cases += [(-((2 * m + 1) << (s - 1)), 1, s) for s in range(fx.SHIFT_MIN, 31) for m in (0, 3)]
+    cases += [(acc, 0, s) for acc in (fx.ACC_MIN, fx.ACC_MAX) for s in (fx.SHIFT_MIN, fx.SHIFT_MAX)]
+    return [c for c in cases if fx.ACC_MIN <= c[0] <= fx.ACC_MAX]
+
+
+def test_every_shift_both_signs_and_saturation():
+    acc, mult, shift = (np.array(v, dtype=np.int64) for v in zip(*shift_cases()))
+    # half the cases carry their value in the bias: acc + bias is what is requantized
+    bias = np.where(np.arange(len(acc)) % 2, acc // 2, 0)
+    got = run(acc - bias, bias, mult, shift)
+    expect = fx.requantize(acc, mult, shift)
+    np.testing.assert_array_equal([got[j] for j in range(len(acc))], expect)
+    assert {0, 1, 17, 128, 254, 255} <= set(expect.tolist())
+    assert set(shift.tolist()) == set(range(fx.SHIFT_MIN, fx.SHIFT_MAX + 1))
+
+
+def test_channel_major_output_indices():
+    """Lane k of a position goes to tile_out + k * plane; a partial last tile stops at c_out."""
+    acc = np.arange(1, 7) * 1000
+    got = run(acc, np.zeros(6), np.full(6, fx.MULT_MAX), np.full(6, 16), plane=3)
+    assert sorted(k for k in got if k != "argmax") == [3 * c for c in range(6)]
+    np.testing.assert_array_equal([got[3 * c] for c in range(6)],
+                                  fx.requantize(acc, fx.MULT_MAX, 16))
+
+
+def test_logits_and_argmax():
+    rng = np.random.default_rng(0)
+    acc = rng.integers(fx.ACC_MIN // 2, fx.ACC_MAX // 2, 9)
+    bias = rng.integers(fx.ACC_MIN // 2, fx.ACC_MAX // 2, 9)
+    acc[[2, 6]] = fx.ACC_MAX // 2
+    bias[[2, 6]] = fx.ACC_MAX // 2 + 1           # two equal maxima at int32's limit: 2 wins
+    got = run(acc, bias, np.zeros(9), np.ones(9), logits=True)
+    np.testing.assert_array_equal([got[j] for j in range(9)], acc + bias)
+    assert got["argmax"] == 2
+    acc[:] = fx.ACC_MIN // 2
+    bias[:] = fx.ACC_MIN // 2                     # all equal, at int32's minimum: index 0
+    assert run(acc, bias, np.zeros(9), np.ones(9), logits=True)["argmax"] == 0
