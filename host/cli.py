@@ -62,7 +62,10 @@ def _train_config(args):
     cls = workflow.ARCHS[args.arch]
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
              if getattr(args, f.name, None) is not None}
-    return cls(**given)
+    try:
+        return cls(**given)
+    except ValueError as e:
+        raise SystemExit(f"nnhil train: error: {e}") from None
 
 
 def _load_data(args, val_size=5000, seed=0):

@@ -25,9 +25,20 @@ class TrainConfig:
     label_smoothing: float = 0.1
     val_size: int = 5000
     seed: int = 0
+    schedule: str = "cosine"         # or "constant": lr throughout (after the warm-up, if any)
+    inputs: str = "standardize"      # or "unit": pixels scaled to [0, 1], no standardisation
     # BLAS threads while training, or None for BLAS's own choice (the MLP's recorded results
     # use it). A property of the trainer, not a hyperparameter: not in to_dict() or the hash.
     blas_threads: ClassVar[int | None] = None
+
+    SCHEDULES: ClassVar[tuple] = ("cosine", "constant")
+    INPUTS: ClassVar[tuple] = ("standardize", "unit")
+
+    def __post_init__(self):
+        if self.schedule not in self.SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r}: choose one of {', '.join(self.SCHEDULES)}")
+        if self.inputs not in self.INPUTS:
+            raise ValueError(f"inputs {self.inputs!r}: choose one of {', '.join(self.INPUTS)}")
 
     def to_dict(self):
         d = asdict(self)
@@ -50,7 +61,8 @@ class History:
 
 
 class Standardizer:
-    """Maps uint8 pixels to zero mean, unit variance using training-set statistics."""
+    """Maps uint8 pixels to zero mean, unit variance using training-set statistics
+    (``Standardizer(0, 1)`` only scales them to [0, 1])."""
 
     def __init__(self, mean, std):
         self.mean, self.std = float(mean), float(std)
@@ -66,11 +78,13 @@ class Standardizer:
 
 
 def lr_at(cfg, step, steps_per_epoch):
-    """Linear warm-up, then cosine decay to zero."""
+    """Linear warm-up (none with warmup_epochs 0), then cosine decay to zero or constant."""
     total = cfg.epochs * steps_per_epoch
-    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
     if step < warm:
         return cfg.lr * (step + 1) / warm
+    if cfg.schedule == "constant":
+        return cfg.lr
     return cfg.lr * 0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, total - warm)))
 
 

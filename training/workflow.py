@@ -117,7 +117,7 @@ def train_and_quantize(cfg, data, out_dir, log=print):
     log(f"training {name} on {data.name}: "
         f"{len(data.train[1])} train / {len(data.val[1])} validation images")
     t0 = time.perf_counter()
-    st = data.standardizer
+    st = data.standardizer if cfg.inputs == "standardize" else Standardizer(0.0, 1.0)
     with pinned_blas():
         model, hist = train(cfg, st(data.train[0]), data.train[1].astype(np.int64),
                             st(data.val[0]), data.val[1], log=log)
