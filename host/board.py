@@ -28,8 +28,12 @@ def describe_search():
             f"(the Arty's FTDI), interface {ARTY_UART_INTERFACE}")
 
 
-def program(bitstream, board="arty_a7_35t", timeout=120):
-    """Load a bitstream into the FPGA with openFPGALoader (Debian package openfpgaloader)."""
+def program(bitstream, variant="a7-35", timeout=120):
+    """Load a bitstream into the FPGA of the Arty ``variant`` (gateware.variants) with
+    openFPGALoader (Debian package openfpgaloader)."""
+    from gateware import variants
+
+    board = variants.get(variant).loader_board
     tool = shutil.which("openFPGALoader")
     if tool is None:
         raise BoardError("openFPGALoader is not installed: sudo apt-get install openfpgaloader")
