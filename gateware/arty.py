@@ -12,6 +12,7 @@ With Vivado on PATH the bitstream is built too, and kept only if the routed desi
 timing (gateware.vivado): Vivado writes it either way.
 """
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from litex_boards.targets.digilent_arty import BaseSoC
 from . import soc as nnsoc, variants, vivado
 
 SYS_CLK_FREQ = int(100e6)
-ROM_SIZE = 0x6000         # 24 KiB: see BIOS_OPTIONS
+ROM_SIZE = 0x5C00         # 23 KiB: the BIOS of BIOS_OPTIONS is 22.1 KiB (LiteX 2024.12); LiteX refuses a larger one
 BIOS_OPTIONS = dict(bios_lto=True, bios_console="lite")
 L2_SIZE = 0x1000
 
@@ -37,8 +38,39 @@ class ArtySoC(BaseSoC):
         nnsoc.add_accelerator(self, accel_config)
 
 
+LUTRAM_MAX_BITS = 8192     # a CPU memory this small goes to LUT RAM (a RAMB18 holds 18 Kbit)
+
+
+def small_memories_in_lutram(verilog):
+    """VexRiscv's Verilog with its small memories moved from ``ram_style = "block"`` to
+    distributed RAM: the register file (1 Kbit), the two cache tag memories (2.8 Kbit) and the
+    four byte lanes of the data cache (8 Kbit each), which fill a RAMB18 each to a half or less;
+    about 1,500 LUTs for four RAMB36. Reads stay registered: the behaviour is the same."""
+    def style(m):
+        bits = (int(m.group(1)) + 1) * (int(m.group(3)) + 1)
+        return m.group(0).replace('"block"', '"distributed"') if bits <= LUTRAM_MAX_BITS else m.group(0)
+    out, n = re.subn(r'\(\* ram_style = "block" \*\) reg \[(\d+):0\] (\w+) \[0:(\d+)\]', style, verilog)
+    if out == verilog:
+        raise RuntimeError("found no small block-RAM memory in VexRiscv.v: its source changed, "
+                           "update arty.small_memories_in_lutram")
+    return out
+
+
+def _use_lutram_cpu(soc, output_dir):
+    """Give the SoC the VexRiscv of small_memories_in_lutram, written to ``output_dir``."""
+    from litex import get_data_mod
+    from litex.soc.cores.cpu.vexriscv.core import CPU_VARIANTS
+
+    src = Path(get_data_mod("cpu", "vexriscv").data_location) / (CPU_VARIANTS[soc.cpu.variant] + ".v")
+    dst = Path(output_dir) / "VexRiscv_nnhil.v"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(small_memories_in_lutram(src.read_text()))
+    soc.cpu.use_external_variant(str(dst))
+
+
 def generate(soc, output_dir, compile_software=False, compile_gateware=False, **builder_kwargs):
     """Write the SoC's Verilog (the BIOS and the bitstream if asked); return the gateware directory."""
+    _use_lutram_cpu(soc, output_dir)
     builder = Builder(soc, output_dir=str(output_dir), compile_software=compile_software,
                       compile_gateware=compile_gateware, **BIOS_OPTIONS, **builder_kwargs)
     builder.build(run=compile_gateware)
