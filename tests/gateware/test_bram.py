@@ -5,7 +5,6 @@ import pytest
 from litex import get_data_mod
 
 from gateware import arty, resources, variants
-from gateware.layout import AccelConfig
 
 VEXRISCV = Path(get_data_mod("cpu", "vexriscv").data_location) / "VexRiscv.v"
 

@@ -17,8 +17,10 @@ class AdderChain(Module):
         self.long_sum, self.short_sum = Signal(32, name="long_sum"), Signal(32, name="short_sum")
         self.sync += [r.eq(i) for r, i in zip(regs, self.ins)]
         x = regs[0]
-        for r in regs[1:]:
-            x = (x[::-1] ^ r) + r
+        for i, r in enumerate(regs[1:]):
+            stage = Signal(32, name=f"stage{i}")   # a wire per stage: Migen would copy the whole
+            self.comb += stage.eq((x[::-1] ^ r) + r)   # expression into each of the 32 reversed bits
+            x = stage
         self.sync += [self.long_sum.eq(x), self.short_sum.eq(regs[0] + regs[1])]
 
 

@@ -52,3 +52,33 @@ def test_program_picks_the_openfpgaloader_board(monkeypatch, tmp_path):
     board.program(tmp_path / "x.bit", variant="a7-100")
     board.program(tmp_path / "x.bit")
     assert [c[2] for c in calls] == ["arty_a7_100t", "arty_a7_35t"]
+
+
+@pytest.mark.slow
+def test_a7_100_sim_twin_runs_a_model_the_a7_35_cannot_hold(fashion):
+    """The A7-100's sim twin (its accelerator in the sim SoC): a 784-256-128-10 MLP with random
+    weights, bit-exact logits and argmax on test images, cycles equal to the cycle model."""
+    import numpy as np
+    from gateware import cyclemodel
+    from host.driver import AcceleratorDriver
+    from host.simulator import Simulator
+    from training import fixedpoint as fx
+    from training.intmodel import Dense, IntModel
+
+    cfg = variants.get("a7-100").accel
+    rng = np.random.default_rng(1)
+    sizes = (784, 256, 128, 10)
+    model = IntModel([Dense(rng.integers(fx.WEIGHT_MIN, fx.WEIGHT_MAX + 1, (b, a)).astype(np.int8),
+                            rng.integers(-5000, 5000, b).astype(np.int32), np.full(b, 1 << 15, np.uint16),
+                            np.full(b, 22, np.uint8), fx.OUTPUT_I32 if i == len(sizes) - 2 else fx.OUTPUT_U8)
+                      for i, (a, b) in enumerate(zip(sizes, sizes[1:]))], input_shape=(784,))
+    images = fashion.test[0][:8]
+    want = model.logits(images)
+    with Simulator(sim.build_sim(cfg)) as s, s.bridge() as bridge:
+        acc = AcceleratorDriver(bridge, timeout=30)
+        assert acc.config == cfg
+        acc.load(model)
+        for image, logits in zip(images, want):
+            r = acc.infer(image)
+            assert list(r.logits) == list(logits) and r.argmax == int(np.argmax(logits))
+            assert r.cycles == cyclemodel.cycles(model, cfg)

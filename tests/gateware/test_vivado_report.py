@@ -4,11 +4,13 @@ The two reports in vivado_reports/ are written to the layout of Vivado's post-ro
 ``report_timing_summary -datasheet -max_paths 10`` (UG906): header, timer settings, Design
 Timing Summary table, clock tables, then the detailed Max (setup) and Min (hold) paths.
 """
+from pathlib import Path
+
 import pytest
 
 from gateware import arty, vivado
 
-REPORTS = __import__("pathlib").Path(__file__).parent / "vivado_reports"
+REPORTS = Path(__file__).parent / "vivado_reports"
 
 
 def test_a_report_that_meets_timing():
