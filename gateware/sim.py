@@ -118,8 +118,10 @@ def _file_digest(paths):
 
 
 def build_key(target, cfg, **params):
-    """The inputs that determine a build, and their hash."""
-    from . import soc as nnsoc
+    """The inputs that determine a build, and their hash (an Arty build's include its variant)."""
+    from . import soc as nnsoc, variants
+    if target == "arty":
+        params = {"variant": variants.DEFAULT, **params}
     key = {
         "target": target,
         "accel": cfg.to_dict(),
@@ -234,13 +236,21 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=BU
         return result
 
 
-def build_arty(cfg=layout.AccelConfig(), out_root=BUILD_ROOT, log=print):
-    """The Arty A7-35 build of ``cfg`` (see gateware.arty) in ``build/arty-<hash>/``."""
-    from . import arty
+def arty_dir(variant="a7-35", cfg=None, out_root=BUILD_ROOT):
+    """``build/arty-<hash>/``: the Arty build of ``cfg`` (default: the variant's) for ``variant``."""
+    from . import variants
+
+    v = variants.get(variant)
+    return Path(out_root) / f"arty-{build_key('arty', cfg or v.accel, variant=v.name)[1]}"
+
+
+def build_arty(cfg=None, variant="a7-35", out_root=BUILD_ROOT, log=print):
+    """The Arty build of ``cfg`` for ``variant`` (see gateware.arty) in ``build/arty-<hash>/``."""
+    from . import arty, variants
 
     _tools_on_path()
-    _, digest = build_key("arty", cfg)
-    return arty.build(cfg, Path(out_root) / f"arty-{digest}", log)
+    cfg = cfg or variants.get(variant).accel
+    return arty.build(cfg, arty_dir(variant, cfg, out_root), variant, log)
 
 
 def build(target="sim", cfg=layout.AccelConfig(), log=print, **kwargs):
@@ -253,17 +263,27 @@ def build(target="sim", cfg=layout.AccelConfig(), log=print, **kwargs):
 
 
 def add_arguments(parser):
-    """The ``nnhil build`` options: the target and every AccelConfig field."""
+    """The ``nnhil build`` options: the target, the Arty variant and every AccelConfig field
+    (default: the variant's configuration; the sim twin of a variant is ``--variant`` with
+    ``--target sim``)."""
+    from . import variants
+
     parser.add_argument("--target", choices=("sim", "arty"), default="sim")
+    parser.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                        help="the Arty A7 (default %(default)s): its part and default accelerator")
     parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (sim)")
     for f in dataclasses.fields(layout.AccelConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=int, default=f.default,
-                            help=f"accelerator {f.name} (default {f.default})")
+        parser.add_argument("--" + f.name.replace("_", "-"), type=int, default=None,
+                            help=f"accelerator {f.name} (default: the variant's)")
 
 
 def run(args):
-    cfg = layout.AccelConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(layout.AccelConfig)})
-    kwargs = {"jobs": args.jobs} if args.target == "sim" else {}
+    from . import variants
+
+    base = variants.get(args.variant).accel
+    cfg = dataclasses.replace(base, **{f.name: getattr(args, f.name) for f in dataclasses.fields(layout.AccelConfig)
+                                       if getattr(args, f.name) is not None})
+    kwargs = {"jobs": args.jobs} if args.target == "sim" else {"variant": args.variant}
     result = build(args.target, cfg, **kwargs)
     print(result.dir if isinstance(result, SimBuild) else result)
 
@@ -273,7 +293,7 @@ def main(argv=None):
     add_arguments(parser)
     try:
         run(parser.parse_args(argv))
-    except BuildError as e:
+    except RuntimeError as e:           # a BuildError, or Vivado's timing not met
         print(f"nnhil build: error: {e}", file=sys.stderr)
         return 1
     return 0

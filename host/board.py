@@ -28,12 +28,17 @@ def describe_search():
             f"(the Arty's FTDI), interface {ARTY_UART_INTERFACE}")
 
 
-def program(bitstream, board="arty_a7_35t", timeout=120, cable=None, via=()):
-    """Load a bitstream into the FPGA with openFPGALoader (Debian package openfpgaloader).
+def program(bitstream, variant="a7-35", timeout=120, cable=None, via=(), board=None):
+    """Load a bitstream into the FPGA of the Arty ``variant`` (gateware.variants) with
+    openFPGALoader (Debian package openfpgaloader).
 
+    ``board`` overrides the variant's openFPGALoader board name (a lab's exporter names it);
     ``cable`` picks one of several FTDI cables by serial number; ``via`` is a command prefix
     that runs openFPGALoader on another host (ssh to a lab's exporter, see host.lab).
     """
+    from gateware import variants
+
+    board = board or variants.get(variant).loader_board
     tool = "openFPGALoader" if via else shutil.which("openFPGALoader")
     if tool is None:
         raise BoardError("openFPGALoader is not installed: sudo apt-get install openfpgaloader")

@@ -181,7 +181,7 @@ def main(argv=None):
     sim.add_arguments(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("resources", help="synthesise the accelerator and the Arty SoC with Yosys; check they fit")
+    p = sub.add_parser("resources", help="Yosys estimate of the accelerator (cells, timing) and the Arty SoC; check they fit")
     from gateware import resources
     resources.add_arguments(p)
     p.set_defaults(func=cmd_resources)
