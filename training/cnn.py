@@ -344,6 +344,7 @@ class CNNConfig(TrainConfig):
     kernel: int = 2
     input_shape: tuple = (1, 28, 28)
     epochs: int = 15
+    seed: int = 0
     batch: int = 64
     lr: float = 0.05
     dropout: float = 0.1
