@@ -48,6 +48,8 @@ def pytest_addoption(parser):
     group.addoption("--full", action="store_true", help=f"run all {FULL_IMAGES} test images")
     group.addoption("--update-baselines", action="store_true",
                     help="rewrite the latency baselines with the measured cycles")
+    group.addoption("--baselines", metavar="PATH",
+                    help="the latency baselines file (default: nnhil-baselines.json in the rootdir)")
 
 
 def pytest_configure(config):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from host import latency
 from training import modelfile, workflow
 from training.workflow import MODELS
 
@@ -19,6 +20,18 @@ def pytest_generate_tests(metafunc):
 def history_file(tmp_path_factory):
     """Where this run's figures go: a temporary history, not the user's out/history.jsonl."""
     return tmp_path_factory.mktemp("history") / "history.jsonl"
+
+
+@pytest.fixture(scope="session")
+def baselines_path(request):
+    """--baselines; else this repository's for its own models, and a user's own file (in the
+    rootdir, as the plugin's option says) for the models of --model."""
+    given = request.config.getoption("--baselines")
+    if given:
+        return Path(given)
+    if request.config.getoption("--model"):
+        return request.config.rootpath / "nnhil-baselines.json"
+    return latency.BASELINES
 
 
 @pytest.fixture(scope="session")
