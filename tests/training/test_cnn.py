@@ -399,13 +399,13 @@ def test_rejected_float_cnn_files(tmp_path):
 
 
 def test_mlp_manifest_is_unchanged(tmp_path):
-    """Version-1 MLP files keep exactly their manifest entries (no CNN keys leak in)."""
+    """MLP files keep exactly their manifest entries (no CNN keys leak in)."""
     from training.mlp import MLP
     q = quantize(MLP((784, 8, 10)), Standardizer(0.3, 0.3), np.zeros((10, 28, 28), np.uint8))
     modelfile.save_quantized(tmp_path / "q.npz", q)
     with zipfile.ZipFile(tmp_path / "q.npz") as z:
         manifest = json.loads(z.read("manifest.json"))
-    assert manifest["version"] == 1 and manifest["input_shape"] == [28, 28]
+    assert manifest["version"] == modelfile.FILE_VERSION and manifest["input_shape"] == [28, 28]
     assert [sorted(layer) for layer in manifest["layers"]] == [["n_in", "n_out", "output", "type"]] * 2
 
 
