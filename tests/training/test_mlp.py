@@ -124,7 +124,8 @@ def test_best_validation_checkpoint_is_kept(monkeypatch):
         snapshots.append([p.copy() for p in self.params])
         return predict(self, x_)
     monkeypatch.setattr(MLP, "predict", spy)
-    cfg = TrainConfig(layers=(30, 256, 4), epochs=12, batch=16, lr=0.005, dropout=0, l2=0, label_smoothing=0)
+    cfg = TrainConfig(layers=(30, 256, 4), epochs=12, batch=16, lr=0.005, dropout=0, l2=0, label_smoothing=0,
+                      seed=0)
     model, hist = train(cfg, x, y, xv, yv, log=lambda s: None)
     monkeypatch.undo()
     best = int(np.argmax(hist.val_acc))
