@@ -112,10 +112,11 @@ def test_second_user_of_a_port_is_refused(sim, sim_build):
 def test_board_code_path_on_the_sim_pty(sim, sim_build, every_model):
     """The HIL suite with --board arty against the sim behind a pty: the /dev/ttyUSB1 code path.
 
-    It runs in this run's working directory, so it finds the models every_model cached in out/."""
+    It runs in this run's working directory, so it finds the models every_model cached in out/;
+    the tests of the simulation itself (marker sim, such as the loaded-core batches) are left out."""
     with sim.pty() as tty:
         r = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).parents[1] / "hil"), "-q",
-                            "-p", "no:cacheprovider", "--board", "arty", "--port", tty,
+                            "-p", "no:cacheprovider", "-m", "not sim", "--board", "arty", "--port", tty,
                             "--build-dir", str(sim_build.dir), "--images", "100"],
                            capture_output=True, text=True, timeout=600)
     summary = r.stdout.strip().splitlines()[-1]
