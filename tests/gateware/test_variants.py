@@ -75,7 +75,7 @@ def test_a7_100_sim_twin_runs_a_model_the_a7_35_cannot_hold(fashion):
     images = fashion.test[0][:8]
     want = model.logits(images)
     with Simulator(sim.build_sim(cfg)) as s, s.bridge() as bridge:
-        acc = AcceleratorDriver(bridge, timeout=30)
+        acc = AcceleratorDriver(bridge)
         assert acc.config == cfg
         acc.load(model)
         for image, logits in zip(images, want):
