@@ -7,12 +7,9 @@ series and its own column: the latest demo run of it.
 import json
 from pathlib import Path
 
-import matplotlib
+from training.plots import pyplot
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from . import history  # noqa: E402
+from . import history
 
 RESOURCES = history.REPO / "out" / "resources.json"
 LATENCY = (("accelerator_cycles", "accelerator cycles / inference"),
@@ -38,6 +35,7 @@ def model_of(record):
 
 def plot_history(records, path):
     models = sorted({model_of(r) for r in records})
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(LATENCY) + 1, figsize=(16, 3.8))
     for ax, (key, title) in zip(axes, LATENCY):
         for m in models:

@@ -1,9 +1,15 @@
 """PNG plots for people: training curves, confusion matrix, sample predictions."""
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported at the first plot: the import
+    takes seconds, which every command and every cocotb simulator run would pay otherwise
+    (cocotb's assertion rewriting loads the repository's conftest.py)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def confusion_matrix(labels, predictions, n_classes):
@@ -13,6 +19,7 @@ def confusion_matrix(labels, predictions, n_classes):
 
 
 def training_curves(history, path, title=""):
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(history.epoch, history.loss, label="train loss")
     ax_loss.set_xlabel("epoch")
@@ -34,6 +41,7 @@ def training_curves(history, path, title=""):
 
 def confusion(cm, classes, path, title=""):
     n = len(classes)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     im = ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
@@ -58,6 +66,7 @@ def sample_predictions(images, labels, predictions, classes, path, n=36, title="
     n = min(n, len(images))
     cols = 6
     rows = (n + cols - 1) // cols
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.8, rows * 2.0))
     for k, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis("off")

@@ -34,4 +34,8 @@ def run(runner, out, testcase, build):
     """Run one cocotb test of cocotb_accelerator.py on the build ``build``; raises if it fails."""
     runner.test(test_module="cocotb_accelerator", hdl_toplevel=TOPLEVEL, testcase=testcase,
                 build_dir=out / "sim_build", test_dir=out,
-                plusargs=[f"+build={build}", f"+map={out / 'map.json'}"])
+                plusargs=[f"+build={build}", f"+map={out / 'map.json'}"],
+                # cocotb's assertion rewriting builds a pytest Config, which would import every
+                # installed pytest11 plugin (labgrid's takes seconds) in each simulator run; the
+                # tests need no BLAS threads
+                extra_env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "OPENBLAS_NUM_THREADS": "1"})
