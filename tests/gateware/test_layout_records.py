@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateware import layout
+from gateware import layout, link
 from gateware.layout import BIAS, DESCRIPTOR, FLAGS, REQUANT, Field, LayerShape, Record
 from training import fixedpoint as fx
 
@@ -135,3 +135,26 @@ def test_layer_shape_round_trip():
     unused = flags.mask & ~(layout.FLAG_LOGITS | layout.FLAG_POOL)
     words[flags.offset // 32] |= unused << flags.offset % 32
     assert LayerShape.decode(words)[0] == LayerShape.dense(4, 2)
+
+
+
+def spelled_baud_rates(text):
+    """Lines about a serial link that write link.BAUD as a number (2_000_000, 2000000, 2e6)."""
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
+            if re.search(r"baud|uart", line, re.IGNORECASE)
+            and any(float(t.replace("_", "")) == link.BAUD
+                    for t in re.findall(r"\b\d[\d_]*(?:\.\d+)?(?:e\d+)?\b", line, re.IGNORECASE))]
+
+
+def test_the_baud_scan_finds_rates_written_out():
+    for line in ["uart_baudrate=2_000_000", "BAUD = 2000000", 'help="baud rate (2e6)"']:
+        assert spelled_baud_rates(line), line
+    assert not spelled_baud_rates("START_CYCLES = 2_000_000") + spelled_baud_rates("baud=115200")
+
+
+@pytest.mark.parametrize("path", [*SOURCES, ROOT / "conftest.py"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_baud_rate_is_declared_once(path):
+    if path.name == "link.py":
+        return
+    assert spelled_baud_rates(path.read_text()) == [], (
+        f"{path.name} writes the board link's baud rate as a number: use gateware.link.BAUD")
