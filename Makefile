@@ -10,6 +10,7 @@ APT_PACKAGES := build-essential python3-venv verilator iverilog gcc-riscv64-unkn
                 libevent-dev libjson-c-dev zlib1g-dev socat ser2net
 # Tests and CI use the shared copy of the datasets beside the checkout when it exists;
 # otherwise the official files are downloaded (and verified) into ~/.cache/nnhil/data.
+# Builds, trained models and run history go to $NNHIL_HOME (default ~/.cache/nnhil).
 SHARED_DATA := $(wildcard $(CURDIR)/../shared/data)
 NNHIL_DATA_DIR ?= $(if $(SHARED_DATA),$(abspath $(SHARED_DATA)))
 export NNHIL_DATA_DIR
@@ -51,7 +52,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf build .pytest_cache   # out/ holds trained models and run history: never removed here
+	rm -rf build .pytest_cache   # this checkout's test builds; $NNHIL_HOME is never removed here
 
 # NumPy against PyTorch, side by side (opt-in, never in `make test`): torch goes into its own
 # venv, about 5 GB with its CUDA wheels; prints both epoch times and their ratio, MLP and CNN.

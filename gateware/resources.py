@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training import fixedpoint as fx, workflow
+from training import fixedpoint as fx, home, workflow
 from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 from . import cyclemodel, program
@@ -29,7 +29,6 @@ DEVICES = {
     "xc7a35t":  {"LUT": 20800, "FF": 41600, "RAMB36": 50, "DSP48E1": 90},
     "xc7a100t": {"LUT": 63400, "FF": 126800, "RAMB36": 135, "DSP48E1": 240},
 }
-DEFAULT_DIR = Path("build") / "resources"
 
 # Yosys cell -> the LUTs it occupies (LUT RAMs and shift registers live in SLICEM LUTs)
 _LUT_CELLS = {**{f"LUT{n}": 1 for n in range(1, 7)}, "SRL16E": 1, "SRLC32E": 1,
@@ -169,8 +168,8 @@ def add_arguments(p):
     p.add_argument("--target", choices=["accelerator", "soc", "both"], default="both")
     p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
                    help="the Arty A7 whose default build is checked (default %(default)s)")
-    p.add_argument("--out", default=str(DEFAULT_DIR), help="work directory")
-    p.add_argument("--record", default="out/resources.json",
+    p.add_argument("--out", default=str(home.builds() / "resources"), help="work directory")
+    p.add_argument("--record", default=str(home.out() / "resources.json"),
                    help="where to record the estimate for 'nnhil report' ('' to skip)")
     p.add_argument("--lanes", type=int, help="accelerator lanes (default: the variant's)")
     p.add_argument("--weight-words", type=int, help="weight words (default: the variant's)")

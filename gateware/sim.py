@@ -24,10 +24,11 @@ import time
 from collections import deque
 from pathlib import Path
 
+from training import home
+
 from . import layout
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD_ROOT = REPO / "build"
 SIM_MODULE_DIR = Path(__file__).resolve().parent / "sim_tcp"
 SIM_MODULE = "sim_tcp"
 
@@ -196,7 +197,7 @@ def _tools_on_path():
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
-def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=BUILD_ROOT,
+def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=None,
               jobs=2, log=print):
     """The sim model for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
     from litex.build.sim.config import SimConfig
@@ -204,8 +205,9 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=BU
 
     _tools_on_path()
     key, digest = build_key("sim", cfg, main_ram_size=main_ram_size)
-    result = SimBuild(Path(out_root) / f"sim-{digest}")
-    with _locked(Path(out_root) / f"sim-{digest}.lock"):
+    out_root = Path(out_root or home.builds())
+    result = SimBuild(out_root / f"sim-{digest}")
+    with _locked(out_root / f"sim-{digest}.lock"):
         if (result.dir / "build.json").exists() and result.vsim.exists():
             log(f"sim model {digest} is up to date in {result.dir}")
             return result
@@ -236,15 +238,15 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=BU
         return result
 
 
-def arty_dir(variant="a7-35", cfg=None, out_root=BUILD_ROOT):
+def arty_dir(variant="a7-35", cfg=None, out_root=None):
     """``build/arty-<hash>/``: the Arty build of ``cfg`` (default: the variant's) for ``variant``."""
     from . import variants
 
     v = variants.get(variant)
-    return Path(out_root) / f"arty-{build_key('arty', cfg or v.accel, variant=v.name)[1]}"
+    return Path(out_root or home.builds()) / f"arty-{build_key('arty', cfg or v.accel, variant=v.name)[1]}"
 
 
-def build_arty(cfg=None, variant="a7-35", out_root=BUILD_ROOT, log=print):
+def build_arty(cfg=None, variant="a7-35", out_root=None, log=print):
     """The Arty build of ``cfg`` for ``variant`` (see gateware.arty) in ``build/arty-<hash>/``."""
     from . import arty, variants
 

@@ -34,9 +34,9 @@ def run(args, log=print):
             ok &= run_job(job, duts, args, log, kind="demo")
     if len(jobs) > 1:
         log("")
-        records = history.read(Path(args.out) / history.HISTORY.name)
+        records = history.read(Path(args.out) / history.NAME)
         log("\n".join(report.side_by_side(records)))
-        log(f"report           {report.write(Path(args.out) / 'report', Path(args.out) / history.HISTORY.name)}")
+        log(f"report           {report.write(Path(args.out) / 'report', Path(args.out) / history.NAME)}")
     return 0 if ok else 1
 
 

@@ -1,15 +1,21 @@
 """Run history: every demo and HIL run appends one JSON line; ``nnhil report`` plots them.
 
-The history lives in ``out/history.jsonl`` (untracked, append-only: nothing removes a
-line). Each record carries when, which commit, which target and model, and the figures.
+The history lives in ``history.jsonl`` of the output directory (``training.home.out()``
+by default; append-only: nothing removes a line). Each record carries when, which commit, which target and model, and the figures.
 """
 import datetime
 import json
 import subprocess
 from pathlib import Path
 
+from training import home
+
 REPO = Path(__file__).resolve().parent.parent
-HISTORY = REPO / "out" / "history.jsonl"
+NAME = "history.jsonl"
+
+
+def default_path():
+    return home.out() / NAME
 
 
 def git_commit():
@@ -17,8 +23,8 @@ def git_commit():
     return r.stdout.strip() if r.returncode == 0 else "unknown"
 
 
-def append(kind, record, path=HISTORY):
-    path = Path(path)
+def append(kind, record, path=None):
+    path = Path(path or default_path())
     path.parent.mkdir(parents=True, exist_ok=True)
     line = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(), "kind": kind, **record}
@@ -27,8 +33,8 @@ def append(kind, record, path=HISTORY):
     return line
 
 
-def read(path=HISTORY):
-    path = Path(path)
+def read(path=None):
+    path = Path(path or default_path())
     if not path.exists():
         return []
     records = []

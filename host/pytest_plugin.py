@@ -12,6 +12,7 @@ without a board the ``dut`` tests skip saying what was looked for, unless
 ``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT) and
 ``sim`` (tests the simulation itself, skipped with ``--board``).
 """
+import os
 import signal
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def pytest_addoption(parser):
                     help="rewrite the latency baselines with the measured cycles")
     group.addoption("--baselines", metavar="PATH",
                     help="the latency baselines file (default: nnhil-baselines.json in the rootdir)")
+    group.addoption("--nnhil-home", metavar="DIR",
+                    help="where builds, trained models and run history go (default: $NNHIL_HOME, "
+                         "else ~/.cache/nnhil)")
 
 
 def pytest_configure(config):
@@ -57,6 +61,9 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {text}")
     if config.getoption("--sim") and config.getoption("--board"):
         raise pytest.UsageError("--sim and --board exclude each other")
+    if config.getoption("--nnhil-home"):   # the environment: subprocesses and sims see it too
+        from training import home
+        os.environ[home.ENV] = str(Path(config.getoption("--nnhil-home")).resolve())
     # a kill unwinds like Ctrl-C, so session fixtures stop the sim and socat
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 

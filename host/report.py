@@ -1,7 +1,7 @@
 """``nnhil report``: the models side by side, latency and accuracy history, as PNG and Markdown.
 
 Reads the run history (``out/history.jsonl``) and, if ``nnhil resources`` has run, its
-estimate (``out/resources.json``). Each model (architecture and dataset) gets its own
+estimate (``resources.json`` beside the history). Each model (architecture and dataset) gets its own
 series and its own column: the latest demo run of it.
 """
 import json
@@ -11,7 +11,7 @@ from training.plots import pyplot
 
 from . import history
 
-RESOURCES = history.REPO / "out" / "resources.json"
+RESOURCES = "resources.json"   # in the output directory, written by 'nnhil resources'
 LATENCY = (("accelerator_cycles", "accelerator cycles / inference"),
            ("batch_cycles_per_image", "cycles / image with the driver"),
            ("cpu_cycles_per_inference", "CPU cycles / inference"))
@@ -81,7 +81,7 @@ def side_by_side(records):
     return lines
 
 
-def resources_table(path=RESOURCES):
+def resources_table(path=None):
     path = Path(path)
     if not path.exists():
         return ["No resource estimate yet: run `nnhil resources` (Yosys, a few minutes)."]
@@ -95,7 +95,8 @@ def resources_table(path=RESOURCES):
     return lines
 
 
-def write(out_dir, path=history.HISTORY, resources=RESOURCES):
+def write(out_dir, path=None, resources=None):
+    path = Path(path or history.default_path())
     records = history.read(path)
     if not records:
         raise RuntimeError(f"no runs in {path}: run 'nnhil demo' or the test suite first")
@@ -104,7 +105,7 @@ def write(out_dir, path=history.HISTORY, resources=RESOURCES):
     plot_history(records, out_dir / "history.png")
     lines = ["# nnhil report", "", f"{len(records)} runs in `{path}`.", "",
              "## Models side by side (latest demo run of each)", "", *side_by_side(records), "",
-             "## FPGA resources", "", *resources_table(resources), "",
+             "## FPGA resources", "", *resources_table(resources or path.parent / RESOURCES), "",
              "## History", "", "![latency and accuracy history](history.png)", ""]
     for model, r in sorted(latest_demos(records).items()):
         if r.get("confusion_png"):

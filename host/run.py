@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gateware import cyclemodel, link, program
-from training import datasets, modelfile, plots
+from training import datasets, home, modelfile, plots
 
 from . import history, pace, shards
 from .dut import open_dut
@@ -51,7 +51,7 @@ def add_target_arguments(p):
                    help="with --board and no board found, run on the simulation")
     p.add_argument("--sims", type=int, default=1,
                    help="spread the images over this many simulations, one per core (default 1)")
-    p.add_argument("--out", default=str(history.HISTORY.parent),
+    p.add_argument("--out", default=str(home.out()),
                    help="where the run goes: history.jsonl and board/<model>/ (default: %(default)s)")
 
 
@@ -239,7 +239,7 @@ def run_job(job, duts, args, log=print, kind="run"):
         plots.confusion(cm, classes, board_dir / "confusion.png", f"on-board ({dut.target})")
         summary["confusion_png"] = str(board_dir / "confusion.png")
     (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
-    history.append(kind, summary, out / history.HISTORY.name)
+    history.append(kind, summary, out / history.NAME)
     _log_summary(summary, exact, r, ref, dut, board_dir, args, log)
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
 
@@ -279,7 +279,7 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"for the {n} images on a board at {args.baud} baud ({s['weight_load_link_bytes'] + s['batch_link_bytes']} "
         f"bytes; the sim's link is unpaced: {s['weight_load_s']:.1f} s and {s['batch_wall_s']:.1f} s here)")
     log(f"outputs          {board_dir}/ (board.json, results.npz{', confusion.png' if 'confusion_png' in s else ''}); "
-        f"history in {Path(args.out) / history.HISTORY.name}, plotted by 'nnhil report'")
+        f"history in {Path(args.out) / history.NAME}, plotted by 'nnhil report'")
 
 
 def open_targets(args, log=print):

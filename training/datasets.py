@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import home
+
 DATA_DIR_ENV = "NNHIL_DATA_DIR"
-DEFAULT_DATA_DIR = Path.home() / ".cache" / "nnhil" / "data"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class DataError(RuntimeError):
 
 def data_dir(explicit=None):
     """The data directory: the explicit argument, then $NNHIL_DATA_DIR, then a user cache."""
-    return Path(explicit or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+    return Path(explicit or os.environ.get(DATA_DIR_ENV) or home.root() / "data").expanduser()
 
 
 def sha256_of(path):

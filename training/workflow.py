@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import threadpoolctl
 
-from . import datasets, modelfile, plots
+from . import datasets, home, modelfile, plots
 from .cnn import CNNConfig
 from .quantize import quantize
 from .train import Standardizer, TrainConfig, train
 
 CALIBRATION_IMAGES = 5000
-DEFAULT_OUT = Path("out")
 ARCHS = {"mlp": TrainConfig, "cnn": CNNConfig}   # the architectures, by name, with their defaults
 # The models the project trains, checks and runs on the hardware: name -> (architecture, dataset),
 # each with its architecture's default configuration.
@@ -93,7 +92,7 @@ def arch_name(cfg):
 
 
 def default_out_dir(cfg, dataset):
-    return DEFAULT_OUT / f"{dataset}-{arch_name(cfg)}-{config_hash(cfg, dataset)}"
+    return home.out() / f"{dataset}-{arch_name(cfg)}-{config_hash(cfg, dataset)}"
 
 
 def accuracy(pred, labels):

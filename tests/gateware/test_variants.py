@@ -2,6 +2,7 @@
 import pytest
 
 from gateware import program, resources, sim, variants
+from training import home
 from gateware.layout import AccelConfig
 from host import board
 
@@ -9,7 +10,7 @@ from host import board
 def test_a7_35_default_is_the_sim_default():
     """The sim runs AccelConfig() by default: that is the A7-35's accelerator, its twin."""
     assert variants.get("a7-35").accel == AccelConfig()
-    assert sim.arty_dir("a7-35") == sim.BUILD_ROOT / f"arty-{sim.build_key('arty', AccelConfig())[1]}"
+    assert sim.arty_dir("a7-35") == home.builds() / f"arty-{sim.build_key('arty', AccelConfig())[1]}"
 
 
 def test_the_build_key_follows_the_variant():

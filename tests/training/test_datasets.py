@@ -96,7 +96,11 @@ def test_env_var_selects_data_dir(monkeypatch, tmp_path):
     assert D.data_dir() == tmp_path
     assert D.data_dir("/elsewhere") == Path("/elsewhere")          # an explicit directory wins
     monkeypatch.delenv(D.DATA_DIR_ENV)
-    assert D.data_dir() == D.DEFAULT_DATA_DIR.expanduser()
+    monkeypatch.setenv("NNHIL_HOME", str(tmp_path / "home"))
+    assert D.data_dir() == tmp_path / "home" / "data"                # then nnhil's home
+    monkeypatch.delenv("NNHIL_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert D.data_dir() == tmp_path / "cache" / "nnhil" / "data"    # then the user's cache
 
 
 def test_validation_split_is_disjoint_and_seeded():
