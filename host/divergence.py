@@ -100,8 +100,8 @@ class Report:
         width = max(len(x.kind) for x in self.layers)
         for x in self.layers:
             verdict = "exact" if not x.n_differ else f"{x.n_differ} differ"
-            cycles = f"{x.cycles} cycles" + ("" if x.cycles == x.model_cycles else
-                                             f" (DIFFERS: the cycle model says {x.model_cycles})")
+            cycles = f"{x.cycles} cycles " + ("as modelled" if x.cycles == x.model_cycles else
+                                              f"(DIFFERS: the cycle model says {x.model_cycles})")
             lines.append(f"  layer {x.index}  {x.kind:<{width}}  {str(x.shape):<14} {verdict:<12} {cycles}")
         if self.heatmap:
             lines.append(f"  heatmap of layer {d.index}'s differences per channel: {self.heatmap}")

@@ -1,0 +1,96 @@
+"""A fault on the device is traced to its layer, channel and position (host.divergence).
+
+After a verified load, one weight byte of a small random CNN is overwritten through the bus.
+The fault is chosen so that it matters (the integer model with the same weight changed gives
+other logits for image 0); the test first asserts that the board's logits really differ,
+and equal that corrupted model's, then that the report names the corrupted layer and channel
+and the first position where the corrupted model's layer output differs from the model's.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+from gateware import program
+from host import divergence
+from host.pytest_plugin import assert_bit_exact
+from tests.gateware import accel_models
+
+pytestmark = pytest.mark.board
+
+LAYERS = {"conv": 1, "dense": 2}   # of the model below: conv 2x2 (6,4,4)->8, dense 72->12
+
+
+@pytest.fixture(scope="module")
+def model():
+    """conv 3x3 (1,10,10)->6 + pool, conv 2x2 (6,4,4)->8, dense 72->12, dense 12->5 (logits)."""
+    return accel_models.cnn(np.random.default_rng(12), (1, 10, 10), [(6, 3, True), (8, 2, False)], [12, 5])
+
+
+@pytest.fixture(scope="module")
+def images(model):
+    return np.random.default_rng(5).integers(0, 256, (4, *model.input_shape), dtype=np.int64).astype(np.uint8)
+
+
+def choose_fault(model, image, layer, rng):
+    """(channel, window element, new weight, the model with it) for a weight of accelerator
+    layer ``layer`` whose change alters the logits of ``image``."""
+    shape, target = program.layer_shapes(model)[layer]
+    index = next(i for i, l in enumerate(model.layers) if l is target)
+    for flat in rng.permutation(target.weights.size):
+        channel, element = divmod(int(flat), target.weights[0].size)
+        old = int(target.weights.reshape(len(target.weights), -1)[channel, element])
+        value = 127 if old < 0 else -128
+        bad = copy.deepcopy(model)
+        bad.layers[index].weights.reshape(len(target.weights), -1)[channel, element] = value
+        if (bad.logits(image[None]) != model.logits(image[None])).any():
+            return channel, element, value, bad
+    raise AssertionError(f"no weight of layer {layer} changes the logits of this image")
+
+
+def weight_byte(dut, model, layer, channel, element):
+    """(bus address of the 32-bit word, byte in it) of one weight (layout.py's weight packing)."""
+    lanes = dut.config.lanes
+    shapes = program.check_fits(model, dut.config)
+    word = (sum(s.weight_words(lanes) for s in shapes[:layer])
+            + channel // lanes * shapes[layer].window + element)
+    lane = channel % lanes
+    return dut.accelerator.region_addr("weights", word * (lanes // 4) + lane // 4), lane % 4
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_a_corrupted_weight_is_traced_to_its_layer_and_channel(dut, model, images, kind, tmp_path):
+    layer = LAYERS[kind]
+    image = dut.load(model)                                # verified by read-back
+    channel, element, value, bad = choose_fault(model, images[0], layer, np.random.default_rng(layer))
+    addr, byte = weight_byte(dut, model, layer, channel, element)
+    good = dut.bridge.read(addr)[0]
+    dut.bridge.write(addr, [good & ~(0xFF << 8 * byte) | (value & 0xFF) << 8 * byte])
+    try:
+        r = dut.infer(images)
+        assert (r.logits[0] != model.logits(images[:1])[0]).any()       # the fault matters
+        np.testing.assert_array_equal(r.logits, bad.logits(images))     # and is that one weight
+
+        with pytest.raises(pytest.fail.Exception) as failed:
+            assert_bit_exact(dut, images, r, tmp_path)
+        report = divergence.trace(dut, images[0], 0)
+        assert report.text() in str(failed.value)                       # image 0 is traced first
+        assert (tmp_path / "trace-0.png").stat().st_size > 0
+        assert (tmp_path / "trace-0.npz").exists()
+
+        d = report.first
+        shape = program.layer_shapes(model)[layer][0]
+        assert (d.index, d.kind, d.shape) == (layer, str(shape), program.layer_outputs(model, images[:1])[layer].shape[1:])
+        ref, faulty = (program.layer_outputs(m, images[:1])[layer][0] for m in (model, bad))
+        first = tuple(int(v) for v in np.argwhere(ref != faulty)[0])
+        assert d.first == first and d.first[0] == channel
+        assert set(d.channels) == {channel} and d.n_differ == int((ref != faulty).sum())
+        assert (d.expected[first], d.measured[first]) == (ref[first], faulty[first])
+        where = f"neuron {channel}" if kind == "dense" else \
+            f"channel {channel}, row {first[1]}, column {first[2]}"
+        assert f"layer {layer} of 4 diverges first" in report.text()
+        assert f"the first at {where}: expected {ref[first]}, measured {faulty[first]}" in report.text()
+        assert all(x.n_differ == 0 for x in report.layers[:layer]) and report.cycles_exact
+    finally:
+        dut.bridge.write(addr, [good])
+    dut.accelerator.verify(image)
