@@ -141,7 +141,7 @@ def heatmap(diff, path, title):
                 ax.set_title(f"ch {ch}" + ("*" if delta[ch].any() else ""), fontsize=7)
         fig.colorbar(im, ax=axes, shrink=0.8, label="measured - expected")
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
