@@ -102,6 +102,7 @@ class AcceleratorDriver:
         for region, words in image.regions.items():
             self.bridge.write(self.region_addr(region), words)
         self.write_csr("n_layers", image.n_layers)
+        self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
         if verify:
             self.verify(image)
         self.model, self.image = model, image
@@ -118,6 +119,8 @@ class AcceleratorDriver:
                                        f"wrote 0x{words[bad[0]]:08x} ({len(bad)} of {len(words)} words differ)")
         if self.read_csr("n_layers") != image.n_layers:
             raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {image.n_layers}")
+        if self.read_csr("stop_after") != 0:
+            raise AcceleratorError(f"stop_after reads {self.read_csr('stop_after')}, wrote 0")
 
     # Runs -----------------------------------------------------------------------------------
     def start(self):
