@@ -7,17 +7,22 @@ and equal that corrupted model's, then that the report names the corrupted layer
 and the first position where the corrupted model's layer output differs from the model's.
 """
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gateware import program
+from gateware import cyclemodel, layout, program
 from host import divergence
 from host.pytest_plugin import assert_bit_exact
 from tests.gateware import accel_models
+from training import modelfile
 
 pytestmark = pytest.mark.board
 
+ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {"conv": 1, "dense": 2}   # of the model below: conv 2x2 (6,4,4)->8, dense 72->12
 
 
@@ -94,3 +99,26 @@ def test_a_corrupted_weight_is_traced_to_its_layer_and_channel(dut, model, image
     finally:
         dut.bridge.write(addr, [good])
     dut.accelerator.verify(image)
+
+
+@pytest.mark.sim
+def test_nnhil_run_traces_an_image_on_demand(model, images, tmp_path):
+    """`nnhil run --trace 1` on a passing run: every layer's board and model outputs side by
+    side in trace-1.npz, equal, in the modelled cycles, and the report, though nothing differs."""
+    modelfile.save_quantized(tmp_path / "m.npz", model)
+    np.save(tmp_path / "x.npy", images)
+    r = subprocess.run([sys.executable, "-m", "host.cli", "run", tmp_path / "m.npz", "--images-npy",
+                        tmp_path / "x.npy", "--trace", "1", "--out", tmp_path / "run"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "image 1: every layer's on-board output equals the integer model's (4 layers)" in r.stdout
+    (board,) = (tmp_path / "run" / "board").iterdir()
+    trace = np.load(board / "trace-1.npz")
+    expected = program.layer_outputs(model, images[1:2])
+    for k, ref in enumerate(expected):
+        np.testing.assert_array_equal(trace[f"board_{k}"], ref[0])
+        np.testing.assert_array_equal(trace[f"model_{k}"], ref[0])
+    cfg = layout.AccelConfig()
+    assert trace["cycles"].tolist() == [cyclemodel.cycles(model, cfg, k) for k in range(1, 5)]
+    assert (board / "trace-1.txt").read_text() in r.stdout
+    assert not (board / "trace-1.png").exists()          # no differences to draw
