@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gateware import cyclemodel, layout, program
-from host import divergence
+from host import divergence, driver as drv
 from host.pytest_plugin import assert_bit_exact
 from tests.gateware import accel_models
 from training import modelfile
@@ -122,3 +122,15 @@ def test_nnhil_run_traces_an_image_on_demand(model, images, tmp_path):
     assert trace["cycles"].tolist() == [cyclemodel.cycles(model, cfg, k) for k in range(1, 5)]
     assert (board / "trace-1.txt").read_text() in r.stdout
     assert not (board / "trace-1.png").exists()          # no differences to draw
+
+
+def test_stopping_past_the_program_is_refused(dut, model, images):
+    """stop_after beyond n_layers: the accelerator's ERR_STOP_AFTER, and the next run is whole."""
+    dut.load(model)
+    with pytest.raises(drv.AcceleratorError, match=rf"rejected the program: stop_after \(code {layout.ERR_STOP_AFTER}\)"):
+        dut.accelerator.run_layers(images[0], 5)
+    with pytest.raises(ValueError, match="give 1 up to the program's n_layers"):
+        dut.accelerator.run_layers(images[0], 0)
+    assert dut.accelerator.read_csr("cycles") == cyclemodel.rejected_cycles()
+    assert dut.accelerator.read_csr("stop_after") == 0
+    np.testing.assert_array_equal(dut.accelerator.infer(images[0]).logits, model.logits(images[:1])[0])
