@@ -85,8 +85,8 @@ def test_a_corrupted_weight_is_traced_to_its_layer_and_channel(dut, model, image
 
         d = report.first
         shape = program.layer_shapes(model)[layer][0]
-        assert (d.index, d.kind, d.shape) == (layer, str(shape), program.layer_outputs(model, images[:1])[layer].shape[1:])
         ref, faulty = (program.layer_outputs(m, images[:1])[layer][0] for m in (model, bad))
+        assert (d.index, d.kind, d.shape) == (layer, str(shape), ref.shape)
         first = tuple(int(v) for v in np.argwhere(ref != faulty)[0])
         assert d.first == first and d.first[0] == channel
         assert set(d.channels) == {channel} and d.n_differ == int((ref != faulty).sum())
@@ -127,7 +127,8 @@ def test_nnhil_run_traces_an_image_on_demand(model, images, tmp_path):
 def test_stopping_past_the_program_is_refused(dut, model, images):
     """stop_after beyond n_layers: the accelerator's ERR_STOP_AFTER, and the next run is whole."""
     dut.load(model)
-    with pytest.raises(drv.AcceleratorError, match=rf"rejected the program: stop_after \(code {layout.ERR_STOP_AFTER}\)"):
+    refused = rf"rejected the program: stop_after \(code {layout.ERR_STOP_AFTER}\)"
+    with pytest.raises(drv.AcceleratorError, match=refused):
         dut.accelerator.run_layers(images[0], 5)
     with pytest.raises(ValueError, match="give 1 up to the program's n_layers"):
         dut.accelerator.run_layers(images[0], 0)
