@@ -83,6 +83,9 @@ class Accelerator(LiteXModule):
                      description="Write 1 to abort a run and return to idle."),
         ])
         self.n_layers = CSRStorage(32, description="Layers of the program to run.")
+        self.stop_after = CSRStorage(32, description="Ends the run after layer ``stop_after - 1``, its "
+            "output left in act[stop_after % 2] (for tracing a model layer by layer); 0 runs the whole "
+            "program. Latched at start; the whole program is validated first; past n_layers: ERR_STOP_AFTER.")
         self.status = CSRStatus(description="State of the last run.", fields=[
             CSRField("busy", offset=layout.STATUS_BUSY.bit_length() - 1,
                      description="A run (or its validation) is in progress."),
@@ -103,6 +106,7 @@ class Accelerator(LiteXModule):
             seq.start.eq(self.control.fields.start),
             seq.soft_reset.eq(self.control.fields.soft_reset),
             seq.n_layers.eq(self.n_layers.storage),
+            seq.stop_after.eq(self.stop_after.storage),
             self.status.fields.busy.eq(seq.busy),
             self.status.fields.done.eq(seq.done),
             self.status.fields.error.eq(seq.error),

@@ -15,6 +15,9 @@ A run of L layers on P lanes takes, from the start pulse to done::
                                          the last position drains
     + 1                                  FINISH
 
+A run stopped after k layers (``stop_after`` = k) validates all L layers and runs the
+first k: the sum is over those k.
+
 A dense layer is one window per tile (N = F = 1, n = n_in), so it costs about T n_in +
 n_out mod P. A conv layer with c_out <= P costs about N max(F n, c_out): it is MAC-bound
 when an output position has at least as many MAC cycles as the layer has channels, else
@@ -41,18 +44,21 @@ def layer_cycles(shape, lanes):
             + last_valid + MAC_LATENCY + PUBLISH_LATENCY + DRAIN_LATENCY + 1)
 
 
-def shape_cycles(shapes, lanes):
-    """Cycles of a program of layout.LayerShape layers."""
-    return 1 + VALIDATE_CYCLES * len(shapes) + sum(layer_cycles(s, lanes) for s in shapes) + 1
+def shape_cycles(shapes, lanes, stop_after=0):
+    """Cycles of a program of layout.LayerShape layers, run to its end or ``stop_after`` layers."""
+    ran = shapes[:stop_after] if stop_after else shapes
+    return 1 + VALIDATE_CYCLES * len(shapes) + sum(layer_cycles(s, lanes) for s in ran) + 1
 
 
-def cycles(model, cfg):
-    """Cycles per inference of an IntModel (they do not depend on the values)."""
-    return shape_cycles(program.check_fits(model, cfg), cfg.lanes)
+def cycles(model, cfg, stop_after=0):
+    """Cycles per inference of an IntModel (they do not depend on the values), or of its
+    first ``stop_after`` layers."""
+    return shape_cycles(program.check_fits(model, cfg), cfg.lanes, stop_after)
 
 
 def rejected_cycles(failing_layer=None):
-    """Cycles of a start whose program is rejected: at the layer count check (None) or a layer."""
+    """Cycles of a start whose program is rejected: at the layer count or stop_after check
+    (None) or a layer."""
     return 2 if failing_layer is None else 2 + VALIDATE_CYCLES * (failing_layer + 1)
 
 

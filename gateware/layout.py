@@ -24,7 +24,8 @@ hold output channels: tile t computes channels t*lanes .. t*lanes + lanes - 1 at
 output position, one window element per cycle, broadcasting the activation to all lanes.
 Tile t's weights are ``window`` consecutive words from w_base + t*window, word i holding
 the weights of window element i = (ci*k + ky)*k + kx (zero for lanes past c_out).
-Layer l reads act[l % 2] and writes act[(l + 1) % 2], or logits if it is last.
+Layer l reads act[l % 2] and writes act[(l + 1) % 2], or logits if it is last. A run
+with ``stop_after`` = k > 0 ends after layer k - 1, whose output stays in act[k % 2].
 """
 from dataclasses import asdict, dataclass
 
@@ -33,7 +34,7 @@ import numpy as np
 from training import fixedpoint as fx
 
 MAGIC = 0x4E4E484C          # "NNHL"
-VERSION = 2                 # bump on any change to this file's contract
+VERSION = 3                 # bump on any change to this file's contract (3: stop_after)
 
 DIM_BITS = 16               # c_in, c_out and output indices are 16-bit
 GEOM_BITS = 8               # height, width and kernel are 8-bit descriptor fields
@@ -182,10 +183,11 @@ ERR_OUTPUT_KIND = 8         # last layer not FLAG_LOGITS, a hidden one is, or th
 ERR_BUSY = 9                # start while a run is in progress: ignored, the run goes on and its
                             # results are valid; the code stays until the next accepted start
                             # (a rejected program found later in that run's validation overrides it)
+ERR_STOP_AFTER = 10         # stop_after > n_layers: the run would stop after a layer it does not have
 ERROR_NAMES = {v: k[4:].lower() for k, v in globals().items() if k.startswith("ERR_")}
 
 # CSR bit fields. The CSRs are named after the AccelConfig fields for the build
-# configuration, plus control, n_layers, status, cycles, argmax, magic and version.
+# configuration, plus control, n_layers, stop_after, status, cycles, argmax, magic and version.
 CTRL_START = 1 << 0         # control: write 1 to start a run
 CTRL_SOFT_RESET = 1 << 1    # control: write 1 to abort and return to idle
 STATUS_BUSY = 1 << 0

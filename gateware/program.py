@@ -161,18 +161,23 @@ class Limits:
                    cfg.bias_entries, cfg.logit_words)
 
 
-def check_layers(n_layers, layer, limits):
+def check_layers(n_layers, layer, limits, stop_after=0):
     """(ERR_* code, failing layer) of a program of ``n_layers`` layers; ``layer(l)`` gives
     layer l as (LayerShape, w_base, b_base). The one statement of the validation rules: the
     accelerator's ProgramValidator, the firmware's model_ok and host.firmware.cpu_layers are
     tested against it.
 
-    The layer count is checked first (failing layer None), then layer by layer, within a
-    layer in the order of the error codes; the first failure is reported. A valid program
-    gives (ERR_NONE, None).
+    The layer count is checked first, then ``stop_after`` against it (failing layer None),
+    then layer by layer, within a layer in the order of the error codes; the first failure
+    is reported. A valid program gives (ERR_NONE, None). A prefix (0 < stop_after <
+    n_layers: the run ends at a hidden layer) is legal: the whole program is checked, so it
+    still ends in its logits layer, and the checks already fit every hidden output in an
+    activation buffer.
     """
     if not 1 <= n_layers <= limits.max_layers:
         return layout.ERR_LAYER_COUNT, None
+    if stop_after > n_layers:
+        return layout.ERR_STOP_AFTER, None
     over = lambda value, limit: limit is not None and value > limit
     prev = None
     for l in range(n_layers):
@@ -198,10 +203,21 @@ def check_layers(n_layers, layer, limits):
     return layout.ERR_NONE, None
 
 
-def check_program(descriptors, n_layers, cfg):
-    """(ERR_* code, failing layer) the accelerator reports for a program (see :func:`check_layers`).
+def check_program(descriptors, n_layers, cfg, stop_after=0):
+    """(ERR_* code, failing layer) the accelerator reports for a program run with
+    ``stop_after`` (see :func:`check_layers`).
 
     ``descriptors`` is the program region as a list of words.
     """
     return check_layers(n_layers, lambda l: LayerShape.decode(descriptors[4 * l:4 * l + 4]),
-                        Limits.accelerator(cfg))
+                        Limits.accelerator(cfg), stop_after)
+
+
+def layer_outputs(model, images):
+    """The integer model's output of each accelerator layer (a max-pool's, for a conv it is
+    fused into) for uint8 images: [N, C, H, W] of a conv, [N, n] of a dense layer, the last
+    one the logits. A run stopped after layer k holds entry k of one image, flattened."""
+    acts = model.activations(images)
+    pooled = lambda i: i + 1 < len(model.layers) and isinstance(model.layers[i + 1], MaxPool2D)
+    return [acts[i + 1 if pooled(i) else i]
+            for i, layer in enumerate(model.layers) if not isinstance(layer, MaxPool2D)]

@@ -17,6 +17,8 @@ class Sequencer(LiteXModule):
     per cycle. After a position of fewer MAC cycles than its tile has lanes it waits (GAP)
     until the drain bank is free; after a layer, until the MAC array and the requantizer
     are idle. ``cycles`` counts from start to done; :mod:`gateware.cyclemodel` predicts it.
+    With ``stop_after`` = k > 0 the whole program is validated as always, then the run ends
+    after layer k - 1, its output left in its activation buffer.
 
     The window's place reaches the MAC array with its sums (``merge``, ``publish``,
     MAC_LATENCY cycles after issue) and the requantizer with the drain bank (``tile_out``,
@@ -28,6 +30,7 @@ class Sequencer(LiteXModule):
         self.start      = Signal()
         self.soft_reset = Signal()         # abort: back to idle, done and error cleared
         self.n_layers   = Signal(32)       # latched at start: a CSR write cannot disturb a run
+        self.stop_after = Signal(32)       # latched at start too; 0 runs the whole program
         self.busy   = Signal()
         self.done   = Signal()             # set at the end of a run or a rejected program
         self.error  = Signal(layout.STATUS_ERROR_BITS)
@@ -66,6 +69,7 @@ class Sequencer(LiteXModule):
         idle       = fsm.ongoing("IDLE")
         start      = self.start
         fail_count = Signal()
+        fail_stop  = Signal()
         fail       = Signal()              # layer `layer` is rejected with code v.check
         count      = Signal(32)
         self.comb += [self.busy.eq(~idle), self.cycles.eq(count)]
@@ -73,6 +77,7 @@ class Sequencer(LiteXModule):
             If(idle, If(start, count.eq(0))).Else(count.eq(count + 1)),
             If(start & ~idle, self.error.eq(layout.ERR_BUSY)),
             If(fail_count, self.error.eq(layout.ERR_LAYER_COUNT)),
+            If(fail_stop, self.error.eq(layout.ERR_STOP_AFTER)),
             If(fail, self.error.eq(v.check)),
             If(start & idle, self.done.eq(0), self.error.eq(layout.ERR_NONE)),
             If(fsm.ongoing("FINISH"), self.done.eq(1)),
@@ -82,6 +87,7 @@ class Sequencer(LiteXModule):
         # Descriptor of layer `layer`, latched in LOAD; its sizes, computed in SIZE1-4.
         layer    = self.layer
         n_layers = Signal(32)
+        stop_after = Signal(32)
         c_in, c_out = Signal(DIM), self.c_out
         height, width, kernel = Signal(G), Signal(G), Signal(G)
         pool     = Signal()
@@ -106,6 +112,7 @@ class Sequencer(LiteXModule):
         gap_last = Signal(lg_lanes + 1)
         prev_out = Signal(DIM + 2*G)
         is_last  = Signal()
+        ends     = Signal()                # the run's last layer: the program's, or stop_after - 1
         running  = Signal()                # validation done, running the program
         wait     = Signal(lg_lanes + 1)
         d        = self.descriptor
@@ -115,12 +122,13 @@ class Sequencer(LiteXModule):
         self.comb += [
             self.program_adr.eq(layer),
             is_last.eq(layer == n_layers - 1),
+            ends.eq(is_last | (layer + 1 == stop_after)),
         ]
         self.comb += [getattr(v, name).eq(value) for name, value in dict(
             n_layers=n_layers, layer=layer, is_last=is_last, prev_out=prev_out, c_in=c_in,
             c_out=c_out, height=height, width=width, kernel=kernel, pool=pool, logits=is_logit,
             conv_h=conv_h, conv_w=conv_w, n_in=n_in, n_out=n_out, plane=plane, w_end=w_end,
-            b_end=b_end).items()]
+            b_end=b_end, stop_after=stop_after).items()]
         self.comb += [getattr(ag, name).eq(value) for name, value in dict(
             c_in=c_in, kernel=kernel, width=width, hw=hw, pool=pool, window=window, plane=plane,
             out_h=out_h, out_w=out_w, n_tiles=n_tiles, w_base=w_base).items()]
@@ -146,6 +154,7 @@ class Sequencer(LiteXModule):
         fsm.act("IDLE",
             If(start,
                 NextValue(n_layers, self.n_layers),
+                NextValue(stop_after, self.stop_after),
                 NextValue(layer, 0),
                 NextValue(running, 0),
                 NextState("COUNT"),
@@ -154,6 +163,8 @@ class Sequencer(LiteXModule):
         fsm.act("COUNT",
             If(v.bad_count,
                 fail_count.eq(1), NextState("FINISH"),
+            ).Elif(v.bad_stop,
+                fail_stop.eq(1), NextState("FINISH"),
             ).Else(NextState("FETCH"))
         )
         fsm.act("FETCH", NextState("LOAD"))   # program RAM read
@@ -224,7 +235,7 @@ class Sequencer(LiteXModule):
         fsm.act("DRAIN",
             If(~self.mac_busy & ~self.rq_busy,
                 NextValue(layer, layer + 1),
-                If(is_last, NextState("FINISH")).Else(NextState("FETCH")),
+                If(ends, NextState("FINISH")).Else(NextState("FETCH")),
             )
         )
         fsm.act("FINISH", NextState("IDLE"))

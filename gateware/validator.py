@@ -9,7 +9,8 @@ from .layout import DIM_BITS as DIM, GEOM_BITS as G
 
 class ProgramValidator(LiteXModule):
     """The first failing rule of :func:`gateware.program.check_program` for the layer the
-    sequencer holds, as ``check`` (ERR_NONE when it passes), and ``bad_count`` for n_layers.
+    sequencer holds, as ``check`` (ERR_NONE when it passes), ``bad_count`` for n_layers and
+    ``bad_stop`` for stop_after.
 
     Combinational on the sequencer's registers (the descriptor and the sizes it computed):
     feeding FSM outputs back into the FSM's combinatorial block would make a zero-delay loop
@@ -19,6 +20,7 @@ class ProgramValidator(LiteXModule):
     def __init__(self, cfg):
         # The program.
         self.n_layers = Signal(32)
+        self.stop_after = Signal(32)
         self.layer    = Signal(max=cfg.max_layers + 1)
         self.is_last  = Signal()
         self.prev_out = Signal(DIM + 2*G)  # n_out of the previous layer
@@ -36,12 +38,14 @@ class ProgramValidator(LiteXModule):
         self.b_end = Signal(33)            # one past its last bias entry
         # Verdicts.
         self.bad_count = Signal()          # n_layers out of range: ERR_LAYER_COUNT
+        self.bad_stop  = Signal()          # stop_after past n_layers: ERR_STOP_AFTER
         self.check     = Signal(layout.STATUS_ERROR_BITS)
 
         # # #
 
         self.comb += [
             self.bad_count.eq((self.n_layers == 0) | (self.n_layers > cfg.max_layers)),
+            self.bad_stop.eq(self.stop_after > self.n_layers),
             If((self.c_in == 0) | (self.c_out == 0) | (self.height == 0) | (self.width == 0) |
                (self.kernel == 0),
                 self.check.eq(layout.ERR_EMPTY_LAYER)

@@ -11,6 +11,7 @@ import numpy as np
 
 from gateware import cyclemodel, layout, program
 from training import fixedpoint as fx
+from training.intmodel import Conv2D
 
 
 class IdentificationMismatch(RuntimeError):
@@ -34,6 +35,14 @@ class Inference:
     logits: np.ndarray      # int32 [n_out]
     argmax: int
     cycles: int
+
+
+@dataclass
+class LayerRun:
+    """One layer's on-board output: what a run stopped after it left in its buffer."""
+    values: np.ndarray      # uint8 (C, H, W) of a conv (C-major, as the buffer holds it) or
+                            # (n,) of a dense layer; int32 logits of the last layer
+    cycles: int             # the stopped run's, from start (validation of every layer included)
 
 
 class AcceleratorDriver:
@@ -93,6 +102,7 @@ class AcceleratorDriver:
         for region, words in image.regions.items():
             self.bridge.write(self.region_addr(region), words)
         self.write_csr("n_layers", image.n_layers)
+        self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
         if verify:
             self.verify(image)
         self.model, self.image = model, image
@@ -109,6 +119,8 @@ class AcceleratorDriver:
                                        f"wrote 0x{words[bad[0]]:08x} ({len(bad)} of {len(words)} words differ)")
         if self.read_csr("n_layers") != image.n_layers:
             raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {image.n_layers}")
+        if self.read_csr("stop_after") != 0:
+            raise AcceleratorError(f"stop_after reads {self.read_csr('stop_after')}, wrote 0")
 
     # Runs -----------------------------------------------------------------------------------
     def start(self):
@@ -133,8 +145,7 @@ class AcceleratorDriver:
                                        f"({cycles} cycles at {self.bridge.pace.describe()}, "
                                        f"busy={busy}); it was soft-reset")
 
-    def infer(self, image):
-        """Run one uint8 image through the loaded model."""
+    def _run(self, image):
         if self.model is None:
             raise AcceleratorError("no model loaded: call load() first")
         self.bridge.write(self.region_addr("act0"), program.pack_input(image))
@@ -143,8 +154,32 @@ class AcceleratorDriver:
         if error != layout.ERR_NONE:
             raise AcceleratorError(f"the accelerator rejected the program: "
                                    f"{layout.ERROR_NAMES.get(error, error)} (code {error})")
+
+    def infer(self, image):
+        """Run one uint8 image through the loaded model."""
+        self._run(image)
         logits = program.unpack_logits(self.bridge.read(self.region_addr("logits"), self.model.n_out))
         return Inference(logits, self.read_csr("argmax"), self.read_csr("cycles"))
+
+    def run_layers(self, image, k):
+        """The output of layer k - 1 (0-based, a max-pool fused into its conv) of the loaded
+        model for one image: the program runs its first k layers (the stop_after CSR), which
+        leaves that output in act[k % 2], or the logits for the last layer."""
+        if k < 1:
+            raise ValueError(f"layers to run: {k}; give 1 up to the program's n_layers (0 would "
+                             f"run the whole program: infer does that)")
+        self.write_csr("stop_after", k)
+        try:
+            self._run(image)                   # k > n_layers: ERR_STOP_AFTER
+        finally:
+            self.write_csr("stop_after", 0)    # the next run (the firmware's batch) runs it all
+        shape, layer = program.layer_shapes(self.model)[k - 1]
+        if k == self.image.n_layers:
+            values = program.unpack_logits(self.bridge.read(self.region_addr("logits"), shape.n_out))
+        else:
+            values = self.activations(k % 2, shape.n_out)
+        out_shape = (shape.c_out, *shape.out_hw) if isinstance(layer, Conv2D) else (shape.c_out,)
+        return LayerRun(values.reshape(out_shape), self.read_csr("cycles"))
 
     def activations(self, buffer, n):
         """The first n uint8 values of activation buffer 0 or 1 (for debugging a layer)."""

@@ -12,7 +12,7 @@ from gateware import layout, link, sim as simbuild
 
 from . import board
 from .bridge import Bridge
-from .driver import AcceleratorDriver
+from .driver import AcceleratorDriver, AcceleratorError
 from .firmware import Firmware, build_firmware
 from .simulator import Simulator
 
@@ -61,6 +61,14 @@ class DUT:
     def infer(self, images, progress=None):
         """The loaded model on each uint8 image, driven by the firmware: a Results."""
         return self.firmware.accel_batch(self.accelerator, images, progress=progress)
+
+    def layer_outputs(self, image):
+        """Every layer's on-board output for one uint8 image (host.driver.LayerRun: values and
+        cycles), layer by layer through runs stopped after it: what host.divergence compares
+        with the integer model."""
+        if self.model is None:
+            raise AcceleratorError("no model loaded: call load() first")
+        return [self.accelerator.run_layers(image, k) for k in range(1, self.accelerator.image.n_layers + 1)]
 
     def cpu_infer(self, model, images):
         """``model`` on each image in C on the SoC's CPU, the speedup's baseline: a Results."""

@@ -2,9 +2,14 @@
 
 Installed with the package (entry point ``pytest11``), so any project's tests can use it:
 
-    def test_my_model(dut):
+    from host.pytest_plugin import assert_bit_exact
+
+    def test_my_model(dut, tmp_path):
         dut.load(model)
-        assert dut.infer(images).exact(model, images).all()
+        assert_bit_exact(dut, images, dut.infer(images), tmp_path)
+
+A mismatch fails with host.divergence's report: the differing images, and for the first few
+the first diverging layer, channel and position (heatmaps and traces in ``tmp_path``).
 
 By default the SoC runs in Verilator (``--sim``). ``--board arty`` runs the same tests on
 a Digilent Arty A7 through its serial port (``--port``, or the Arty's FTDI found on USB);
@@ -26,6 +31,14 @@ MARKERS = {
     "board": "runs on the SoC under test: the simulation by default, a board with --board",
     "sim": "tests the simulation itself (skipped with --board)",
 }
+
+
+def assert_bit_exact(dut, images, results, out_dir=None):
+    """Fail unless every image's logits and argmax (a host.results.Results) equal the integer
+    model loaded on ``dut``; the message is host.divergence.explain's layer-by-layer report."""
+    if not results.exact(dut.model, images).all():
+        from host import divergence
+        pytest.fail(divergence.explain(dut, images, results, out_dir), pytrace=False)
 
 
 def pytest_addoption(parser):

@@ -5,7 +5,9 @@ firmware's batch runner), checks every image's logits and argmax against the int
 reference model and the cycles against the cycle model, measures on-board accuracy
 when there are labels and the CPU's time on a couple of images for the speedup, and
 writes board.json, every image's outputs (results.npz), the on-board confusion matrix
-and a history record. ``nnhil demo`` runs the project's own models through this same code.
+and a history record. When an image differs, the first few are rerun layer by layer
+(host.divergence: the first diverging layer, channel and position); ``--trace`` does it for
+one image anyway. ``nnhil demo`` runs the project's own models through this same code.
 """
 import dataclasses
 import json
@@ -17,7 +19,7 @@ import numpy as np
 from gateware import cyclemodel, link, program
 from training import datasets, home, modelfile, plots
 
-from . import history, pace, shards
+from . import divergence, history, pace, shards
 from .dut import open_dut
 
 CPU_IMAGES = 2                # the CPU takes millions of cycles per image
@@ -65,6 +67,9 @@ def add_arguments(p):
     n = p.add_mutually_exclusive_group()
     n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
     n.add_argument("--full", action="store_true", help=f"all images ({FULL_IMAGES} of a dataset's test set)")
+    p.add_argument("--trace", type=int, metavar="IMAGE_INDEX",
+                   help="also rerun this image layer by layer and write every layer's on-board output "
+                        "beside the model's (trace-IMAGE_INDEX.npz) and the report, even when nothing differs")
     add_target_arguments(p)
 
 
@@ -241,6 +246,16 @@ def run_job(job, duts, args, log=print, kind="run"):
     (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
     history.append(kind, summary, out / history.NAME)
     _log_summary(summary, exact, r, ref, dut, board_dir, args, log)
+    traced = np.flatnonzero(~exact)[:divergence.TRACED_IMAGES].tolist()
+    if traced:                      # only a failing run pays for the layer-by-layer reruns
+        log("")
+        log(divergence.explain(dut, images, r, board_dir))
+    wanted = getattr(args, "trace", None)
+    if wanted is not None and wanted not in traced:
+        log("")
+        log(divergence.trace(dut, images[wanted], wanted, board_dir).text())
+    if traced or wanted is not None:
+        log(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
 
 
@@ -296,5 +311,8 @@ def run(args, log=print):
     if args.full:
         args.images = None
     job = job_from_file(args, log)
+    if args.trace is not None and not 0 <= args.trace < len(job.images):
+        raise InputError(f"--trace {args.trace}: the run has images 0 to {len(job.images) - 1}; "
+                         f"give one of them")
     with open_targets(args, log) as duts:
         return 0 if run_job(job, duts, args, log) else 1

@@ -428,9 +428,45 @@ async def program_vectors(host, rng):
         assert await host.wait_done(cycles + 100) == expect, name
         assert await host.csr("cycles") == cycles, name
         seen.add(expect)
-    assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY}
+    # ERR_STOP_AFTER is a run's (stop_after past n_layers), not a program's: test_stop_after* has it
+    assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY, layout.ERR_STOP_AFTER}
     await host.load(model)   # a valid program runs again
     await host.infer(model, image_for(rng, model))
+
+
+@on(conv8={})
+async def stop_after(host, rng):
+    """stop_after = k on random CNN and MLP programs: for every k the run takes the cycle
+    model's count of the prefix and act[k % 2] holds exactly the integer model's output of
+    layer k - 1 (the logits for k = n_layers); past n_layers: ERR_STOP_AFTER, nothing runs;
+    0 runs the whole program again."""
+    cfg = host.cfg
+    models = [random_cnn(rng, cfg) for _ in range(2)]
+    models += [random_model(rng, random_sizes(rng, cfg, n)) for n in (2, cfg.max_layers - 1)]
+    for model in models:
+        n = (await host.load(model)).n_layers
+        image = image_for(rng, model)
+        expect = program.layer_outputs(model, image[None])
+        for k in range(1, n + 1):   # layer 1 overwrites the input in act0: written for each run
+            await host.write_region("act0", program.pack_input(image))
+            await host.csr("stop_after", k)
+            await host.start()
+            cycles = cyclemodel.cycles(model, cfg, k)
+            assert await host.wait_done(cycles) == layout.ERR_NONE, k
+            assert await host.csr("cycles") == cycles, k
+            want = expect[k - 1][0].ravel()
+            if k == n:
+                got = program.unpack_logits(await host.read_region("logits", len(want)))
+            else:   # the bytes past the output in its last word were never written
+                got = program.unpack_acts(await host.read_region(f"act{k % 2}", -(-len(want) // 4),
+                                                                 strict=False), len(want))
+            np.testing.assert_array_equal(got, want, err_msg=f"layer {k - 1} of {n}")
+        await host.csr("stop_after", n + 1)
+        await host.start()
+        assert await host.wait_done(cyclemodel.rejected_cycles()) == layout.ERR_STOP_AFTER
+        assert await host.csr("cycles") == cyclemodel.rejected_cycles()
+        await host.csr("stop_after", 0)
+        await host.infer(model, image_for(rng, model))
 
 
 @on(**SMALL, tiny={})

@@ -27,7 +27,7 @@ class Bench(Module):
         self.comb += [port.adr.eq(seq.program_adr), seq.descriptor.eq(port.dat_r)]
 
 
-def run(n_layers, words, limit=20000, during=None):
+def run(n_layers, words, limit=20000, during=None, stop_after=0):
     """Start the program; returns (error, cycles CSR, MAC cycles issued). ``during(seq, cycle)``
     may act on the running sequencer each cycle."""
     bench = Bench(words)
@@ -35,6 +35,7 @@ def run(n_layers, words, limit=20000, during=None):
 
     def tb():
         yield seq.n_layers.eq(n_layers)
+        yield seq.stop_after.eq(stop_after)
         yield seq.start.eq(1)
         yield
         yield seq.start.eq(0)
@@ -53,12 +54,13 @@ def run(n_layers, words, limit=20000, during=None):
     return out["error"], out["cycles"], out["issued"]
 
 
-def idle_drain_cycles(shapes, lanes):
+def idle_drain_cycles(shapes, lanes, stop_after=0):
     """cyclemodel's count when the datapath is never busy: each layer's final drain (its last
     position's lanes through the MAC, publish and requantizer pipelines) takes one cycle."""
     tail = cyclemodel.MAC_LATENCY + cyclemodel.PUBLISH_LATENCY + cyclemodel.DRAIN_LATENCY + 1
-    last_valid = [s.c_out - (layout.tiles(s.c_out, lanes) - 1) * lanes for s in shapes]
-    return cyclemodel.shape_cycles(shapes, lanes) - sum(v + tail - 1 for v in last_valid)
+    last_valid = [s.c_out - (layout.tiles(s.c_out, lanes) - 1) * lanes
+                  for s in (shapes[:stop_after] if stop_after else shapes)]
+    return cyclemodel.shape_cycles(shapes, lanes, stop_after) - sum(v + tail - 1 for v in last_valid)
 
 
 def test_every_vector():
@@ -74,7 +76,8 @@ def test_every_vector():
         else:
             assert (cycles, issued) == (cyclemodel.rejected_cycles(layer), 0), name
         seen.add(code)
-    assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY}
+    # ERR_STOP_AFTER is a run's (stop_after past n_layers), not a program's: test_stop_after* has it
+    assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY, layout.ERR_STOP_AFTER}
 
 
 @pytest.mark.parametrize("shapes", [
@@ -89,6 +92,27 @@ def test_valid_programs_take_the_modelled_cycles(shapes):
     error, cycles, issued = run(n, words)
     assert (error, cycles) == (layout.ERR_NONE, idle_drain_cycles(shapes, CFG.lanes))
     assert issued == sum(s.weight_words(CFG.lanes) * s.plane * s.phases for s in shapes)
+
+
+def test_stop_after_runs_a_prefix_of_the_validated_program():
+    """stop_after = k issues the MAC cycles of the first k layers only, after validating all;
+    past n_layers it is refused at the count check; a bad later descriptor is still refused."""
+    shapes = [S(1, 2, 2, 2, 3), S.dense(3, 5), S.dense(5, 2, logits=True)]
+    n, words = vectors.encode(shapes, CFG.lanes)
+    for k in range(n + 2):
+        code, layer = program.check_program(words, n, CFG, k)
+        error, cycles, issued = run(n, words, stop_after=k)
+        assert error == code == (layout.ERR_STOP_AFTER if k > n else layout.ERR_NONE), k
+        if k > n:
+            assert (cycles, issued) == (cyclemodel.rejected_cycles(layer), 0)
+        else:
+            ran = shapes[:k] if k else shapes
+            assert issued == sum(s.weight_words(CFG.lanes) * s.plane * s.phases for s in ran), k
+            assert cycles == idle_drain_cycles(shapes, CFG.lanes, k), k
+    bad = list(words)
+    bad[4 * 2:4 * 3] = S.dense(5, 2, logits=False).encode(*S.decode(words[8:12])[1:])
+    assert program.check_program(bad, n, CFG, 1) == (layout.ERR_OUTPUT_KIND, 2)
+    assert run(n, bad, stop_after=1) == (layout.ERR_OUTPUT_KIND, cyclemodel.rejected_cycles(2), 0)
 
 
 def test_start_while_busy_is_refused_and_the_run_goes_on():

@@ -69,7 +69,8 @@ def test_validator_block_matches_the_rules(name):
         expect = program.check_program(words, n_layers, cfg)
         assert simulate(cfg, n_layers, words) == expect, vector
         seen.add(expect[0])
-    assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY}
+    # ERR_STOP_AFTER is a run's (stop_after past n_layers), not a program's: test_stop_after* has it
+    assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY, layout.ERR_STOP_AFTER}
 
 
 def test_layer_count_limits():
@@ -126,3 +127,24 @@ def test_cpu_layers_follow_the_firmware_limits():
     assert [s for s, _ in cpu_layers(IntModel([c1, p1, c2], input_shape=(1, 5, 5)))] == \
         [S(1, 5, 5, 2, 2, pool=True), S(2, 2, 2, 2, 3, logits=True)]
     assert cpu_limits(10).field_max == MAX_DIM == (1 << DIM_BITS) - 1
+
+
+def test_stop_after_limits():
+    """stop_after is refused past n_layers (after the layer count), accepted up to it."""
+    cfg = CONFIGS["p8"]
+    words = vectors.encode([S.dense(1, 1, logits=True)] * 3, cfg.lanes)[1]
+    for n_layers, stop_after in [(2, 0), (2, 1), (2, 2), (2, 3), (1, 1 << 31), (3, (1 << 32) - 1), (0, 5)]:
+        v = ProgramValidator(cfg)
+        got = {}
+
+        def tb():
+            yield v.n_layers.eq(n_layers)
+            yield v.stop_after.eq(stop_after)
+            yield
+            got.update(count=(yield v.bad_count), stop=(yield v.bad_stop))
+        run_simulation(v, tb())
+        code = program.check_program(words, n_layers, cfg, stop_after)[0]
+        verdict = (layout.ERR_LAYER_COUNT if got["count"] else layout.ERR_STOP_AFTER if got["stop"]
+                   else program.check_program(words, n_layers, cfg)[0])
+        assert verdict == code, (n_layers, stop_after)
+        assert (code == layout.ERR_STOP_AFTER) == (n_layers >= 1 and stop_after > n_layers)

@@ -8,6 +8,7 @@ import pytest
 
 from gateware import cyclemodel, layout, program, resources
 from host import driver as drv, history, latency
+from host.pytest_plugin import assert_bit_exact
 from training import fixedpoint as fx
 from training.intmodel import IntModel
 
@@ -27,13 +28,10 @@ def test_identification_matches_the_build(accelerator, bridge):
         **{f.name: consts[f"accel_{f.name}"] for f in dataclasses.fields(layout.AccelConfig)})
 
 
-def test_logits_and_argmax_bit_exact(batch, loaded, record_property):
+def test_logits_and_argmax_bit_exact(batch, loaded, dut, tmp_path, record_property):
     images, labels, r = batch
-    ref = loaded.model.logits(images)
-    mismatched = np.flatnonzero((r.logits != ref).any(axis=1))
-    assert mismatched.size == 0, (f"{mismatched.size} of {len(images)} images differ, first {mismatched[0]}: "
-                                  f"board {r['logits'][mismatched[0]].tolist()} vs model {ref[mismatched[0]].tolist()}")
-    np.testing.assert_array_equal(r.argmax, ref.argmax(axis=1))
+    assert dut.model is loaded.model
+    assert_bit_exact(dut, images, r, tmp_path)    # a mismatch is traced layer by layer
     record_property("images_bit_exact", len(images))
 
 
