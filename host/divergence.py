@@ -12,13 +12,10 @@ and lists the others; ``nnhil run`` and the pytest plugin show what it says.
 import dataclasses
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gateware import cyclemodel, program  # noqa: E402
+from gateware import cyclemodel, program
+from training.plots import pyplot
 
 TRACED_IMAGES = 3           # a failing run traces at most this many images layer by layer
 LISTED_IMAGES = 50          # and lists at most this many differing images by index
@@ -124,6 +121,7 @@ def heatmap(diff, path, title):
     """measured - expected of one layer: a panel per channel (a conv), or per neuron (dense)."""
     delta = diff.measured.astype(np.int64) - diff.expected.astype(np.int64)
     scale = max(1, int(np.abs(delta).max()))
+    plt = pyplot()
     if delta.ndim == 1:
         fig, ax = plt.subplots(figsize=(7, 2.6))
         ax.bar(np.arange(len(delta)), delta, color=np.where(delta > 0, "tab:red", "tab:blue"))
