@@ -17,9 +17,11 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="session")
-def history_file(tmp_path_factory):
-    """Where this run's figures go: a temporary history, not the user's out/history.jsonl."""
-    return tmp_path_factory.mktemp("history") / "history.jsonl"
+def history_file(tmp_path_factory, request):
+    """Where this run's figures go: a temporary history, not the user's out/history.jsonl. The
+    workers of ``pytest -n`` share one, in the run's base directory (theirs are inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if hasattr(request.config, "workerinput") else base) / "history.jsonl"
 
 
 @pytest.fixture(scope="session")
