@@ -9,10 +9,18 @@ Installed with the package (entry point ``pytest11``), so any project's tests ca
 By default the SoC runs in Verilator (``--sim``). ``--board arty`` runs the same tests on
 a Digilent Arty A7 through its serial port (``--port``, or the Arty's FTDI found on USB);
 without a board the ``dut`` tests skip saying what was looked for, unless
-``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT) and
-``sim`` (tests the simulation itself, skipped with ``--board``).
+``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT),
+``sim`` (tests the simulation itself, skipped with ``--board``) and ``serial``.
+
+``pytest -n N`` (pytest-xdist) spreads the tests over N workers: each has its own session
+fixtures, so its own simulation on its own port. Tests that need the machine to themselves
+(marked ``serial``, and every pytest-benchmark test, which pytest-benchmark does not time
+under xdist) are left out of such a run, with a warning: run them after it, without ``-n``:
+``pytest -m serial``.
 """
+import os
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -24,7 +32,9 @@ FULL_IMAGES = 10_000
 MARKERS = {
     "board": "runs on the SoC under test: the simulation by default, a board with --board",
     "sim": "tests the simulation itself (skipped with --board)",
+    "serial": "needs the machine to itself (a timing, every core loaded): left out of a pytest -n run",
 }
+XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 
 def pytest_addoption(parser):
@@ -53,6 +63,11 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        # a pytest run started by a test of an xdist worker inherits the worker's variables:
+        # pytest-benchmark would take it for a worker and time nothing
+        for name in XDIST_VARIABLES:
+            os.environ.pop(name, None)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     if config.getoption("--sim") and config.getoption("--board"):
@@ -61,11 +76,24 @@ def pytest_configure(config):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+@pytest.hookimpl(tryfirst=True)          # before -m selects by marker
 def pytest_collection_modifyitems(config, items):
     board = config.getoption("--board")
     for item in items:
         if "sim" in item.keywords and board:
             item.add_marker(pytest.mark.skip(reason=f"tests the simulation itself; this run is on --board {board}"))
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.serial)
+    if hasattr(config, "workerinput"):
+        serial = [item for item in items if "serial" in item.keywords]
+        if serial:
+            items[:] = [item for item in items if "serial" not in item.keywords]
+            config.hook.pytest_deselected(items=serial)
+            warnings.warn(pytest.PytestWarning(
+                f"{len(serial)} tests need the machine to themselves (marked serial, or timed by "
+                f"pytest-benchmark) and were left out of this pytest -n run; run them without -n: "
+                f"pytest -m serial (" + ", ".join(item.nodeid for item in serial[:5])
+                + (", ..." if len(serial) > 5 else "") + ")"))
 
 
 @pytest.fixture(scope="session")

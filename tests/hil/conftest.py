@@ -15,6 +15,14 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("model_name", files or sorted(MODELS), scope="module")
 
 
+def pytest_collection_modifyitems(items):
+    """With pytest -n --dist loadgroup, a module's tests of one model go to one worker: their
+    module fixtures (the model loaded, its batch of images run) are made once."""
+    for item in items:
+        model = getattr(item, "callspec", None) and item.callspec.params.get("model_name")
+        if model:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{model}"))
+
 
 @pytest.fixture(scope="session")
 def history_file(tmp_path_factory, request):
