@@ -109,17 +109,41 @@ def sim_build():
     return sim.build_sim(layout.AccelConfig())
 
 
+WORKER_PROPERTIES = "nnhil_suite_properties"    # the key of a worker's in its workeroutput
+
+
 @pytest.fixture(scope="session")
-def sim(sim_build, record_testsuite_property):
+def suite_property(request, record_testsuite_property):
+    """record_testsuite_property, also under pytest -n: a worker's properties go to the
+    controller when the worker ends, and into the JUnit report named 'name[gw0]'."""
+    config = request.config
+    if not hasattr(config, "workerinput"):
+        return record_testsuite_property
+    recorded = config.workeroutput.setdefault(WORKER_PROPERTIES, [])
+    return lambda name, value: recorded.append((name, str(value)))
+
+
+@pytest.hookimpl(optionalhook=True)              # a pytest-xdist hook, on the controller
+def pytest_testnodedown(node, error):
+    from _pytest.junitxml import xml_key
+
+    xml = node.config.stash.get(xml_key, None)
+    for name, value in getattr(node, "workeroutput", {}).get(WORKER_PROPERTIES, []):
+        if xml is not None:
+            xml.add_global_property(f"{name}[{node.gateway.id}]", value)
+
+
+@pytest.fixture(scope="session")
+def sim(sim_build, suite_property):
     """The sim, booted once; its boot time (bounded by Simulator.start_timeout) goes to the JUnit report."""
     from host.simulator import Simulator
     with Simulator(sim_build) as s:
-        record_testsuite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
+        suite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
         yield s
 
 
 @pytest.fixture(scope="session")
-def dut(request, record_testsuite_property):
+def dut(request, suite_property):
     """The SoC under test (host.dut.DUT): the session's simulation, or the board of --board.
 
     It holds the target's one link for the whole session (a sim serves one client at a time).
@@ -142,7 +166,7 @@ def dut(request, record_testsuite_property):
     with duts.open_dut(name, port, opt("--baud"), opt("--build-dir"), opt("--bitstream"),
                        opt("--sim-fallback"), log=print, sim=sim,
                        program=place.program if place else board.program) as d:
-        _record_target(d, record_testsuite_property)
+        _record_target(d, suite_property)
         yield d
 
 

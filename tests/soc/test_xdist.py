@@ -1,5 +1,5 @@
-"""The HIL suite sharded over two pytest-xdist workers: a simulation each, their history records
-and latency baselines merged into one file each, and every process of the run gone at the end."""
+"""The HIL suite sharded over two pytest-xdist workers: a simulation each, their history records,
+latency baselines and JUnit suite properties merged, and every process of the run gone at the end."""
 import contextlib
 import os
 import re
@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -43,7 +44,8 @@ def test_two_workers_share_a_hil_run(trained, sim_build, tmp_path):
     r = subprocess.run([sys.executable, "-m", "pytest", "tests/hil/test_inference.py", "-n", "2", "-v",
                         "-p", "no:cacheprovider", "-k", "latency_against_baseline",
                         *(a for f in files for a in ("--model", f)), "--images", "20",
-                        "--baselines", str(baselines), "--update-baselines", "--basetemp", str(base)],
+                        "--baselines", str(baselines), "--update-baselines", "--basetemp", str(base),
+                        "--junitxml", str(tmp_path / "junit.xml")],
                        cwd=REPO, env=dict(os.environ, **dict([tag.split("=")])), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
@@ -54,4 +56,6 @@ def test_two_workers_share_a_hil_run(trained, sim_build, tmp_path):
     assert sorted(rec["model"] for rec in records) == files
     assert all(rec["target"] == "sim" and rec["images"] == 20 for rec in records)
     assert sorted(latency.load(baselines)) == sorted(latency.key(f, "fashion-mnist", "sim") for f in files)
+    suite = {p.get("name") for p in ElementTree.parse(tmp_path / "junit.xml").iter("property")}
+    assert {"sim_boot_to_answer_s[gw0]", "sim_boot_to_answer_s[gw1]", "target[gw1]"} <= suite, suite
     assert processes_with(tag.encode()) == []
