@@ -38,7 +38,7 @@ def fashion(dataset):
 
 
 @pytest.fixture(scope="session")
-def trained(dataset, record_testsuite_property):
+def trained(dataset, suite_property):
     """A model of workflow.MODELS by name, trained once and cached under out/ by its config hash."""
     cache = {}
     def get(name):
@@ -46,7 +46,7 @@ def trained(dataset, record_testsuite_property):
             arch, data_name = workflow.MODELS[name]
             data = dataset(data_name)
             model, out_dir = workflow.ensure_model(workflow.ARCHS[arch](), data)
-            record_testsuite_property(f"model_hash_{name}", model.hash)
+            suite_property(f"model_hash_{name}", model.hash)
             cache[name] = workflow.Trained(name, model, out_dir, data)
         return cache[name]
     return get

@@ -1,17 +1,22 @@
 """Run history: every demo and HIL run appends one JSON line; ``nnhil report`` plots them.
 
 The history lives in ``history.jsonl`` of the output directory (``training.home.out()``
-by default; append-only: nothing removes a line). Each record carries when, which commit, which target and model, and the figures.
+by default; append-only: nothing removes a line). Each record carries when, which commit,
+which target and model, and the figures. Several processes may append to one history at
+once (the workers of ``pytest -n``): each record is one write under the history's lock, so
+records are neither lost nor interleaved.
 """
 import datetime
 import json
+import os
 import subprocess
 from pathlib import Path
 
-from training import home
+from training import filelock, home
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "history.jsonl"
+LOCK_TIMEOUT_S = 30           # an append holds the lock for one write
 
 
 def default_path():
@@ -28,17 +33,31 @@ def append(kind, record, path=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     line = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(), "kind": kind, **record}
-    with open(path, "a") as f:
-        f.write(json.dumps(line, sort_keys=True) + "\n")
+    data = (json.dumps(line, sort_keys=True) + "\n").encode()
+    with filelock.held(lock_of(path), LOCK_TIMEOUT_S, f"appending to {path}"):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+    if written != len(data):
+        raise OSError(f"{path}: wrote {written} of the record's {len(data)} bytes (disk full?)")
     return line
+
+
+def lock_of(path):
+    """The lock file beside a history: history.jsonl.lock."""
+    return Path(path).with_name(Path(path).name + ".lock")
 
 
 def read(path=None):
     path = Path(path or default_path())
     if not path.exists():
         return []
+    with filelock.held(lock_of(path), LOCK_TIMEOUT_S, f"reading {path}"):
+        text = path.read_text()          # whole records only: an append is under the same lock
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

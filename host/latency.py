@@ -13,13 +13,16 @@ host's bridge traffic and vary by a few cycles, so they get a relative tolerance
 """
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from gateware import layout, program
+from training import filelock
 
 BASELINES = Path(__file__).resolve().parent.parent / "tests" / "baselines" / "latency.json"
 EXACT = ("accelerator_cycles",)
 TOLERANCE = 0.02
+LOCK_TIMEOUT_S = 30           # an update holds the lock for one read and one write of the file
 
 
 def key(arch, dataset, platform):
@@ -45,9 +48,15 @@ def load(path=BASELINES):
 
 
 def update(name, ran, measured, path=BASELINES):
-    data = load(path)
-    data[name] = {"setup": ran, "measured": dict(measured)}
-    Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    """Record one baseline; under the file's lock, so the workers of ``pytest -n`` that record
+    others at the same time each keep theirs."""
+    path = Path(path)
+    with filelock.held(path.with_name(path.name + ".lock"), LOCK_TIMEOUT_S, f"updating {path}"):
+        data = load(path)
+        data[name] = {"setup": ran, "measured": dict(measured)}
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)            # a reader sees the old file or the new one, never half of it
 
 
 def _describe(ran):

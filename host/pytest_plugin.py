@@ -14,11 +14,18 @@ the first diverging layer, channel and position (heatmaps and traces in ``tmp_pa
 By default the SoC runs in Verilator (``--sim``). ``--board arty`` runs the same tests on
 a Digilent Arty A7 through its serial port (``--port``, or the Arty's FTDI found on USB);
 without a board the ``dut`` tests skip saying what was looked for, unless
-``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT) and
-``sim`` (tests the simulation itself, skipped with ``--board``).
+``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT),
+``sim`` (tests the simulation itself, skipped with ``--board``) and ``serial``.
+
+``pytest -n N`` (pytest-xdist) spreads the tests over N workers: each has its own session
+fixtures, so its own simulation on its own port. Tests that need the machine to themselves
+(marked ``serial``, and every pytest-benchmark test, which pytest-benchmark does not time
+under xdist) are left out of such a run, with a warning: run them after it, without ``-n``:
+``pytest -m serial``.
 """
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -30,7 +37,9 @@ FULL_IMAGES = 10_000
 MARKERS = {
     "board": "runs on the SoC under test: the simulation by default, a board with --board",
     "sim": "tests the simulation itself (skipped with --board)",
+    "serial": "needs the machine to itself (a timing, every core loaded): left out of a pytest -n run",
 }
+XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 
 def assert_bit_exact(dut, images, results, out_dir=None):
@@ -70,6 +79,11 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        # a pytest run started by a test of an xdist worker inherits the worker's variables:
+        # pytest-benchmark would take it for a worker and time nothing
+        for name in XDIST_VARIABLES:
+            os.environ.pop(name, None)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     if config.getoption("--sim") and config.getoption("--board"):
@@ -81,11 +95,24 @@ def pytest_configure(config):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+@pytest.hookimpl(tryfirst=True)          # before -m selects by marker
 def pytest_collection_modifyitems(config, items):
     board = config.getoption("--board")
     for item in items:
         if "sim" in item.keywords and board:
             item.add_marker(pytest.mark.skip(reason=f"tests the simulation itself; this run is on --board {board}"))
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.serial)
+    if hasattr(config, "workerinput"):
+        serial = [item for item in items if "serial" in item.keywords]
+        if serial:
+            items[:] = [item for item in items if "serial" not in item.keywords]
+            config.hook.pytest_deselected(items=serial)
+            warnings.warn(pytest.PytestWarning(
+                f"{len(serial)} tests need the machine to themselves (marked serial, or timed by "
+                f"pytest-benchmark) and were left out of this pytest -n run; run them without -n: "
+                f"pytest -m serial (" + ", ".join(item.nodeid for item in serial[:5])
+                + (", ..." if len(serial) > 5 else "") + ")"))
 
 
 @pytest.fixture(scope="session")
@@ -101,17 +128,41 @@ def sim_build():
     return sim.build_sim(layout.AccelConfig())
 
 
+WORKER_PROPERTIES = "nnhil_suite_properties"    # the key of a worker's in its workeroutput
+
+
 @pytest.fixture(scope="session")
-def sim(sim_build, record_testsuite_property):
+def suite_property(request, record_testsuite_property):
+    """record_testsuite_property, also under pytest -n: a worker's properties go to the
+    controller when the worker ends, and into the JUnit report named 'name[gw0]'."""
+    config = request.config
+    if not hasattr(config, "workerinput"):
+        return record_testsuite_property
+    recorded = config.workeroutput.setdefault(WORKER_PROPERTIES, [])
+    return lambda name, value: recorded.append((name, str(value)))
+
+
+@pytest.hookimpl(optionalhook=True)              # a pytest-xdist hook, on the controller
+def pytest_testnodedown(node, error):
+    from _pytest.junitxml import xml_key
+
+    xml = node.config.stash.get(xml_key, None)
+    for name, value in getattr(node, "workeroutput", {}).get(WORKER_PROPERTIES, []):
+        if xml is not None:
+            xml.add_global_property(f"{name}[{node.gateway.id}]", value)
+
+
+@pytest.fixture(scope="session")
+def sim(sim_build, suite_property):
     """The sim, booted once; its boot time (bounded by Simulator.start_timeout) goes to the JUnit report."""
     from host.simulator import Simulator
     with Simulator(sim_build) as s:
-        record_testsuite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
+        suite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
         yield s
 
 
 @pytest.fixture(scope="session")
-def dut(request, record_testsuite_property):
+def dut(request, suite_property):
     """The SoC under test (host.dut.DUT): the session's simulation, or the board of --board.
 
     It holds the target's one link for the whole session (a sim serves one client at a time).
@@ -134,7 +185,7 @@ def dut(request, record_testsuite_property):
     with duts.open_dut(name, port, opt("--baud"), opt("--build-dir"), opt("--bitstream"),
                        opt("--sim-fallback"), log=print, sim=sim,
                        program=place.program if place else board.program) as d:
-        _record_target(d, record_testsuite_property)
+        _record_target(d, suite_property)
         yield d
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import threadpoolctl
 
-from . import datasets, home, modelfile, plots
+from . import datasets, filelock, home, modelfile, plots
 from .cnn import CNNConfig
 from .quantize import quantize
 from .train import Standardizer, TrainConfig, train
@@ -30,6 +30,17 @@ MODELS = {"mlp": ("mlp", "fashion-mnist"), "cnn": ("cnn", "fashion-mnist"), "cnn
 # and float evaluation run on a fixed count; one is also the fastest on a shared 2-core machine.
 BLAS_THREADS = 1
 SOURCES = Path(__file__).resolve().parent      # the training package: every module shapes the outputs
+# One process trains a model at a time (a test worker, the CLI); another that wants it waits for
+# as long as the training may take: its FLOPs at an eighth of the slower trainer's rate (the CNN's:
+# its 2.1 TFLOP take about 2 minutes on one core of this project's 2-core machine, 17 GFLOP/s),
+# plus quantization, evaluation and plots; about 20 minutes for either default model.
+TRAINING_LOCK = ".training.lock"
+TRAIN_FLOPS_FLOOR = 2e9
+TRAIN_OVERHEAD_S = 120
+
+
+class TrainingLockError(RuntimeError):
+    """The process this one waited for to train a model ended without it."""
 
 
 @dataclass
@@ -170,19 +181,52 @@ def stale(meta, cfg, dataset):
     return f"trained with other {', '.join(changed)}" if changed else None
 
 
+def training_flops(cfg, data):
+    """FLOPs of training cfg on data: per epoch three products (forward and two backward) of
+    2 FLOPs per multiply-add on every training image, and a forward pass on the validation set."""
+    model = cfg.build_model()
+    macs = getattr(model, "macs", None) or sum(w.size for w in model.weights)   # an MLP's MACs
+    return 2 * macs * cfg.epochs * (3 * len(data.train[1]) + len(data.val[1]))
+
+
+def training_timeout(cfg, data):
+    """How long a process waits for another one training the same model (seconds)."""
+    return training_flops(cfg, data) / TRAIN_FLOPS_FLOOR + TRAIN_OVERHEAD_S
+
+
+def _cached(path, cfg, dataset, log):
+    """The cached model at path if it is what cfg would train here now, else None (saying why)."""
+    if not path.exists():
+        return None
+    try:
+        model = modelfile.load_quantized(path)
+    except modelfile.ModelFileError as e:
+        log(f"retraining: cached model unusable ({e})")
+        return None
+    why = stale(model.meta, cfg, dataset)
+    if why is None:
+        return model
+    log(f"retraining: the cached {path} was {why}")
+    return None
+
+
 def ensure_model(cfg, data, out_dir=None, log=print):
     """The quantized model for cfg, trained only if no cached copy made by the same
-    configuration, sources and libraries exists."""
+    configuration, sources and libraries exists.
+
+    Under the model's lock: a second process asking for it meanwhile waits (at most
+    training_timeout) and takes the cached model, or fails saying the trainer died."""
     out_dir = Path(out_dir or default_out_dir(cfg, data.name))
     path = out_dir / "quantized.npz"
-    if path.exists():
-        try:
-            model = modelfile.load_quantized(path)
-            why = stale(model.meta, cfg, data.name)
-            if why is None:
-                return model, out_dir
-            log(f"retraining: the cached {path} was {why}")
-        except modelfile.ModelFileError as e:
-            log(f"retraining: cached model unusable ({e})")
-    train_and_quantize(cfg, data, out_dir, log)
-    return modelfile.load_quantized(path), out_dir
+    with filelock.held(out_dir / TRAINING_LOCK, training_timeout(cfg, data), f"training {out_dir}",
+                       log) as waited_for:
+        model = _cached(path, cfg, data.name, log)
+        if model is not None:
+            return model, out_dir
+        if waited_for is not None:
+            fate = ("died before it finished" if not filelock.alive(waited_for.get("pid"))
+                    else "finished without a usable model (see its output)")
+            raise TrainingLockError(f"{filelock.describe(waited_for)} was training {out_dir} and {fate}; "
+                                    f"nothing is cached there: run again to train it in this process")
+        train_and_quantize(cfg, data, out_dir, log)
+        return modelfile.load_quantized(path), out_dir

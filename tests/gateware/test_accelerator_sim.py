@@ -8,6 +8,8 @@ import cocotb_accelerator
 import sim_harness
 
 CASES = [(build, name) for name, builds in cocotb_accelerator.tests().items() for build in builds]
+# with pytest -n --dist loadgroup, a build's tests go to one worker, which builds it alone
+PARAMS = [pytest.param(b, t, id=f"{b}-{t}", marks=pytest.mark.xdist_group(f"cocotb-{b}")) for b, t in CASES]
 
 
 @functools.cache
@@ -15,7 +17,7 @@ def built(build):
     return sim_harness.build(cocotb_accelerator.BUILDS[build], build)
 
 
-@pytest.mark.parametrize("build, testcase", CASES, ids=[f"{b}-{t}" for b, t in CASES])
+@pytest.mark.parametrize("build, testcase", PARAMS)
 def test_accelerator(build, testcase):
     runner, out = built(build)
     sim_harness.run(runner, out, testcase, build)

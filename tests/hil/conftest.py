@@ -15,11 +15,21 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("model_name", files or sorted(MODELS), scope="module")
 
 
+def pytest_collection_modifyitems(items):
+    """With pytest -n --dist loadgroup, a module's tests of one model go to one worker: their
+    module fixtures (the model loaded, its batch of images run) are made once."""
+    for item in items:
+        model = getattr(item, "callspec", None) and item.callspec.params.get("model_name")
+        if model:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{model}"))
+
 
 @pytest.fixture(scope="session")
-def history_file(tmp_path_factory):
-    """Where this run's figures go: a temporary history, not the user's out/history.jsonl."""
-    return tmp_path_factory.mktemp("history") / "history.jsonl"
+def history_file(tmp_path_factory, request):
+    """Where this run's figures go: a temporary history, not the user's out/history.jsonl. The
+    workers of ``pytest -n`` share one, in the run's base directory (theirs are inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if hasattr(request.config, "workerinput") else base) / "history.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,7 @@ def test_cnn_batch_of_the_same_simulated_length(firmware, accelerator, trained, 
     run_batch(firmware, accelerator, trained("cnn"), CNN_IMAGES, waits, record_property)
 
 
+@pytest.mark.serial                   # its load would slow another worker's tests as well
 def test_mlp_chunk_with_every_core_busy(firmware, accelerator, trained, waits, busy_cores, record_property):
     run_batch(firmware, accelerator, trained("mlp"), MLP_IMAGES, waits, record_property)
 
