@@ -62,9 +62,10 @@ class DUT:
         """The loaded model on each uint8 image, driven by the firmware: a Results."""
         return self.firmware.accel_batch(self.accelerator, images, progress=progress)
 
-    def cpu_infer(self, model, images):
-        """``model`` on each image in C on the SoC's CPU, the speedup's baseline: a Results."""
-        return self.firmware.cpu_infer(model, images)
+    def cpu_infer(self, model, images, code="optimised"):
+        """``model`` on each image in C on the SoC's CPU: a Results. ``code`` "optimised" is the
+        speedup's baseline, "plain" the straightforward C (host.firmware.CPU_CODES)."""
+        return self.firmware.cpu_infer(model, images, code=code)
 
 
 @contextlib.contextmanager
