@@ -15,16 +15,18 @@ import dataclasses
 import json
 from pathlib import Path
 
-from gateware import layout, program
+from gateware import layout, program, variants
 
 BASELINES = Path(__file__).resolve().parent.parent / "tests" / "baselines" / "latency.json"
 EXACT = ("accelerator_cycles",)
 TOLERANCE = 0.02
 
 
-def key(arch, dataset, platform):
-    """'cnn on mnist, sim': the architecture (training.workflow.ARCHS), dataset and platform."""
-    return f"{arch} on {dataset}, {platform}"
+def key(arch, dataset, platform, variant=variants.DEFAULT):
+    """'cnn on mnist, sim': the architecture (training.workflow.ARCHS), dataset and platform, and
+    the Arty variant (gateware.variants) unless the default: 'mlp on fashion-mnist, sim, a7-100'
+    is the A7-100's sim twin."""
+    return f"{arch} on {dataset}, {platform}" + ("" if variant == variants.DEFAULT else f", {variant}")
 
 
 def setup(model, cfg):

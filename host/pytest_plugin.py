@@ -8,6 +8,8 @@ Installed with the package (entry point ``pytest11``), so any project's tests ca
 
 By default the SoC runs in Verilator (``--sim``). ``--board arty`` runs the same tests on
 a Digilent Arty A7 through its serial port (``--port``, or the Arty's FTDI found on USB);
+``--variant a7-100`` picks the Arty A7-100 (its bitstream, build and accelerator; on the
+simulation, its sim twin);
 without a board the ``dut`` tests skip saying what was looked for, unless
 ``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT) and
 ``sim`` (tests the simulation itself, skipped with ``--board``).
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gateware import link
+from gateware import link, variants
 
 DEFAULT_IMAGES = 300
 FULL_IMAGES = 10_000
@@ -31,6 +33,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("nnhil", "nnhil: the SoC under test")
     group.addoption("--sim", action="store_true", help="run on the Verilator simulation (the default)")
     group.addoption("--board", choices=["arty"], help="run on a real board")
+    group.addoption("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                    help="the Arty A7 variant (gateware/variants.py): its part and accelerator, on the "
+                         "board and in its sim twin (default %(default)s)")
     group.addoption("--port", help="the board's serial port (default: find the Arty's FTDI UART)")
     group.addoption("--baud", type=int, default=link.BAUD,
                     help="baud rate of the board's UART (default: the build's, %(default)s)")
@@ -75,10 +80,10 @@ def n_images(request):
 
 
 @pytest.fixture(scope="session")
-def sim_build():
-    """The default configuration's sim model (built once, then taken from its cache)."""
-    from gateware import layout, sim
-    return sim.build_sim(layout.AccelConfig())
+def sim_build(request):
+    """The sim model of --variant's accelerator, its sim twin (built once, then taken from its cache)."""
+    from gateware import sim
+    return sim.build_sim(variants.get(request.config.getoption("--variant")).accel)
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +118,7 @@ def dut(request, record_testsuite_property):
     sim = None if name and port else request.getfixturevalue("sim")
     with duts.open_dut(name, port, opt("--baud"), opt("--build-dir"), opt("--bitstream"),
                        opt("--sim-fallback"), log=print, sim=sim,
-                       program=place.program if place else board.program) as d:
+                       program=place.program if place else None, variant=opt("--variant")) as d:
         _record_target(d, record_testsuite_property)
         yield d
 

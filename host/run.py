@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateware import cyclemodel, link, program
+from gateware import cyclemodel, link, program, variants
 from training import datasets, modelfile, plots
 
 from . import history, pace, shards
@@ -43,6 +43,9 @@ class Job:
 def add_target_arguments(p):
     """Where the SoC runs: the options of nnhil run and nnhil demo."""
     p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
+    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                   help="the Arty A7 variant: its part and accelerator, on the board or in its sim twin "
+                        "(default: %(default)s)")
     p.add_argument("--port", help="the board's serial port (default: find the Arty's FTDI)")
     p.add_argument("--baud", type=int, default=link.BAUD, help="the board's link rate (default: %(default)s)")
     p.add_argument("--build-dir", help="the board's build directory (default: the cached Arty build)")
@@ -294,7 +297,8 @@ def open_targets(args, log=print):
         raise InputError(f"--sims {args.sims}: give a number of simulations, 1 or more, and only "
                          f"without --board")
     return shards.open_all(lambda: open_dut(args.board, args.port, args.baud, args.build_dir,
-                                            args.bitstream, args.sim_fallback, log), args.sims)
+                                            args.bitstream, args.sim_fallback, log,
+                                            variant=args.variant), args.sims)
 
 
 def run(args, log=print):

@@ -98,7 +98,7 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
     # a --model file is keyed by its file, on the dataset it records
     arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
     platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
-    name = latency.key(arch, dataset, platform)
+    name = latency.key(arch, dataset, platform, request.config.getoption("--variant"))
     ran = latency.setup(loaded.model, accelerator.config)
     record = {**measured, "target": dut.target, "platform": platform, "images": len(labels), "model": arch,
               "dataset": dataset, "model_hash": loaded.model.hash,
