@@ -2,7 +2,9 @@
  * nnhil firmware: serves the mailbox in main RAM that host/firmware.py drives.
  *
  * CMD_CPU_INFER runs the integer model (training/intmodel.py, to the bit: conv with its
- * fused 2x2 max-pool, and dense layers) on the CPU;
+ * fused 2x2 max-pool, and dense layers) on the CPU in plain C at -O2 (infer_plain);
+ * CMD_CPU_INFER_OPTIMISED runs it in infer_optimised.c, written for this CPU: the speedup's
+ * baseline;
  * CMD_ACCEL_BATCH feeds images through the accelerator's loaded program as a driver
  * would. Both time each image with the timer's 64-bit uptime cycle counter.
  *
@@ -10,51 +12,22 @@
  * the mailbox and the images are read; the VexRiscv data cache is write-through, so
  * results reach RAM without a flush.
  */
-#include <stddef.h>
-#include <stdint.h>
-
 #include <system.h>
 #include <generated/csr.h>
 #include <generated/mem.h>
 #include <generated/soc.h>
 
-#include "mailbox.h"
+#include "cpu_model.h"
 
 static volatile uint32_t *const mb = (volatile uint32_t *)(MAIN_RAM_BASE + MAILBOX_OFFSET);
 static volatile uint32_t *const accel = (volatile uint32_t *)NNHIL_BASE;
 
-/* Hidden activations, (C, H, W) channel-major; layer l writes act[l & 1]. */
-static uint8_t act[2][MAX_WIDTH];
-
-/* One record of the CPU model blob (host/firmware.py:pack_cpu_model): a k x k valid
- * stride-1 conv over a (c_in, height, width) tensor giving c_out channels, optionally
- * 2x2/2 max-pooled; a dense layer is the 1x1 conv over (n_in, 1, 1). */
-struct layer {
-	uint32_t c_in, height, width, kernel, c_out;
-	uint32_t flags;                 /* LAYER_FLAG_LOGITS, LAYER_FLAG_POOL */
-	const int8_t *weights;          /* [c_out][c_in][kernel][kernel] */
-	const int32_t *bias;            /* [c_out] */
-	const uint32_t *requant;        /* [c_out] REQUANT words: mult, shift */
-};
-
-#define FIELD_AT(f, i) _Static_assert(offsetof(struct layer, f) == 4 * (i), "layer record: " #f)
-FIELD_AT(c_in, LAYER_C_IN); FIELD_AT(height, LAYER_HEIGHT); FIELD_AT(width, LAYER_WIDTH);
-FIELD_AT(kernel, LAYER_KERNEL); FIELD_AT(c_out, LAYER_C_OUT); FIELD_AT(flags, LAYER_FLAGS);
-FIELD_AT(weights, LAYER_WEIGHTS); FIELD_AT(bias, LAYER_BIAS); FIELD_AT(requant, LAYER_REQUANT);
-_Static_assert(sizeof(struct layer) == 4 * LAYER_WORDS, "layer record size");
+uint8_t cpu_act[2][MAX_WIDTH] __attribute__((aligned(4)));
 
 static uint32_t now(void)
 {
 	timer0_uptime_latch_write(1);
 	return (uint32_t)timer0_uptime_cycles_read();
-}
-
-/* fixedpoint.requantize: round half up, ReLU, saturate to uint8. */
-static uint8_t requantize(int32_t acc, uint32_t rq)
-{
-	uint32_t mult = FIELD_GET(rq, REQUANT_MULT), shift = FIELD_GET(rq, REQUANT_SHIFT);
-	int64_t y = ((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
-	return y < 0 ? 0 : y > 255 ? 255 : (uint8_t)y;
 }
 
 static uint32_t argmax(const int32_t *v, uint32_t n)
@@ -141,7 +114,7 @@ static int model_ok(const uint32_t *model, uint32_t image_bytes)
  * requantized (or kept as int32 logits by the last layer). With a pool, each output is the
  * max of the four requantized conv values (2r + dy, 2c + dx): the unpooled conv output is
  * never stored, and an odd last conv row or column is never computed. */
-static uint32_t infer(const uint32_t *model, const uint8_t *x, int32_t *logits)
+uint32_t infer_plain(const uint32_t *model, const uint8_t *x, int32_t *logits)
 {
 	uint32_t n_layers = model[0];
 	for (uint32_t l = 0; l < n_layers; l++) {
@@ -151,7 +124,7 @@ static uint32_t infer(const uint32_t *model, const uint8_t *x, int32_t *logits)
 		uint32_t oh = (d->height - k + 1) / step, ow = (W - k + 1) / step;
 		struct window win = {d->c_in, plane, k, W, k};     /* k rows of k per channel */
 		const int8_t *w = d->weights;
-		uint8_t *y = act[l & 1];
+		uint8_t *y = cpu_act[l & 1];
 
 		if (k == W && k == d->height)                       /* whole input (dense) */
 			win = (struct window){1, 0, 1, size, size};
@@ -181,12 +154,12 @@ static uint32_t infer(const uint32_t *model, const uint8_t *x, int32_t *logits)
 		}
 		if (d->flags & LAYER_FLAG_LOGITS)
 			return d->c_out * oh * ow;
-		x = act[l & 1];
+		x = cpu_act[l & 1];
 	}
 	return 0;
 }
 
-static uint32_t cpu_infer(void)
+static uint32_t cpu_infer(infer_fn *infer)
 {
 	const uint32_t *model = (const uint32_t *)mb[MB_MODEL];
 	const uint8_t *images = (const uint8_t *)mb[MB_IMAGES];
@@ -260,7 +233,8 @@ int main(void)
 			continue;
 		flush_cpu_dcache();
 		switch (mb[MB_COMMAND]) {
-		case CMD_CPU_INFER:   status = cpu_infer(); break;
+		case CMD_CPU_INFER:   status = cpu_infer(infer_plain); break;
+		case CMD_CPU_INFER_OPTIMISED: status = cpu_infer(infer_optimised); break;
 		case CMD_ACCEL_BATCH: status = accel_batch(); break;
 		default:              status = STATUS_BAD_COMMAND;
 		}

@@ -6,9 +6,10 @@ or the cached Arty build, a bitstream programmed first if asked). ``nnhil run``,
 ``nnhil demo`` and the pytest plugin's ``dut`` fixture all go through it.
 """
 import contextlib
+import functools
 from pathlib import Path
 
-from gateware import layout, link, sim as simbuild
+from gateware import link, sim as simbuild, variants
 
 from . import board
 from .bridge import Bridge
@@ -19,6 +20,21 @@ from .simulator import Simulator
 
 class BoardNotFound(board.BoardError):
     """A board was asked for and none is attached."""
+
+
+class VariantMismatch(board.BoardError):
+    """The SoC runs another accelerator configuration than the Arty variant asked for."""
+
+
+def check_variant(dut, variant):
+    """BoardError unless ``dut`` runs ``variant``'s accelerator configuration (gateware.variants)."""
+    want = variants.get(variant).accel
+    if dut.config != want:
+        runs = [v.name for v in variants.VARIANTS.values() if v.accel == dut.config]
+        raise VariantMismatch(
+            f"--variant {variant} has the accelerator {want}, but the {dut.target} SoC of {dut.build_dir} "
+            f"runs {dut.config}" + (f": that is --variant {runs[0]}" if runs else "") +
+            f"; pass the --variant (and --build-dir) of what it runs")
 
 
 class DUT:
@@ -70,20 +86,25 @@ class DUT:
             raise AcceleratorError("no model loaded: call load() first")
         return [self.accelerator.run_layers(image, k) for k in range(1, self.accelerator.image.n_layers + 1)]
 
-    def cpu_infer(self, model, images):
-        """``model`` on each image in C on the SoC's CPU, the speedup's baseline: a Results."""
-        return self.firmware.cpu_infer(model, images)
+    def cpu_infer(self, model, images, code="optimised"):
+        """``model`` on each image in C on the SoC's CPU: a Results. ``code`` "optimised" is the
+        speedup's baseline, "plain" the straightforward C (host.firmware.CPU_CODES)."""
+        return self.firmware.cpu_infer(model, images, code=code)
 
 
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
-             sim_fallback=False, log=print, sim=None, program=board.program):
+             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
-    Without a board attached, raises BoardNotFound, or with ``sim_fallback`` runs on the
-    simulation and says so. The simulation is ``sim`` (a running Simulator) if given;
-    ``program(bitstream)`` loads a bitstream (on a lab's exporter, for a labgrid place).
+    ``variant`` (gateware.variants: "a7-35", "a7-100") picks the board's part and default build,
+    and on the simulation its sim twin (the variant's accelerator); a SoC running another
+    configuration is refused (VariantMismatch). Without a board attached, raises BoardNotFound,
+    or with ``sim_fallback`` runs on the simulation and says so. The simulation is ``sim`` (a
+    running Simulator) if given; ``program(bitstream)`` loads a bitstream (default: openFPGALoader
+    for the variant; a lab's exporter for a labgrid place).
     """
+    v = variants.get(variant)
     if board_name:
         port = port or board.find_arty()
         if port is None and not sim_fallback:
@@ -92,19 +113,24 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
                                 f"run on the simulation")
     if board_name and port:
         if bitstream:
-            program(bitstream)
-        build_dir = Path(build_dir or simbuild.build_arty(layout.AccelConfig(), log=log))
+            (program or functools.partial(board.program, variant=v.name))(bitstream)
+        build_dir = Path(build_dir or simbuild.build_arty(v.accel, variant=v.name, log=log))
         if not (build_dir / "csr.json").exists():
             raise board.BoardError(f"no csr.json in {build_dir}: pass the --build-dir of what the "
-                                   f"board runs, or build it with 'nnhil build --target arty'")
+                                   f"board runs, or build it with 'nnhil build --target arty "
+                                   f"--variant {v.name}'")
         with Bridge(port, build_dir / "csr.json", baudrate=baud) as bridge:
-            yield DUT(board_name, bridge, build_dir)
+            d = DUT(board_name, bridge, build_dir)
+            check_variant(d, v.name)
+            yield d
         return
     if board_name:
         log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
     with contextlib.ExitStack() as stack:
         if sim is None:
-            sim = stack.enter_context(Simulator(simbuild.build_sim(layout.AccelConfig(), log=log)))
-            log(f"sim SoC answering on {sim.url} after {sim.boot_seconds:.1f} s")
+            sim = stack.enter_context(Simulator(simbuild.build_sim(v.accel, log=log)))
+            log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
-        yield DUT("sim", bridge, sim.build.dir, sim=sim)
+        d = DUT("sim", bridge, sim.build.dir, sim=sim)
+        check_variant(d, v.name)
+        yield d

@@ -45,8 +45,10 @@ MAILBOX = ("magic", "request", "done", "command", "status",
            "model", "images", "n_images", "image_stride", "results", "n_layers", "images_done")
 MB = {name: 4 * i for i, name in enumerate(MAILBOX)}          # byte offsets
 
-CMD_CPU_INFER = 1                          # integer model on the CPU, the CPU baseline
+CMD_CPU_INFER = 1                          # integer model on the CPU in plain C (infer_plain)
 CMD_ACCEL_BATCH = 2                        # the loaded accelerator program on each image
+CMD_CPU_INFER_OPTIMISED = 3                # the same, optimised for the VexRiscv: the speedup's baseline
+CPU_CODES = {"plain": CMD_CPU_INFER, "optimised": CMD_CPU_INFER_OPTIMISED}   # cpu_infer(code=...)
 STATUS_OK, STATUS_BAD_COMMAND, STATUS_BAD_MODEL, STATUS_ACCEL_ERROR = 0, 1, 2, 3
 STATUS_NAMES = {0: "ok", 1: "unknown command", 2: "a model the firmware cannot run (its geometry or width)",
                 3: "accelerator error"}
@@ -95,7 +97,8 @@ def mailbox_header():
     lines += [""]
     lines += [f"#define MB_{n.upper()} {i}" for i, n in enumerate(MAILBOX)]
     lines += [f"#define MB_WORDS {len(MAILBOX)}"]
-    lines += [f"#define CMD_CPU_INFER {CMD_CPU_INFER}", f"#define CMD_ACCEL_BATCH {CMD_ACCEL_BATCH}"]
+    lines += [f"#define CMD_CPU_INFER {CMD_CPU_INFER}", f"#define CMD_ACCEL_BATCH {CMD_ACCEL_BATCH}",
+              f"#define CMD_CPU_INFER_OPTIMISED {CMD_CPU_INFER_OPTIMISED}"]
     lines += [f"#define STATUS_OK {STATUS_OK}", f"#define STATUS_BAD_COMMAND {STATUS_BAD_COMMAND}",
               f"#define STATUS_BAD_MODEL {STATUS_BAD_MODEL}", f"#define STATUS_ACCEL_ERROR {STATUS_ACCEL_ERROR}"]
     return "\n".join(lines) + "\n"
@@ -295,15 +298,21 @@ class Firmware:
         return Results(logits=words[:, len(RESULT_HEADER):].view(np.int32), argmax=head["prediction"],
                        cycles=head["accel_cycles"], driver_cycles=head["cpu_cycles"])
 
-    def cpu_infer(self, model, images, progress=None):
-        """Integer inference on the CPU: predictions, logits and CPU cycles per image."""
+    def cpu_infer(self, model, images, progress=None, code="optimised"):
+        """Integer inference on the CPU: predictions, logits and CPU cycles per image.
+
+        ``code`` is the firmware's C inference (:data:`CPU_CODES`): "optimised", the
+        speedup's baseline, or "plain", the straightforward loop at -O2.
+        """
+        if code not in CPU_CODES:
+            raise FirmwareError(f"no CPU inference {code!r}: expected one of {', '.join(CPU_CODES)}")
         blob = pack_cpu_model(model, self.data)
         images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
         if images.shape[1] != model.n_in:
             raise FirmwareError(f"the images have {images.shape[1]} pixels, the model takes {model.n_in}")
         self.bridge.write_bytes(self.data, blob)
         img, stride, res, res_words = self._layout_batch(images, len(blob), model.n_out)
-        self.run(CMD_CPU_INFER, len(images), cpu_cycles_bound(model), progress, model=self.data,
+        self.run(CPU_CODES[code], len(images), cpu_cycles_bound(model), progress, model=self.data,
                  images=img, image_stride=stride, results=res)
         return self._results(res, res_words, len(images))
 

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from gateware import layout, program
+from gateware import layout, program, variants
 from training import filelock
 
 BASELINES = Path(__file__).resolve().parent.parent / "tests" / "baselines" / "latency.json"
@@ -25,9 +25,11 @@ TOLERANCE = 0.02
 LOCK_TIMEOUT_S = 30           # an update holds the lock for one read and one write of the file
 
 
-def key(arch, dataset, platform):
-    """'cnn on mnist, sim': the architecture (training.workflow.ARCHS), dataset and platform."""
-    return f"{arch} on {dataset}, {platform}"
+def key(arch, dataset, platform, variant=variants.DEFAULT):
+    """'cnn on mnist, sim': the architecture (training.workflow.ARCHS), dataset and platform, and
+    the Arty variant (gateware.variants) unless the default: 'mlp on fashion-mnist, sim, a7-100'
+    is the A7-100's sim twin."""
+    return f"{arch} on {dataset}, {platform}" + ("" if variant == variants.DEFAULT else f", {variant}")
 
 
 def setup(model, cfg):

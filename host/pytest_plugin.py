@@ -13,6 +13,8 @@ the first diverging layer, channel and position (heatmaps and traces in ``tmp_pa
 
 By default the SoC runs in Verilator (``--sim``). ``--board arty`` runs the same tests on
 a Digilent Arty A7 through its serial port (``--port``, or the Arty's FTDI found on USB);
+``--variant a7-100`` picks the Arty A7-100 (its bitstream, build and accelerator; on the
+simulation, its sim twin);
 without a board the ``dut`` tests skip saying what was looked for, unless
 ``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT),
 ``sim`` (tests the simulation itself, skipped with ``--board``) and ``serial``.
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from gateware import link
+from gateware import link, variants
 
 DEFAULT_IMAGES = 300
 FULL_IMAGES = 10_000
@@ -54,6 +56,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("nnhil", "nnhil: the SoC under test")
     group.addoption("--sim", action="store_true", help="run on the Verilator simulation (the default)")
     group.addoption("--board", choices=["arty"], help="run on a real board")
+    group.addoption("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                    help="the Arty A7 variant (gateware/variants.py): its part and accelerator, on the "
+                         "board and in its sim twin (default %(default)s)")
     group.addoption("--port", help="the board's serial port (default: find the Arty's FTDI UART)")
     group.addoption("--baud", type=int, default=link.BAUD,
                     help="baud rate of the board's UART (default: the build's, %(default)s)")
@@ -122,10 +127,10 @@ def n_images(request):
 
 
 @pytest.fixture(scope="session")
-def sim_build():
-    """The default configuration's sim model (built once, then taken from its cache)."""
-    from gateware import layout, sim
-    return sim.build_sim(layout.AccelConfig())
+def sim_build(request):
+    """The sim model of --variant's accelerator, its sim twin (built once, then taken from its cache)."""
+    from gateware import sim
+    return sim.build_sim(variants.get(request.config.getoption("--variant")).accel)
 
 
 WORKER_PROPERTIES = "nnhil_suite_properties"    # the key of a worker's in its workeroutput
@@ -184,7 +189,7 @@ def dut(request, suite_property):
     sim = None if name and port else request.getfixturevalue("sim")
     with duts.open_dut(name, port, opt("--baud"), opt("--build-dir"), opt("--bitstream"),
                        opt("--sim-fallback"), log=print, sim=sim,
-                       program=place.program if place else board.program) as d:
+                       program=place.program if place else None, variant=opt("--variant")) as d:
         _record_target(d, suite_property)
         yield d
 

@@ -14,7 +14,8 @@ from . import history
 RESOURCES = "resources.json"   # in the output directory, written by 'nnhil resources'
 LATENCY = (("accelerator_cycles", "accelerator cycles / inference"),
            ("batch_cycles_per_image", "cycles / image with the driver"),
-           ("cpu_cycles_per_inference", "CPU cycles / inference"))
+           ("cpu_optimised_cycles_per_inference", "CPU cycles / inference (optimised C)"),
+           ("cpu_cycles_per_inference", "CPU cycles / inference (plain C)"))
 ACCURACY = (("board_accuracy", "on-board"), ("float_test_accuracy", "float"))
 # the side-by-side table: (record key, row label)
 TABLE = (("arch", "architecture"), ("images", "test images"), ("float_test_accuracy", "float accuracy"),
@@ -22,8 +23,11 @@ TABLE = (("arch", "architecture"), ("images", "test images"), ("float_test_accur
          ("bit_exact_images", "bit-exact images"), ("macs", "MACs / inference"),
          ("accelerator_cycles", "accelerator cycles"), ("macs_per_cycle", "MACs / cycle"),
          ("batch_cycles_per_image", "cycles / image with the driver"),
-         ("cpu_cycles_per_inference", "CPU cycles / inference"),
-         ("speedup_accelerator", "speedup (accelerator)"), ("speedup_with_driver", "speedup (with driver)"),
+         ("cpu_optimised_cycles_per_inference", "CPU cycles / inference, optimised C"),
+         ("cpu_cycles_per_inference", "CPU cycles / inference, plain C"),
+         ("speedup_accelerator", "speedup over optimised C (accelerator)"),
+         ("speedup_with_driver", "speedup over optimised C (with driver)"),
+         ("speedup_plain_with_driver", "speedup over plain C (with driver)"),
          ("weight_words_used", "weight words used"), ("bias_entries_used", "bias entries used"),
          ("act_bytes_used", "activation bytes used"), ("max_layers_used", "program layers"))
 

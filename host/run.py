@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gateware import cyclemodel, link, program
+from gateware import cyclemodel, link, program, variants
 from training import datasets, home, modelfile, plots
 
 from . import divergence, history, pace, shards
 from .dut import open_dut
 
-CPU_IMAGES = 2                # the CPU takes millions of cycles per image
+CPU_IMAGES = 2                # the CPU takes millions of cycles per image (each C inference)
 PROGRESS_EVERY_S = 5          # a long batch reports how far it is at most this often
 FULL_IMAGES = 10_000
 
@@ -45,6 +45,9 @@ class Job:
 def add_target_arguments(p):
     """Where the SoC runs: the options of nnhil run and nnhil demo."""
     p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
+    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                   help="the Arty A7 variant: its part and accelerator, on the board or in its sim twin "
+                        "(default: %(default)s)")
     p.add_argument("--port", help="the board's serial port (default: find the Arty's FTDI)")
     p.add_argument("--baud", type=int, default=link.BAUD, help="the board's link rate (default: %(default)s)")
     p.add_argument("--build-dir", help="the board's build directory (default: the cached Arty build)")
@@ -204,12 +207,12 @@ def run_job(job, duts, args, log=print, kind="run"):
             log(f"images {lo}-{hi - 1}: {int(part.exact(model, images[lo:hi]).sum())}/{hi - lo} bit-exact")
         raise
     batch_s, batch_bytes = time.perf_counter() - t0, traffic() - link0
-    cpu = dut.cpu_infer(model, images[:CPU_IMAGES])
+    cpu = {code: dut.cpu_infer(model, images[:CPU_IMAGES], code=code) for code in ("optimised", "plain")}
     ref = model.logits(images)
     exact = r.exact(model, images)
-    cpu_exact = bool(cpu.exact(model, images[:CPU_IMAGES]).all())
+    cpu_exact = all(bool(c.exact(model, images[:CPU_IMAGES]).all()) for c in cpu.values())
     accel_cycles, batch_cycles = int(np.median(r.cycles)), int(np.median(r.driver_cycles))
-    cpu_cycles = int(np.median(cpu.driver_cycles))
+    cpu_cycles, plain_cycles = (int(np.median(cpu[code].driver_cycles)) for code in ("optimised", "plain"))
     model_cycles = dut.accelerator.model_cycles
     macs = cyclemodel.hardware_macs(model, dut.config)
     board_pace = pace.board(args.baud)
@@ -224,10 +227,14 @@ def run_job(job, duts, args, log=print, kind="run"):
         "cycles_exact": bool((r.cycles == model_cycles).all()),
         "macs": macs, "macs_per_cycle": round(macs / accel_cycles, 1),
         **{f"{k}_used": v for k, v in program.usage(model, dut.config).items()},
-        "batch_cycles_per_image": batch_cycles, "cpu_cycles_per_inference": cpu_cycles,
-        "cpu_bit_exact": cpu_exact,
+        # the CPU baseline: the optimised C (the speedups), and the plain C that the history
+        # has recorded as cpu_cycles_per_inference from the start
+        "batch_cycles_per_image": batch_cycles, "cpu_optimised_cycles_per_inference": cpu_cycles,
+        "cpu_cycles_per_inference": plain_cycles, "cpu_bit_exact": cpu_exact,
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
+        "speedup_plain_accelerator": round(plain_cycles / accel_cycles, 1),
+        "speedup_plain_with_driver": round(plain_cycles / batch_cycles, 1),
         "weight_load_s": round(load_s, 3), "batch_wall_s": round(batch_s, 2), "sims": len(duts),
         "weight_load_link_bytes": load_bytes, "batch_link_bytes": batch_bytes,
         # what a board at the link rate would take: the bytes one after the other (UARTBone
@@ -269,7 +276,7 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         log(f"accuracy         on-board {s['board_accuracy']:.4f}  software integer "
             f"{s['software_int_accuracy']:.4f}{float_acc}  ({n} images)")
     log(f"bit-exact        {s['bit_exact_images']}/{n} images: logits and argmax equal the integer "
-        f"reference model; CPU inference {'bit-exact' if s['cpu_bit_exact'] else 'DIFFERS'}")
+        f"reference model; CPU inference (optimised and plain C) {'bit-exact' if s['cpu_bit_exact'] else 'DIFFERS'}")
     if not exact.all():
         i = int(np.flatnonzero(~exact)[0])
         log(f"                 first differing image {i}: board {r.logits[i].tolist()} "
@@ -280,9 +287,11 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"{dut.config.lanes} lanes")
     log(f"with driver      {s['batch_cycles_per_image']} cycles per image "
         f"({s['batch_cycles_per_image'] * us:.2f} us) through the firmware")
-    log(f"CPU (VexRiscv)   {s['cpu_cycles_per_inference']} cycles per inference "
-        f"({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)")
-    log(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver)")
+    log(f"CPU (VexRiscv)   {s['cpu_optimised_cycles_per_inference']} cycles per inference in optimised C "
+        f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_cycles_per_inference']} "
+        f"in plain C ({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)")
+    log(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver) "
+        f"over the optimised C; {s['speedup_plain_accelerator']}x, {s['speedup_plain_with_driver']}x over the plain C")
     log(f"host CPU         {s['host_int_us_batch1']} us per image (integer model, NumPy, one at a time), "
         f"{s['host_int_us_batched']} us batched"
         + (f", float {s['host_float_us_batched']} us batched" if "host_float_us_batched" in s else "")
@@ -303,7 +312,8 @@ def open_targets(args, log=print):
         raise InputError(f"--sims {args.sims}: give a number of simulations, 1 or more, and only "
                          f"without --board")
     return shards.open_all(lambda: open_dut(args.board, args.port, args.baud, args.build_dir,
-                                            args.bitstream, args.sim_fallback, log), args.sims)
+                                            args.bitstream, args.sim_fallback, log,
+                                            variant=args.variant), args.sims)
 
 
 def run(args, log=print):

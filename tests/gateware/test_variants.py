@@ -1,4 +1,8 @@
 """gateware.variants: each Arty A7 variant has its own part, default accelerator and build."""
+import json
+import os
+import sys
+
 import pytest
 
 from gateware import program, resources, sim, variants
@@ -45,14 +49,51 @@ def test_unknown_variant_is_named():
         variants.get("a7-50")
 
 
-def test_program_picks_the_openfpgaloader_board(monkeypatch, tmp_path):
-    calls = []
-    monkeypatch.setattr(board.shutil, "which", lambda tool: "/usr/bin/openFPGALoader")
-    monkeypatch.setattr(board.subprocess, "run",
-                        lambda cmd, **kw: calls.append(cmd) or type("R", (), {"returncode": 0})())
-    board.program(tmp_path / "x.bit", variant="a7-100")
-    board.program(tmp_path / "x.bit")
-    assert [c[2] for c in calls] == ["arty_a7_100t", "arty_a7_35t"]
+STAND_IN = """#!{python}
+# a stand-in openFPGALoader: records its arguments, answers as told by the test
+import json, os, sys
+with open(os.environ["NNHIL_LOADER_LOG"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+if os.environ.get("NNHIL_LOADER_FAIL"):
+    print("unable to open ftdi device: -3 (device not found)", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@pytest.fixture
+def loader(tmp_path, monkeypatch):
+    """An executable openFPGALoader first on PATH that records each call's arguments; returns
+    a function reading them back."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "loader.jsonl"
+    bin_dir.mkdir()
+    tool = bin_dir / "openFPGALoader"
+    tool.write_text(STAND_IN.format(python=sys.executable))
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("NNHIL_LOADER_LOG", str(log))
+    return lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.mark.parametrize("name", list(variants.VARIANTS))
+def test_program_runs_openfpgaloader_for_the_variant(loader, tmp_path, name):
+    bit = tmp_path / "x.bit"
+    board.program(bit, variant=name)
+    board.program(bit, variant=name, cable="210319A8E3F1")
+    expected = variants.get(name).loader_board
+    assert loader() == [["-b", expected, str(bit)], ["-b", expected, "--ftdi-serial", "210319A8E3F1", str(bit)]]
+
+
+def test_program_reports_the_loaders_failure(loader, tmp_path, monkeypatch):
+    monkeypatch.setenv("NNHIL_LOADER_FAIL", "1")
+    with pytest.raises(board.BoardError, match="failed to program .*x.bit:\\n.*device not found"):
+        board.program(tmp_path / "x.bit", variant="a7-100")
+    assert loader() == [["-b", "arty_a7_100t", str(tmp_path / "x.bit")]]
+
+
+def test_program_without_openfpgaloader_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))          # an empty PATH directory
+    with pytest.raises(board.BoardError, match="openFPGALoader is not installed: sudo apt-get install openfpgaloader"):
+        board.program(tmp_path / "x.bit")
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from host import latency
+from host.firmware import CPU_CODES
 from training import modelfile, workflow
 from training.workflow import MODELS
 
@@ -84,6 +85,7 @@ def batch(firmware, accelerator, loaded, n_images):
 
 @pytest.fixture(scope="module")
 def cpu(firmware, batch, loaded):
-    """Two images through the integer model on the CPU: the speedup's baseline."""
+    """Two images through the integer model on the CPU in each of the firmware's C inferences
+    (host.firmware.CPU_CODES: "optimised", the speedup's baseline, and "plain"), by name."""
     images = batch[0][:2]
-    return images, firmware.cpu_infer(loaded.model, images)
+    return images, {code: firmware.cpu_infer(loaded.model, images, code=code) for code in CPU_CODES}

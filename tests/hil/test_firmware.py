@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gateware import layout, resources
-from host.firmware import (CMD_CPU_INFER, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware, FirmwareError,
-                           cpu_cycles_bound, pack_cpu_model)
+from host.firmware import (CMD_CPU_INFER, CPU_CODES, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware,
+                           FirmwareError, cpu_cycles_bound, pack_cpu_model)
 from tests.gateware import accel_models
 from training import fixedpoint as fx
 from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
@@ -14,11 +14,17 @@ from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 pytestmark = pytest.mark.board
 
 
-def test_cpu_inference_of_random_weights_is_bit_exact(firmware, fashion):
+@pytest.fixture(params=sorted(CPU_CODES))
+def code(request):
+    """Each of the firmware's C inferences: the plain one and the optimised one."""
+    return request.param
+
+
+def test_cpu_inference_of_random_weights_is_bit_exact(firmware, fashion, code):
     """Random int8 weights drive hidden layers into saturation: the edges the trained model avoids."""
     model = resources.headline_model()
     images = fashion.test[0][:2]
-    r = firmware.cpu_infer(model, images)
+    r = firmware.cpu_infer(model, images, code=code)
     np.testing.assert_array_equal(r.logits, model.logits(images))
     np.testing.assert_array_equal(r.argmax, model.predict(images))
     assert (model.activations(images)[0] == 255).any()
@@ -36,14 +42,25 @@ def odd_cnn(rng):
     return IntModel([c1, p1, c2, Dense(w(4, 14), *rq(4, 1), fx.OUTPUT_I32)], input_shape=(3, 9, 7))
 
 
-@pytest.mark.parametrize("make", [lambda rng: resources.headline_model("cnn", rng), odd_cnn],
-                         ids=["headline-shape", "odd-sizes"])
-def test_cpu_inference_of_random_cnns_is_bit_exact(firmware, make):
+def pooled_3x3_cnn(rng):
+    """A pooled 3x3 conv (the optimised C's path for kernels other than 2x2) over a 2x8x9 input,
+    its pool dropping a column, then a dense layer of 36 inputs and fewer than four outputs."""
+    w = lambda *shape: rng.integers(fx.WEIGHT_MIN, fx.WEIGHT_MAX + 1, shape).astype(np.int8)
+    rq = lambda n, shift: (rng.integers(-5000, 5000, n).astype(np.int32),
+                           rng.integers(1 << 15, 1 << 16, n).astype(np.uint16), np.full(n, shift, np.uint8))
+    c1 = Conv2D(w(4, 2, 3, 3), *rq(4, 18), fx.OUTPUT_U8, (2, 8, 9))          # -> (4, 6, 7)
+    p1 = MaxPool2D(c1.shape_out)                                               # -> (4, 3, 3)
+    return IntModel([c1, p1, Dense(w(3, 36), *rq(3, 1), fx.OUTPUT_I32)], input_shape=(2, 8, 9))
+
+
+@pytest.mark.parametrize("make", [lambda rng: resources.headline_model("cnn", rng), odd_cnn, pooled_3x3_cnn],
+                         ids=["headline-shape", "odd-sizes", "pooled-3x3"])
+def test_cpu_inference_of_random_cnns_is_bit_exact(firmware, make, code):
     rng = np.random.default_rng(3)
     model = make(rng)
     images = rng.integers(0, 256, (2,) + model.input_shape).astype(np.uint8)
     images[1] = 255                                       # the brightest image saturates most
-    r = firmware.cpu_infer(model, images)
+    r = firmware.cpu_infer(model, images, code=code)
     np.testing.assert_array_equal(r.logits, model.logits(images))
     np.testing.assert_array_equal(r.argmax, model.predict(images))
     hidden = np.concatenate([a.ravel() for a in model.activations(images)[:-1]])
@@ -68,14 +85,14 @@ EXTREME_MODELS = _extreme_models()
 
 
 @pytest.mark.parametrize("name", EXTREME_MODELS)
-def test_cpu_inference_of_extreme_models_is_bit_exact(firmware, name):
+def test_cpu_inference_of_extreme_models_is_bit_exact(firmware, name, code):
     """Shift 1 and 47, mult 0, accumulators and logits near the int32 limits, tied logits (the
     lowest index wins), weights at the int8 limits: a random, a white and a black image."""
     model = EXTREME_MODELS[name]
     rng = np.random.default_rng(7)
     images = np.stack([rng.integers(0, 256, model.input_shape), np.full(model.input_shape, 255),
                        np.zeros(model.input_shape)]).astype(np.uint8)
-    r = firmware.cpu_infer(model, images)
+    r = firmware.cpu_infer(model, images, code=code)
     ref = model.logits(images)
     np.testing.assert_array_equal(r.logits, ref)
     np.testing.assert_array_equal(r.argmax, model.predict(images))

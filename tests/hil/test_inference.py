@@ -16,8 +16,10 @@ from training.workflow import MODELS
 
 pytestmark = pytest.mark.board
 
-# accelerator batch (driver included) vs the CPU, in CPU cycles, by training.workflow.MODELS architecture
-SPEEDUP_TARGET = {"mlp": 250, "cnn": 150}
+# accelerator batch (driver included) vs the CPU, in CPU cycles, by training.workflow.MODELS architecture:
+# over the optimised C (the headline; measured 139x and 142x) and over the plain C
+SPEEDUP_TARGET = {"mlp": 120, "cnn": 120}
+SPEEDUP_PLAIN_TARGET = {"mlp": 250, "cnn": 150}
 
 
 def test_identification_matches_the_build(accelerator, bridge):
@@ -66,17 +68,22 @@ def test_host_path_single_images(accelerator, loaded):
 
 
 def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, record_property):
-    images, r_cpu = cpu
-    np.testing.assert_array_equal(r_cpu.logits, loaded.model.logits(images))
-    cpu_cycles = int(np.median(r_cpu.driver_cycles))
+    images, runs = cpu
+    for code, r_cpu in runs.items():
+        np.testing.assert_array_equal(r_cpu.logits, loaded.model.logits(images), err_msg=f"{code} C")
+    cpu_cycles, plain_cycles = (int(np.median(runs[code].driver_cycles)) for code in ("optimised", "plain"))
     batch_cycles = int(np.median(batch[2].driver_cycles))
-    speedup = cpu_cycles / batch_cycles
-    print(f"\nCPU {cpu_cycles} cycles/image; accelerator batch {batch_cycles} "
-          f"cycles/image with the driver: {speedup:.0f}x")
-    record_property("cpu_cycles_per_inference", cpu_cycles)
+    speedup, speedup_plain = cpu_cycles / batch_cycles, plain_cycles / batch_cycles
+    print(f"\nCPU {cpu_cycles} cycles/image in optimised C, {plain_cycles} in plain C; accelerator batch "
+          f"{batch_cycles} cycles/image with the driver: {speedup:.0f}x, {speedup_plain:.0f}x over the plain C")
+    record_property("cpu_optimised_cycles_per_inference", cpu_cycles)
+    record_property("cpu_cycles_per_inference", plain_cycles)
     record_property("speedup_vs_cpu", round(speedup, 1))
+    record_property("speedup_vs_plain_cpu", round(speedup_plain, 1))
+    assert cpu_cycles < plain_cycles, "the optimised C is no faster than the plain C"
     if model_name in MODELS:        # a --model file has no target: its speedup is recorded only
-        assert speedup >= SPEEDUP_TARGET[MODELS[model_name][0]]
+        arch = MODELS[model_name][0]
+        assert speedup >= SPEEDUP_TARGET[arch] and speedup_plain >= SPEEDUP_PLAIN_TARGET[arch]
 
 
 def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, history_file,
@@ -84,11 +91,12 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
     images, labels, r = batch
     measured = {"accelerator_cycles": int(np.median(r.cycles)),
                 "batch_cycles_per_image": int(np.median(r.driver_cycles)),
-                "cpu_cycles_per_inference": int(np.median(cpu[1].driver_cycles))}
+                "cpu_optimised_cycles_per_inference": int(np.median(cpu[1]["optimised"].driver_cycles)),
+                "cpu_cycles_per_inference": int(np.median(cpu[1]["plain"].driver_cycles))}
     # a --model file is keyed by its file, on the dataset it records
     arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
     platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
-    name = latency.key(arch, dataset, platform)
+    name = latency.key(arch, dataset, platform, request.config.getoption("--variant"))
     ran = latency.setup(loaded.model, accelerator.config)
     record = {**measured, "target": dut.target, "platform": platform, "images": len(labels), "model": arch,
               "dataset": dataset, "model_hash": loaded.model.hash,

@@ -52,6 +52,8 @@ def test_update_then_compare_round_trip(tmp_path):
 def test_key_names_architecture_dataset_and_platform():
     assert latency.key("cnn", "mnist", "sim") != latency.key("cnn", "fashion-mnist", "sim")
     assert latency.key("cnn", "mnist", "sim") != latency.key("cnn", "mnist", "digilent_arty")
+    assert latency.key("mlp", "fashion-mnist", "sim", "a7-35") == latency.key("mlp", "fashion-mnist", "sim")
+    assert latency.key("mlp", "fashion-mnist", "sim", "a7-100") == "mlp on fashion-mnist, sim, a7-100"
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
