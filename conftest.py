@@ -5,7 +5,7 @@ The options, markers and the ``dut`` fixture come from nnhil's pytest plugin
 """
 import pytest
 
-from training import workflow
+from nnhil.training import workflow
 
 
 def pytest_addoption(parser):

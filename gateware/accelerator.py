@@ -14,7 +14,7 @@ from migen import *
 from litex.gen import LiteXModule
 from litex.soc.interconnect.csr import CSRField, CSRStatus, CSRStorage
 
-from training import fixedpoint as fx
+from nnhil.training import fixedpoint as fx
 
 from . import layout
 from .layout import DIM_BITS as DIM

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from training import fixedpoint as fx
+from nnhil.training import fixedpoint as fx
 
 MAGIC = 0x4E4E484C          # "NNHL"
 VERSION = 3                 # bump on any change to this file's contract (3: stop_after)

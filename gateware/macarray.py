@@ -3,7 +3,7 @@ from migen import *
 
 from litex.gen import LiteXModule
 
-from training import fixedpoint as fx
+from nnhil.training import fixedpoint as fx
 
 from . import cyclemodel
 

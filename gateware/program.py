@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.intmodel import Conv2D, Dense, MaxPool2D
+from nnhil.training.intmodel import Conv2D, Dense, MaxPool2D
 
 from . import layout
 from .layout import LayerShape

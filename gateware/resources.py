@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training import fixedpoint as fx, home, workflow
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+from nnhil.training import fixedpoint as fx, home, workflow
+from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 from . import cyclemodel, program
 from .layout import AccelConfig

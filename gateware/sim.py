@@ -24,7 +24,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from training import home
+from nnhil.training import home
 
 from . import layout
 

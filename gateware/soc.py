@@ -11,7 +11,7 @@ the sim can pass a byte-stream model instead of a baud-rate UART).
 from litex.soc.cores.uart import UARTBone
 from litex.soc.integration.soc import SoCRegion
 
-from training import fixedpoint as fx
+from nnhil.training import fixedpoint as fx
 
 from . import layout
 from .accelerator import Accelerator

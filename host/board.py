@@ -36,7 +36,7 @@ def program(bitstream, variant="a7-35", timeout=120, cable=None, via=(), board=N
     ``cable`` picks one of several FTDI cables by serial number; ``via`` is a command prefix
     that runs openFPGALoader on another host (ssh to a lab's exporter, see host.lab).
     """
-    from gateware import variants
+    from nnhil.gateware import variants
 
     board = board or variants.get(variant).loader_board
     tool = "openFPGALoader" if via else shutil.which("openFPGALoader")

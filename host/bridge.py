@@ -22,7 +22,7 @@ from pathlib import Path
 
 import serial
 
-from gateware import link
+from nnhil.gateware import link
 
 from . import pace as pacing
 

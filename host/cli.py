@@ -6,10 +6,10 @@ import signal
 import sys
 from pathlib import Path
 
-from gateware import program
-from training import datasets, modelfile, workflow
-from training.cnn import CNNConfig
-from training.train import TrainConfig
+from nnhil.gateware import program
+from nnhil.training import datasets, modelfile, workflow
+from nnhil.training.cnn import CNNConfig
+from nnhil.training.train import TrainConfig
 
 from .run import InputError
 
@@ -87,7 +87,7 @@ def cmd_quantize(args):
     model, st, meta = modelfile.load_float(args.model)
     data = _load_data(args, meta.get("train_config", {}).get("val_size", 5000),
                       meta.get("train_config", {}).get("seed", 0))
-    from training.quantize import quantize
+    from nnhil.training.quantize import quantize
     meta = dict(meta, dataset=meta.get("dataset", args.dataset))     # calibrated on it, tested on it
     q = quantize(model, st, data.train[0][:workflow.CALIBRATION_IMAGES], data.classes, meta)
     out = Path(args.out or Path(args.model).with_name("quantized.npz"))
@@ -111,18 +111,18 @@ def cmd_eval(args):
 
 
 def cmd_build(args):
-    from gateware import sim
+    from nnhil.gateware import sim
     sim.run(args)
 
 
 def cmd_resources(args):
-    from gateware import resources
+    from nnhil.gateware import resources
     return resources.run(args)
 
 
 def cmd_cycles(args):
-    from gateware import resources
-    from gateware.layout import AccelConfig
+    from nnhil.gateware import resources
+    from nnhil.gateware.layout import AccelConfig
     resources.print_cycles(AccelConfig(lanes=args.lanes))
 
 
@@ -177,12 +177,12 @@ def main(argv=None):
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("build", help="build the SoC: a cached Verilator model, or the Arty A7 gateware")
-    from gateware import sim
+    from nnhil.gateware import sim
     sim.add_arguments(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("resources", help="Yosys estimate of the accelerator (cells, timing) and the Arty SoC; check they fit")
-    from gateware import resources
+    from nnhil.gateware import resources
     resources.add_arguments(p)
     p.set_defaults(func=cmd_resources)
 

@@ -7,7 +7,7 @@ images through the accelerator, bit-exact checks, cycles, accuracy and the speed
 """
 from pathlib import Path
 
-from training import datasets, modelfile, workflow
+from nnhil.training import datasets, modelfile, workflow
 
 from . import history, report
 from .run import Job, add_target_arguments, open_targets, run_job

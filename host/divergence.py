@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateware import cyclemodel, program
-from training.plots import pyplot
+from nnhil.gateware import cyclemodel, program
+from nnhil.training.plots import pyplot
 
 TRACED_IMAGES = 3           # a failing run traces at most this many images layer by layer
 LISTED_IMAGES = 50          # and lists at most this many differing images by index

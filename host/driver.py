@@ -9,9 +9,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from gateware import cyclemodel, layout, program
-from training import fixedpoint as fx
-from training.intmodel import Conv2D
+from nnhil.gateware import cyclemodel, layout, program
+from nnhil.training import fixedpoint as fx
+from nnhil.training.intmodel import Conv2D
 
 
 class IdentificationMismatch(RuntimeError):

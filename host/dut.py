@@ -9,7 +9,7 @@ import contextlib
 import functools
 from pathlib import Path
 
-from gateware import link, sim as simbuild, variants
+from nnhil.gateware import link, sim as simbuild, variants
 
 from . import board
 from .bridge import Bridge

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateware import layout, program
-from training import filelock, fixedpoint as fx
+from nnhil.gateware import layout, program
+from nnhil.training import filelock, fixedpoint as fx
 
 from .bridge import Console
 from .results import Results

@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from training import filelock, home
+from nnhil.training import filelock, home
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "history.jsonl"

@@ -16,8 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from gateware import layout, program, variants
-from training import filelock
+from nnhil.gateware import layout, program, variants
+from nnhil.training import filelock
 
 BASELINES = Path(__file__).resolve().parent.parent / "tests" / "baselines" / "latency.json"
 EXACT = ("accelerator_cycles",)

@@ -8,7 +8,7 @@ it, so it gets the slowest rate we can justify (:data:`SIM`).
 """
 from dataclasses import dataclass
 
-from gateware import link
+from nnhil.gateware import link
 
 # The sim's speed, measured on this project's 2-core machines: about 1 M cycles/s idle and
 # 0.17-0.21 M with the machine four to seven times oversubscribed (load average 9-14 on 2

@@ -2,7 +2,7 @@
 
 Installed with the package (entry point ``pytest11``), so any project's tests can use it:
 
-    from host.pytest_plugin import assert_bit_exact
+    from nnhil.host.pytest_plugin import assert_bit_exact
 
     def test_my_model(dut, tmp_path):
         dut.load(model)
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from gateware import link, variants
+from nnhil.gateware import link, variants
 
 DEFAULT_IMAGES = 300
 FULL_IMAGES = 10_000
@@ -48,7 +48,7 @@ def assert_bit_exact(dut, images, results, out_dir=None):
     """Fail unless every image's logits and argmax (a host.results.Results) equal the integer
     model loaded on ``dut``; the message is host.divergence.explain's layer-by-layer report."""
     if not results.exact(dut.model, images).all():
-        from host import divergence
+        from nnhil.host import divergence
         pytest.fail(divergence.explain(dut, images, results, out_dir), pytrace=False)
 
 
@@ -94,7 +94,7 @@ def pytest_configure(config):
     if config.getoption("--sim") and config.getoption("--board"):
         raise pytest.UsageError("--sim and --board exclude each other")
     if config.getoption("--nnhil-home"):   # the environment: subprocesses and sims see it too
-        from training import home
+        from nnhil.training import home
         os.environ[home.ENV] = str(Path(config.getoption("--nnhil-home")).resolve())
     # a kill unwinds like Ctrl-C, so session fixtures stop the sim and socat
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -129,7 +129,7 @@ def n_images(request):
 @pytest.fixture(scope="session")
 def sim_build(request):
     """The sim model of --variant's accelerator, its sim twin (built once, then taken from its cache)."""
-    from gateware import sim
+    from nnhil.gateware import sim
     return sim.build_sim(variants.get(request.config.getoption("--variant")).accel)
 
 
@@ -160,7 +160,7 @@ def pytest_testnodedown(node, error):
 @pytest.fixture(scope="session")
 def sim(sim_build, suite_property):
     """The sim, booted once; its boot time (bounded by Simulator.start_timeout) goes to the JUnit report."""
-    from host.simulator import Simulator
+    from nnhil.host.simulator import Simulator
     with Simulator(sim_build) as s:
         suite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
         yield s
@@ -172,12 +172,12 @@ def dut(request, suite_property):
 
     It holds the target's one link for the whole session (a sim serves one client at a time).
     """
-    from host import board, dut as duts
+    from nnhil.host import board, dut as duts
 
     opt = request.config.getoption
     name, port, place = opt("--board"), opt("--port"), None
     if name and not port:
-        from host import lab
+        from nnhil.host import lab
         place = lab.place_from_options(request.config)
         if place:
             port = lab.hold(request.config, place)      # released at the end of the run

@@ -7,7 +7,7 @@ series and its own column: the latest demo run of it.
 import json
 from pathlib import Path
 
-from training.plots import pyplot
+from nnhil.training.plots import pyplot
 
 from . import history
 

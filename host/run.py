@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateware import cyclemodel, link, program, variants
-from training import datasets, home, modelfile, plots
+from nnhil.gateware import cyclemodel, link, program, variants
+from nnhil.training import datasets, home, modelfile, plots
 
 from . import divergence, history, pace, shards
 from .dut import open_dut

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from shutil import which
 
-from gateware import layout
+from nnhil.gateware import layout
 
 from . import pace
 from .bridge import Bridge, BridgeError

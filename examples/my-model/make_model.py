@@ -1,8 +1,8 @@
 """Makes this project's model: a 64-32-10 MLP with random int8 weights, and 50 images to run it on."""
 import numpy as np
 
-from training import fixedpoint as fx, modelfile
-from training.intmodel import Dense, IntModel
+from nnhil.training import fixedpoint as fx, modelfile
+from nnhil.training.intmodel import Dense, IntModel
 
 
 def dense(rng, n_out, n_in, output):

@@ -1,7 +1,7 @@
 """My model on the SoC under test: `pytest` (the simulation) or `pytest --board arty`."""
 import numpy as np
 
-from training import modelfile
+from nnhil.training import modelfile
 
 
 def test_my_model_is_bit_exact_in_the_modelled_cycles(dut):

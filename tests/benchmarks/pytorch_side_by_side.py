@@ -101,7 +101,7 @@ def run_worker(python, framework, arch, data, threads, images):
 
 def prepare_data(path):
     """The standardised Fashion-MNIST training split the trainer uses (55,000 images)."""
-    from training import workflow
+    from nnhil.training import workflow
     data = workflow.load_data("fashion-mnist")
     images, labels = data.train
     path.parent.mkdir(parents=True, exist_ok=True)

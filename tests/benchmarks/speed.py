@@ -13,8 +13,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from training.cnn import CNNConfig
-from training.train import TrainConfig, train
+from nnhil.training.cnn import CNNConfig
+from nnhil.training.train import TrainConfig, train
 
 CONFIGS = {"mlp": TrainConfig, "cnn": CNNConfig}     # the project's defaults, one epoch each
 YARDSTICK_SIZE = 512

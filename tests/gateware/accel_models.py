@@ -4,8 +4,8 @@ import copy
 
 import numpy as np
 
-from training import fixedpoint as fx
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+from nnhil.training import fixedpoint as fx
+from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 
 def _requant(rng, n_out, n_in, gain):

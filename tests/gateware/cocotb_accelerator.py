@@ -15,11 +15,11 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from gateware import cyclemodel, layout, program, vectors
-from gateware.layout import AccelConfig
+from nnhil.gateware import cyclemodel, layout, program, vectors
+from nnhil.gateware.layout import AccelConfig
 from tests.gateware import accel_models
 from tests.gateware.accel_models import EDGE_VALUES, cnn, random_model
-from training import fixedpoint as fx
+from nnhil.training import fixedpoint as fx
 
 BUILDS = {
     # small memories so sizes are never multiples of the lanes and every limit is reachable

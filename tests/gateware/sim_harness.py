@@ -8,8 +8,8 @@ its directory (and cocotb's results.xml in it).
 import json
 from pathlib import Path
 
-from gateware.standalone import Standalone
-from training import filelock
+from nnhil.gateware.standalone import Standalone
+from nnhil.training import filelock
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "gateware_sim"

@@ -8,9 +8,9 @@ and odd kernels, pools dropping a row and a column, one and several tiles.
 import pytest
 from migen.sim import run_simulation
 
-from gateware import layout
-from gateware.addrgen import AddressGenerator
-from gateware.layout import LayerShape as S
+from nnhil.gateware import layout
+from nnhil.gateware.addrgen import AddressGenerator
+from nnhil.gateware.layout import LayerShape as S
 
 LANES = 4
 

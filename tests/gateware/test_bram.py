@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from litex import get_data_mod
 
-from gateware import arty, resources, variants
+from nnhil.gateware import arty, resources, variants
 
 VEXRISCV = Path(get_data_mod("cpu", "vexriscv").data_location) / "VexRiscv.v"
 

@@ -4,8 +4,8 @@ The simulation tests compare the model with the hardware counter for many shapes
 """
 import pytest
 
-from gateware import cyclemodel, layout
-from gateware.layout import AccelConfig
+from nnhil.gateware import cyclemodel, layout
+from nnhil.gateware.layout import AccelConfig
 
 S = layout.LayerShape
 HEADLINE = [S.dense(784, 128), S.dense(128, 10, logits=True)]

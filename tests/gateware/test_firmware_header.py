@@ -10,9 +10,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from gateware.layout import BIAS, DESCRIPTOR, REQUANT
-from host.firmware import HEADER_RECORDS, mailbox_header
-from training import fixedpoint as fx
+from nnhil.gateware.layout import BIAS, DESCRIPTOR, REQUANT
+from nnhil.host.firmware import HEADER_RECORDS, mailbox_header
+from nnhil.training import fixedpoint as fx
 
 CC = shutil.which("gcc") or shutil.which("cc")
 

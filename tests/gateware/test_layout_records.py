@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateware import layout, link
-from gateware.layout import BIAS, DESCRIPTOR, FLAGS, REQUANT, Field, LayerShape, Record
-from training import fixedpoint as fx
+from nnhil.gateware import layout, link
+from nnhil.gateware.layout import BIAS, DESCRIPTOR, FLAGS, REQUANT, Field, LayerShape, Record
+from nnhil.training import fixedpoint as fx
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [*sorted((ROOT / "gateware").glob("*.py")), *sorted((ROOT / "host").glob("*.py")),

@@ -7,8 +7,8 @@ max-merge into the shadow bank; and the drain bank loaded only on ``publish``.
 import numpy as np
 from migen.sim import run_simulation
 
-from gateware.macarray import MACArray
-from training import fixedpoint as fx
+from nnhil.gateware.macarray import MACArray
+from nnhil.training import fixedpoint as fx
 
 LANES = 4
 

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from gateware import layout, program
-from gateware.layout import AccelConfig
-from training import fixedpoint as fx
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+from nnhil.gateware import layout, program
+from nnhil.gateware.layout import AccelConfig
+from nnhil.training import fixedpoint as fx
+from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 LayerShape = layout.LayerShape
 

@@ -8,10 +8,10 @@ import numpy as np
 from migen import Array, Memory, Module, Signal
 from migen.sim import run_simulation
 
-from gateware import layout
-from gateware.layout import AccelConfig
-from gateware.requantizer import Requantizer
-from training import fixedpoint as fx
+from nnhil.gateware import layout
+from nnhil.gateware.layout import AccelConfig
+from nnhil.gateware.requantizer import Requantizer
+from nnhil.training import fixedpoint as fx
 
 LANES = 4
 

@@ -1,9 +1,9 @@
 """gateware.resources: the report arithmetic, the cycles command, and (slow) real synthesis."""
 import pytest
 
-from gateware import resources
-from gateware.layout import AccelConfig
-from host import latency
+from nnhil.gateware import resources
+from nnhil.gateware.layout import AccelConfig
+from nnhil.host import latency
 
 
 def test_utilization_counts_lut_rams_and_half_ramb18():

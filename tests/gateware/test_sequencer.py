@@ -9,9 +9,9 @@ import pytest
 from migen import Memory, Module
 from migen.sim import run_simulation
 
-from gateware import cyclemodel, layout, program, vectors
-from gateware.layout import AccelConfig, LayerShape as S
-from gateware.sequencer import Sequencer
+from nnhil.gateware import cyclemodel, layout, program, vectors
+from nnhil.gateware.layout import AccelConfig, LayerShape as S
+from nnhil.gateware.sequencer import Sequencer
 
 CFG = AccelConfig(lanes=4, weight_words=512, bias_entries=96, act_bytes=40, logit_words=12, max_layers=4)
 

@@ -3,8 +3,8 @@ import pytest
 from migen import Module, Signal
 from migen.fhdl.verilog import convert
 
-from gateware import resources, timing
-from gateware.layout import AccelConfig
+from nnhil.gateware import resources, timing
+from nnhil.gateware.layout import AccelConfig
 
 
 class AdderChain(Module):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from migen.sim import run_simulation
 
-from gateware import layout, program, vectors
-from gateware.layout import GEOM_BITS, DIM_BITS, AccelConfig, LayerShape as S
-from gateware.validator import ProgramValidator
-from host.firmware import MAX_DIM, MAX_WIDTH, FirmwareError, cpu_layers, cpu_limits
-from training import fixedpoint as fx
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+from nnhil.gateware import layout, program, vectors
+from nnhil.gateware.layout import GEOM_BITS, DIM_BITS, AccelConfig, LayerShape as S
+from nnhil.gateware.validator import ProgramValidator
+from nnhil.host.firmware import MAX_DIM, MAX_WIDTH, FirmwareError, cpu_layers, cpu_limits
+from nnhil.training import fixedpoint as fx
+from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 CONFIGS = {
     "p4": AccelConfig(lanes=4, weight_words=512, bias_entries=96, act_bytes=40, logit_words=12, max_layers=4),

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from gateware import program, resources, sim, variants
-from training import home
-from gateware.layout import AccelConfig
-from host import board
+from nnhil.gateware import program, resources, sim, variants
+from nnhil.training import home
+from nnhil.gateware.layout import AccelConfig
+from nnhil.host import board
 
 
 def test_a7_35_default_is_the_sim_default():
@@ -36,8 +36,8 @@ def test_a7_100_accelerator_uses_the_larger_part():
 
 def program_shape_model(sizes):
     import numpy as np
-    from training import fixedpoint as fx
-    from training.intmodel import Dense, IntModel
+    from nnhil.training import fixedpoint as fx
+    from nnhil.training.intmodel import Dense, IntModel
     layers = [Dense(np.ones((b, a), np.int8), np.zeros(b, np.int32), np.full(b, 1, np.uint16),
                     np.full(b, 8, np.uint8), fx.OUTPUT_I32 if i == len(sizes) - 2 else fx.OUTPUT_U8)
               for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
@@ -101,11 +101,11 @@ def test_a7_100_sim_twin_runs_a_model_the_a7_35_cannot_hold(fashion):
     """The A7-100's sim twin (its accelerator in the sim SoC): a 784-256-128-10 MLP with random
     weights, bit-exact logits and argmax on test images, cycles equal to the cycle model."""
     import numpy as np
-    from gateware import cyclemodel
-    from host.driver import AcceleratorDriver
-    from host.simulator import Simulator
-    from training import fixedpoint as fx
-    from training.intmodel import Dense, IntModel
+    from nnhil.gateware import cyclemodel
+    from nnhil.host.driver import AcceleratorDriver
+    from nnhil.host.simulator import Simulator
+    from nnhil.training import fixedpoint as fx
+    from nnhil.training.intmodel import Dense, IntModel
 
     cfg = variants.get("a7-100").accel
     rng = np.random.default_rng(1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateware import arty, vivado
+from nnhil.gateware import arty, vivado
 
 REPORTS = Path(__file__).parent / "vivado_reports"
 

@@ -9,9 +9,9 @@ import pytest
 from migen import Memory, Module
 from migen.sim import run_simulation
 
-from gateware.layout import BIAS, DESCRIPTOR, REGIONS, AccelConfig
-from gateware.wishbone_window import WishboneWindow
-from training import fixedpoint as fx
+from nnhil.gateware.layout import BIAS, DESCRIPTOR, REGIONS, AccelConfig
+from nnhil.gateware.wishbone_window import WishboneWindow
+from nnhil.training import fixedpoint as fx
 
 
 class Bench(Module):

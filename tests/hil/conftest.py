@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from host import latency
-from host.firmware import CPU_CODES
-from training import modelfile, workflow
-from training.workflow import MODELS
+from nnhil.host import latency
+from nnhil.host.firmware import CPU_CODES
+from nnhil.training import modelfile, workflow
+from nnhil.training.workflow import MODELS
 
 
 def pytest_generate_tests(metafunc):

@@ -4,12 +4,12 @@ import struct
 import numpy as np
 import pytest
 
-from gateware import layout, resources
-from host.firmware import (CMD_CPU_INFER, CPU_CODES, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware,
+from nnhil.gateware import layout, resources
+from nnhil.host.firmware import (CMD_CPU_INFER, CPU_CODES, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware,
                            FirmwareError, cpu_cycles_bound, pack_cpu_model)
 from tests.gateware import accel_models
-from training import fixedpoint as fx
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+from nnhil.training import fixedpoint as fx
+from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 pytestmark = pytest.mark.board
 

@@ -6,13 +6,13 @@ import warnings
 import numpy as np
 import pytest
 
-from gateware import cyclemodel, layout, program, resources
-from host import driver as drv, history, latency
-from host.pytest_plugin import assert_bit_exact
-from training import fixedpoint as fx
-from training.intmodel import IntModel
+from nnhil.gateware import cyclemodel, layout, program, resources
+from nnhil.host import driver as drv, history, latency
+from nnhil.host.pytest_plugin import assert_bit_exact
+from nnhil.training import fixedpoint as fx
+from nnhil.training.intmodel import IntModel
 
-from training.workflow import MODELS
+from nnhil.training.workflow import MODELS
 
 pytestmark = pytest.mark.board
 

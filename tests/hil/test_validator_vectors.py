@@ -11,12 +11,12 @@ import struct
 import numpy as np
 import pytest
 
-from gateware import layout, program, vectors
-from gateware.layout import AccelConfig, LayerShape as S
-from host.firmware import (CMD_CPU_INFER, CPU_CYCLES_PER_MAC, CPU_CYCLES_PER_VALUE, LAYER_FIELDS, LAYER_WORDS,
+from nnhil.gateware import layout, program, vectors
+from nnhil.gateware.layout import AccelConfig, LayerShape as S
+from nnhil.host.firmware import (CMD_CPU_INFER, CPU_CYCLES_PER_MAC, CPU_CYCLES_PER_VALUE, LAYER_FIELDS, LAYER_WORDS,
                            MAX_DIM, FirmwareError, cpu_limits)
-from training import fixedpoint as fx
-from training.intmodel import Conv2D, Dense, MaxPool2D
+from nnhil.training import fixedpoint as fx
+from nnhil.training.intmodel import Conv2D, Dense, MaxPool2D
 
 pytestmark = pytest.mark.board
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host import history, latency
+from nnhil.host import history, latency
 
 REPO = Path(__file__).resolve().parents[2]
 WRITERS = 4

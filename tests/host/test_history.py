@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from host import history, report
+from nnhil.host import history, report
 
 
 def _run(board_accuracy, cycles):

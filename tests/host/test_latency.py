@@ -2,10 +2,10 @@
 committed baselines as the anchor of the cycle model the RTL takes its pipeline depths from."""
 import pytest
 
-from gateware import cyclemodel, resources
-from gateware.layout import AccelConfig
-from host import latency
-from training.workflow import MODELS
+from nnhil.gateware import cyclemodel, resources
+from nnhil.gateware.layout import AccelConfig
+from nnhil.host import latency
+from nnhil.training.workflow import MODELS
 
 NAME = latency.key("mlp", "fashion-mnist", "sim")
 RAN = latency.setup(resources.headline_model(), AccelConfig())

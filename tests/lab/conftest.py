@@ -141,7 +141,7 @@ class LoopbackLab:
 def loopback_lab(sim_build, tmp_path):
     """Starts a sim of its own, its pty and a lab on it for a ``with`` block; after the block
     ``lab.leftovers()`` lists whatever of it is still running (the test asserts it is nothing)."""
-    from host.simulator import Simulator
+    from nnhil.host.simulator import Simulator
 
     @contextlib.contextmanager
     def run():

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateware import cyclemodel, program, sim as simbuild, variants
-from host import dut as duts
-from host.simulator import Simulator
-from training import workflow
-from training.train import TrainConfig
+from nnhil.gateware import cyclemodel, program, sim as simbuild, variants
+from nnhil.host import dut as duts
+from nnhil.host.simulator import Simulator
+from nnhil.training import workflow
+from nnhil.training.train import TrainConfig
 
 A7_100 = variants.get("a7-100")
 # The 90% MLP of the A7-100: 784-384-128-10 takes 2,864 of its 3,072 weight words (the README's
@@ -63,8 +63,8 @@ def test_readme_large_mlp_does_not_fit_and_says_why():
 
 
 def _random_mlp(sizes):
-    from training import fixedpoint as fx
-    from training.intmodel import Dense, IntModel
+    from nnhil.training import fixedpoint as fx
+    from nnhil.training.intmodel import Dense, IntModel
     rng = np.random.default_rng(0)
     return IntModel([Dense(rng.integers(-127, 128, (b, a)).astype(np.int8), np.zeros(b, np.int32),
                            np.ones(b, np.uint16), np.ones(b, np.uint8),

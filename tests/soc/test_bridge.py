@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateware import layout, soc
-from host.bridge import Bridge, BridgeError, CSRMap
-from training import fixedpoint as fx
+from nnhil.gateware import layout, soc
+from nnhil.host.bridge import Bridge, BridgeError, CSRMap
+from nnhil.training import fixedpoint as fx
 
 pytestmark = pytest.mark.sim
 

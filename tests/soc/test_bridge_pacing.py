@@ -5,11 +5,11 @@ import signal
 import numpy as np
 import pytest
 
-from gateware import link
-from host import pace
-from host.bridge import BridgeError
-from host.firmware import DATA_OFFSET
-from host.simulator import Simulator
+from nnhil.gateware import link
+from nnhil.host import pace
+from nnhil.host.bridge import BridgeError
+from nnhil.host.firmware import DATA_OFFSET
+from nnhil.host.simulator import Simulator
 
 pytestmark = pytest.mark.sim
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import workflow
+from nnhil.training import workflow
 
 pytestmark = pytest.mark.sim
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +18,7 @@ IMAGES = 40
 
 def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
     models = {workflow.MODELS[name]: trained(name) for name in workflow.MODELS}   # before the demo
-    r = subprocess.run([sys.executable, "-m", "host.cli", "demo", "--model", "all", "--images", str(IMAGES),
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--model", "all", "--images", str(IMAGES),
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count(f"bit-exact        {IMAGES}/{IMAGES} images") == len(workflow.MODELS)
@@ -44,7 +44,7 @@ def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
 def test_demo_with_its_defaults(trained, sim_build, tmp_path):
     """`nnhil demo` as the README runs it: the MLP on all 10,000 test images (five 2,000-image chunks)."""
     t = trained("mlp")
-    r = subprocess.run([sys.executable, "-m", "host.cli", "demo", "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=1800, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = np.load(tmp_path / "board" / "mlp-fashion-mnist" / "results.npz")

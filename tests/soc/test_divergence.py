@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateware import cyclemodel, layout, program
-from host import divergence, driver as drv
-from host.pytest_plugin import assert_bit_exact
+from nnhil.gateware import cyclemodel, layout, program
+from nnhil.host import divergence, driver as drv
+from nnhil.host.pytest_plugin import assert_bit_exact
 from tests.gateware import accel_models
-from training import modelfile
+from nnhil.training import modelfile
 
 pytestmark = pytest.mark.board
 
@@ -107,7 +107,7 @@ def test_nnhil_run_traces_an_image_on_demand(model, images, tmp_path):
     side in trace-1.npz, equal, in the modelled cycles, and the report, though nothing differs."""
     modelfile.save_quantized(tmp_path / "m.npz", model)
     np.save(tmp_path / "x.npy", images)
-    r = subprocess.run([sys.executable, "-m", "host.cli", "run", tmp_path / "m.npz", "--images-npy",
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
                         tmp_path / "x.npy", "--trace", "1", "--out", tmp_path / "run"],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import modelfile
+from nnhil.training import modelfile
 
 pytestmark = pytest.mark.sim
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def nnhil(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "host.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "nnhil.host.cli", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT)
 
 

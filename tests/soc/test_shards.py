@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from host import shards
-from host.dut import open_dut
+from nnhil.host import shards
+from nnhil.host.dut import open_dut
 
 pytestmark = pytest.mark.sim
 

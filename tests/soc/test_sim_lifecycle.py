@@ -4,9 +4,9 @@ import signal
 
 import pytest
 
-from gateware import layout, sim as simbuild
-from host.bridge import BridgeError
-from host.simulator import Simulator, SimulatorError
+from nnhil.gateware import layout, sim as simbuild
+from nnhil.host.bridge import BridgeError
+from nnhil.host.simulator import Simulator, SimulatorError
 
 pytestmark = pytest.mark.sim
 

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from host import history, latency
+from nnhil.host import history, latency
 
 pytestmark = pytest.mark.sim
 REPO = Path(__file__).resolve().parents[2]

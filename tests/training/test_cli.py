@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from host.cli import main
-from training import modelfile
+from nnhil.host.cli import main
+from nnhil.training import modelfile
 
 
 @pytest.fixture(scope="module")

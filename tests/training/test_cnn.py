@@ -6,11 +6,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from training import fixedpoint as fx, modelfile, workflow
-from training.cnn import (CNN, CNNConfig, conv_backward, conv_forward, pool_backward, pool_forward)
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
-from training.quantize import fold_standardizer_cnn, quantize
-from training.train import Standardizer, train
+from nnhil.training import fixedpoint as fx, modelfile, workflow
+from nnhil.training.cnn import (CNN, CNNConfig, conv_backward, conv_forward, pool_backward, pool_forward)
+from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+from nnhil.training.quantize import fold_standardizer_cnn, quantize
+from nnhil.training.train import Standardizer, train
 
 
 # Float CNN: gradients -------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def _float64(model):
 @pytest.mark.parametrize("shape,channels,k,dense", [((1, 8, 8), (2, 3), 2, (4,)),
                                                       ((2, 9, 7), (3,), 3, (5, 3))])
 def test_whole_cnn_backward_matches_numerical(shape, channels, k, dense):
-    from training.mlp import cross_entropy
+    from nnhil.training.mlp import cross_entropy
     rng = np.random.default_rng(0)
     model = _float64(CNN(shape, channels, k, dense, seed=1))
     x = rng.standard_normal((3, int(np.prod(shape))))
@@ -400,7 +400,7 @@ def test_rejected_float_cnn_files(tmp_path):
 
 def test_mlp_manifest_is_unchanged(tmp_path):
     """MLP files keep exactly their manifest entries (no CNN keys leak in)."""
-    from training.mlp import MLP
+    from nnhil.training.mlp import MLP
     q = quantize(MLP((784, 8, 10)), Standardizer(0.3, 0.3), np.zeros((10, 28, 28), np.uint8))
     modelfile.save_quantized(tmp_path / "q.npz", q)
     with zipfile.ZipFile(tmp_path / "q.npz") as z:

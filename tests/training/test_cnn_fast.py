@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from training.cnn import (CNN, CNNConfig, conv_backward, conv_forward, conv_pool_backward, conv_pool_forward,
+from nnhil.training.cnn import (CNN, CNNConfig, conv_backward, conv_forward, conv_pool_backward, conv_pool_forward,
                           pool_backward, pool_forward)
-from training.train import TrainConfig, train
+from nnhil.training.train import TrainConfig, train
 
 
 @pytest.mark.parametrize("c_in,c_out,k,h,w", [(1, 4, 2, 28, 28), (3, 2, 2, 13, 13), (2, 3, 3, 9, 6),

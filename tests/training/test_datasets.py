@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import datasets as D
+from nnhil.training import datasets as D
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from training import fixedpoint as fx
+from nnhil.training import fixedpoint as fx
 
 
 @pytest.mark.parametrize("acc, mult, shift, expected", [

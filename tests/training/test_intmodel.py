@@ -5,11 +5,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from training import fixedpoint as fx, modelfile
-from training.intmodel import Dense, IntModel
-from training.mlp import MLP
-from training.quantize import quantize, quantize_weights
-from training.train import Standardizer
+from nnhil.training import fixedpoint as fx, modelfile
+from nnhil.training.intmodel import Dense, IntModel
+from nnhil.training.mlp import MLP
+from nnhil.training.quantize import quantize, quantize_weights
+from nnhil.training.train import Standardizer
 
 
 def dense(w, b, mult=None, shift=None, output=fx.OUTPUT_U8):

@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from training import workflow
-from training.train import TrainConfig
+from nnhil.training import workflow
+from nnhil.training.train import TrainConfig
 
 LARGE = dataclasses.replace(TrainConfig(), layers=(784, 512, 256, 10), dropout=0.2, seed=0)
 

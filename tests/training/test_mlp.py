@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from training.mlp import MLP, cross_entropy, log_softmax
-from training.train import TrainConfig, lr_at, sgd_step, smoothed_targets, train
+from nnhil.training.mlp import MLP, cross_entropy, log_softmax
+from nnhil.training.train import TrainConfig, lr_at, sgd_step, smoothed_targets, train
 
 
 def _loss(model, x, t):

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from training import filelock, workflow
-from training.train import TrainConfig
+from nnhil.training import filelock, workflow
+from nnhil.training.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 LONG_EPOCHS = 5000                # minutes of training: the trainer is killed long before
 # A child asks for the small MLP in an output directory once the test writes a line to its stdin.
 CHILD = """
 import sys
-from training import workflow
-from training.train import TrainConfig
+from nnhil.training import workflow
+from nnhil.training.train import TrainConfig
 out, epochs = sys.argv[1], int(sys.argv[2])
 d = workflow.load_data("fashion-mnist")
 small = workflow.Data(d.name, d.classes, tuple(a[:600] for a in d.train), tuple(a[:200] for a in d.val),

@@ -5,8 +5,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from training import modelfile
-from training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+from nnhil.training import modelfile
+from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 
 STEPS = 97            # truncation lengths and byte flips spread over the whole file
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from training.train import Standardizer, TrainConfig, lr_at
+from nnhil.training.train import Standardizer, TrainConfig, lr_at
 
 
 def test_plain_sgd_schedule_is_constant_from_the_first_step():

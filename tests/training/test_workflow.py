@@ -5,8 +5,8 @@ import shutil
 import pytest
 import threadpoolctl
 
-from training import modelfile, workflow
-from training.train import TrainConfig
+from nnhil.training import modelfile, workflow
+from nnhil.training.train import TrainConfig
 
 CFG = TrainConfig(layers=(784, 8, 10), epochs=1, val_size=200)
 
