@@ -35,7 +35,10 @@ class Accelerator(LiteXModule):
     inputs, one per cycle, walking the input tensor with an address generator and the weight
     RAM in step. The requantizer drains an output position while the next one computes; a
     position of fewer MAC cycles than its tile has lanes waits until the drain bank is free.
-    A dense layer is the 1x1 conv over (n_in, 1, 1).
+    A dense layer is the 1x1 conv over (n_in, 1, 1); one of at most lanes/2 (lanes/4)
+    outputs splits its fan-in over 2 (4) lane groups, which read the bytes of one
+    activation word in the same cycle (the datapath keeps one port per buffer), and the
+    requantizer adds the groups' sums.
     """
     def __init__(self, cfg=layout.AccelConfig()):
         self.cfg = cfg
@@ -127,6 +130,9 @@ class Accelerator(LiteXModule):
             mac.last.eq(seq.last),
             mac.merge.eq(seq.merge),
             mac.publish.eq(seq.publish),
+            mac.split.eq(seq.split),
+            mac.tail.eq(seq.tail),
+            rq.split.eq(seq.split),
             rq.b_base.eq(seq.b_base),
             rq.c_out.eq(seq.c_out),
             rq.plane.eq(seq.plane),

@@ -23,9 +23,12 @@ of its requantized output. A dense layer is the 1x1 case over (n_in, 1, 1). The 
 hold output channels: tile t computes channels t*lanes .. t*lanes + lanes - 1 at one
 output position, one window element per cycle, broadcasting the activation to all lanes.
 Tile t's weights are ``window`` consecutive words from w_base + t*window, word i holding
-the weights of window element i = (ci*k + ky)*k + kx (zero for lanes past c_out).
-Layer l reads act[l % 2] and writes act[(l + 1) % 2], or logits if it is last. A run
-with ``stop_after`` = k > 0 ends after layer k - 1, whose output stays in act[k % 2].
+the weights of window element i = (ci*k + ky)*k + kx (zero for lanes past c_out). A dense
+layer of at most lanes/2 (lanes/4) outputs splits its fan-in over 2 (4) lane groups
+(:meth:`LayerShape.groups`): word i holds in lane g*lanes/G + c the weight of input G*i + g
+to output c (zero past n_in), so it takes ceil(n_in/G) words and MAC cycles.
+Layer l reads act[l % 2] and writes act[(l + 1) % 2], or logits if it is last.
+A run with ``stop_after`` = k > 0 ends after layer k - 1, whose output stays in act[k % 2].
 """
 from dataclasses import asdict, dataclass
 
@@ -34,7 +37,7 @@ import numpy as np
 from nnhil.training import fixedpoint as fx
 
 MAGIC = 0x4E4E484C          # "NNHL"
-VERSION = 3                 # bump on any change to this file's contract (3: stop_after)
+VERSION = 4                 # bump on any change to this file's contract (3: lane groups, 4: stop_after)
 
 DIM_BITS = 16               # c_in, c_out and output indices are 16-bit
 GEOM_BITS = 8               # height, width and kernel are 8-bit descriptor fields
@@ -326,8 +329,21 @@ class LayerShape:
         return (f"conv {self.kernel}x{self.kernel} ({self.c_in},{self.height},{self.width})->{self.c_out}"
                 + (" + pool" if self.pool else ""))
 
+    def groups(self, lanes):
+        """Lane groups that split the fan-in of a dense layer narrow enough for them: 4 when
+        c_out <= lanes/4, 2 when c_out <= lanes/2, else 1. Group g of G takes input G i + g
+        of word step i (the bytes of one activation word), and the requantizer adds the
+        groups' sums; a conv window's inputs are not adjacent bytes, so a conv keeps 1."""
+        if (self.height, self.width, self.kernel) != (1, 1, 1):
+            return 1
+        return next(g for g in (4, 2, 1) if g == 1 or self.c_out <= lanes // g)
+
+    def steps(self, lanes):
+        """MAC cycles (and weight words) of one window of one tile."""
+        return -(-self.window // self.groups(lanes))
+
     def weight_words(self, lanes):
-        return tiles(self.c_out, lanes) * self.window
+        return tiles(self.c_out, lanes) * self.steps(lanes)
 
     @property
     def flags(self):

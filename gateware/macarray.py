@@ -23,6 +23,10 @@ class MACArray(LiteXModule):
     while the lanes compute the next position. Both banks load with a clock enable only: no
     data multiplexer in front of 2 x lanes x 32 flip-flops.
 
+    A dense layer of G = 2**split lane groups (layout.LayerShape.groups) gives group g
+    byte byte + g of the activation word: each quarter of the lanes has its own operand
+    register, which takes byte + (its quarter's group). The requantizer adds the groups.
+
     A sum never wraps: its window has at most act_bytes < 2**16 inputs, so
     |sum| <= 255 * 128 * 65535 < 2**31, and the comparison is exact.
     """
@@ -33,7 +37,11 @@ class MACArray(LiteXModule):
         self.valid = Signal()
         self.first = Signal()          # first input of a tile: restart the accumulators
         self.last  = Signal()          # last input of a tile
-        self.byte  = Signal(2)         # activation byte within act_word
+        self.byte  = Signal(2)         # activation byte within act_word (of lane group 0)
+        # The layer: its fan-in split over 2**split lane groups (layout.LayerShape.groups);
+        # on a window's last step, the groups past ``tail`` have no input (stale bytes).
+        self.split = Signal(2)
+        self.tail  = Signal(2)
         # RAM data (cycle c+1).
         self.weights  = Signal(8*lanes)
         self.act_word = Signal(32)
@@ -65,9 +73,21 @@ class MACArray(LiteXModule):
             self.busy.eq((valid != 0) | self.published),
         ]
 
-        x = Signal(fx.ACT_BITS, reset_less=True, name="act")
-        self.sync += Case(byte, {b: x.eq(self.act_word[8*b:8*(b + 1)]) for b in range(4)})
+        quarter = lanes // 4
+        xs = []
+        for q in range(4):
+            x = Signal(fx.ACT_BITS, reset_less=True, name=f"act{q}")
+            group = Signal(2, name=f"group{q}")   # this quarter's lane group
+            sel = Signal(2, name=f"byte{q}")
+            self.comb += [
+                Case(self.split, {0: group.eq(0), 1: group.eq(q >> 1), "default": group.eq(q)}),
+                sel.eq(byte + group),
+            ]
+            self.sync += If(last[0] & (group > self.tail), x.eq(0)).Else(
+                Case(sel, {b: x.eq(self.act_word[8*b:8*(b + 1)]) for b in range(4)}))
+            xs.append(x)
         for k in range(lanes):
+            x = xs[k // quarter]
             w    = Signal((fx.WEIGHT_BITS, True), reset_less=True)
             prod = Signal((fx.WEIGHT_BITS + fx.ACT_BITS + 1, True), reset_less=True)
             acc  = Signal((fx.ACC_BITS, True), reset_less=True)

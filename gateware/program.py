@@ -91,14 +91,19 @@ def _words(data):
     return np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), dtype="<u4").tolist()
 
 
-def pack_weights(weights, lanes):
-    """Words of one layer: per tile, per window element, the weights to its ``lanes`` channels."""
+def pack_weights(weights, lanes, groups=1):
+    """Words of one layer: per tile, per window step, the weights to its ``lanes`` lanes: the
+    tile's channels, or with ``groups`` G (LayerShape.groups) G groups of lanes/G channels,
+    group g taking window element G i + g at step i."""
     weights = weights.reshape(len(weights), -1)            # [c_out, c_in * k * k]
     n_out, n_in = weights.shape
     t = layout.tiles(n_out, lanes)
-    padded = np.zeros((t * lanes, n_in), dtype=np.int8)
-    padded[:n_out] = weights
-    return _words(padded.reshape(t, lanes, n_in).transpose(0, 2, 1).view(np.uint8))
+    steps = -(-n_in // groups)
+    padded = np.zeros((t * lanes // groups, steps * groups), dtype=np.int8)
+    padded[:n_out, :n_in] = weights
+    # [tile, channel, step, group] -> [tile, step, group, channel]: lane g * lanes/G + c
+    split = padded.reshape(t, lanes // groups, steps, groups).transpose(0, 2, 3, 1)
+    return _words(split.reshape(t * steps, lanes).view(np.uint8))
 
 
 def pack_bias(layer):
@@ -114,7 +119,7 @@ def compile_model(model, cfg):
     w_base = b_base = 0
     for shape, (_, layer) in zip(shapes, layer_shapes(model)):
         program += shape.encode(w_base, b_base)
-        weights += pack_weights(layer.weights, cfg.lanes)
+        weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes))
         bias += pack_bias(layer)
         w_base += shape.weight_words(cfg.lanes)
         b_base += shape.c_out

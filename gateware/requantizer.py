@@ -12,7 +12,8 @@ from .layout import DIM_BITS as DIM, address_bits
 class Requantizer(LiteXModule):
     """Drains one output position from the drain bank, one lane per cycle, into the next layer's input.
 
-    Per lane: drain-bank value and bias-RAM read -> acc + bias -> * mult (two stages, for the
+    Per lane: the drain-bank values of its channel's lane groups (a dense layer may split
+    its fan-in, see MACArray) -> their sum, and the bias-RAM read -> acc + bias -> * mult (two stages, for the
     DSP pipeline) -> + rounding -> ReLU and shift -> clamp and write. Lane k of a window
     is channel ``chan + k`` and goes to output index ``out + k * plane`` (channel-major).
     Hidden layers write uint8 results to the output activation buffer; the last layer writes
@@ -26,6 +27,7 @@ class Requantizer(LiteXModule):
         self.c_out  = Signal(DIM)
         self.plane  = Signal(DIM)      # output index stride between channels
         self.logits = Signal()
+        self.split  = Signal(2)        # 2**split lane groups hold parts of each sum (MACArray)
         # The position in the drain bank, valid with ``start``.
         self.start     = Signal()      # the drain bank holds a new position from the next cycle
         self.tile_out  = Signal(DIM)   # output index of lane 0
@@ -56,7 +58,9 @@ class Requantizer(LiteXModule):
             If(self.start, active.eq(1), k.eq(0), j.eq(self.tile_out), c.eq(self.tile_chan)),
             If(self.flush, active.eq(0)),
         ]
-        self.comb += self.bias_adr.eq(self.b_base + c)
+        c_read = Signal(DIM, reset_less=True)   # the bias is read a cycle after the sweep
+        self.sync += c_read.eq(c)
+        self.comb += self.bias_adr.eq(self.b_base + c_read)
 
         # Pipeline: stage n holds the lane swept n cycles earlier.
         valid = Signal(self.LATENCY)
@@ -78,21 +82,36 @@ class Requantizer(LiteXModule):
         field = {f.name: self.bias_dat[f.bits] for f in layout.BIAS}
         shift_in = field["shift"]
         self.comb += bias.eq(field["bias"])
+        # stage 1: the lane groups' values of channel c (a group of lanes/G lanes each); the
+        # narrow multiplexers see only the lanes a group can start at.
+        n = lanes // 4
+        kq = k[:(n - 1).bit_length()] if n > 1 else 0
+        kh = k[:(2*n - 1).bit_length()]
+        part = [Signal((fx.ACC_BITS, True), reset_less=True, name=f"part{g}") for g in range(4)]
+        by_quarter = lambda first, n: Array(bank[first:first + n]) if n > 1 else Array([bank[first]] * 2)
         self.sync += [
-            # stage 1: drain-bank value; the bias RAM answers during stage 1.
-            acc.eq(bank[k]),
-            # stage 2: acc + bias, latch mult, shift and the rounding constant.
+            part[0].eq(bank[k]),
+            Case(self.split, {
+                0: [p.eq(0) for p in part[1:]],
+                1: [part[1].eq(by_quarter(2*n, 2*n)[kh]), part[2].eq(0), part[3].eq(0)],
+                "default": [part[g].eq(by_quarter(g*n, n)[kq]) for g in (1, 2, 3)],
+            }),
+        ]
+        self.sync += [
+            # stage 2: their sum; the bias RAM answers during stage 2.
+            acc.eq((part[0] + part[1]) + (part[2] + part[3])),
+            # stage 3: acc + bias, latch mult, shift and the rounding constant.
             total[0].eq(acc + bias),
             mult.eq(field["mult"]),
             shift[0].eq(shift_in),
             Case(shift_in, {"default": half[0].eq(0),
                 **{s: half[0].eq(1 << (s - 1)) for s in range(1, fx.SHIFT_MAX + 1)}}),
-            # stages 3-4: the 32x16 product, registered twice.
+            # stages 4-5: the 32x16 product, registered twice.
             prod[0].eq(total[0] * mult),
             prod[1].eq(prod[0]),
-            # stage 5: round half up.
+            # stage 6: round half up.
             rnd.eq(prod[1] + half[2]),
-            # stage 6: ReLU, then a logical shift of the non-negative value.
+            # stage 7: ReLU, then a logical shift of the non-negative value.
             neg.eq(rnd < 0),
             q.eq(rnd[:fx.PRODUCT_BITS + 1] >> shift[3]),
         ]

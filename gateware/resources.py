@@ -252,5 +252,6 @@ def print_cycles(cfg=AccelConfig()):
               f"{cyclemodel.hardware_macs(model, cfg)} MACs, {cyclemodel.macs_per_cycle(model, cfg):.1f} MACs/cycle")
         for s in shapes:
             c = cyclemodel.layer_cycles(s, cfg.lanes)
-            print(f"  {str(s):38s} {c:7d} cycles  {s.macs / c:5.1f} MACs/cycle")
+            print(f"  {str(s):38s} {c:7d} cycles  {s.macs / c:5.1f} MACs/cycle  "
+                  f"({cyclemodel.layer_bound(s, cfg.lanes)}-bound)")
     return out

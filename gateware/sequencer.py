@@ -20,6 +20,10 @@ class Sequencer(LiteXModule):
     With ``stop_after`` = k > 0 the whole program is validated as always, then the run ends
     after layer k - 1, its output left in its activation buffer.
 
+    A dense layer narrow enough for 2 or 4 lane groups (layout.LayerShape.groups) issues
+    its windows as ceil(n_in/G) word steps: the address generator sees c_in/G inputs of
+    stride G.
+
     The window's place reaches the MAC array with its sums (``merge``, ``publish``,
     MAC_LATENCY cycles after issue) and the requantizer with the drain bank (``tile_out``,
     ``tile_chan``, PUBLISH_LATENCY cycles later).
@@ -44,6 +48,8 @@ class Sequencer(LiteXModule):
         self.c_out  = Signal(DIM)
         self.plane  = Signal(2*G)
         self.logits = Signal()
+        self.split  = Signal(2)            # log2 of the lane groups (layout.LayerShape.groups)
+        self.tail   = Signal(2)            # the last lane group with an input on a window's last step
         # Issue: the input and weight addresses of a MAC cycle.
         self.addr  = Signal(DIM)
         self.w_adr = Signal(32)
@@ -98,7 +104,11 @@ class Sequencer(LiteXModule):
         kk, hw   = Signal(2*G), Signal(2*G)
         conv_h, conv_w = Signal(G + 1), Signal(G + 1)   # wrap when kernel > height: ERR_SHAPE
         out_h, out_w   = Signal(G), Signal(G)
-        window   = Signal(DIM + 2*G)       # c_in k^2 inputs per output value
+        window   = Signal(DIM + 2*G)       # MAC cycles per window: c_in k^2, or ceil(n_in / groups)
+        dense    = Signal()
+        split    = self.split
+        steps_in = Signal(DIM)             # what the address generator sees: c_in, or n_in / groups
+        stride   = Signal(2*G)             # ... and its channel stride: h w, or the groups
         n_in     = Signal(DIM + 2*G)
         plane    = self.plane
         n_out    = Signal(DIM + 2*G)
@@ -130,7 +140,7 @@ class Sequencer(LiteXModule):
             conv_h=conv_h, conv_w=conv_w, n_in=n_in, n_out=n_out, plane=plane, w_end=w_end,
             b_end=b_end, stop_after=stop_after).items()]
         self.comb += [getattr(ag, name).eq(value) for name, value in dict(
-            c_in=c_in, kernel=kernel, width=width, hw=hw, pool=pool, window=window, plane=plane,
+            c_in=steps_in, kernel=kernel, width=width, hw=stride, pool=pool, window=window, plane=plane,
             out_h=out_h, out_w=out_w, n_tiles=n_tiles, w_base=w_base).items()]
         self.comb += [
             self.addr.eq(ag.addr),
@@ -182,11 +192,20 @@ class Sequencer(LiteXModule):
             NextValue(conv_w, width - kernel + 1),
             NextValue(n_tiles, (c_out + P - 1)[lg_lanes:]),
             NextValue(v_last, (c_out - 1)[:lg_lanes] + 1),
+            NextValue(dense, (height == 1) & (width == 1) & (kernel == 1)),
             ag.init.eq(1),
             NextState("SIZE2"),
         )
         fsm.act("SIZE2",
             NextValue(window, c_in * kk),
+            NextValue(split, 0), NextValue(steps_in, c_in), NextValue(stride, hw), NextValue(self.tail, 0),
+            If(dense & (c_out <= P // 4),
+                NextValue(split, 2), NextValue(steps_in, (c_in + 3)[2:]), NextValue(stride, 4),
+                NextValue(window, (c_in + 3)[2:]), NextValue(self.tail, (c_in - 1)[:2]),
+            ).Elif(dense & (c_out <= P // 2),
+                NextValue(split, 1), NextValue(steps_in, (c_in + 1)[1:]), NextValue(stride, 2),
+                NextValue(window, (c_in + 1)[1:]), NextValue(self.tail, (c_in - 1)[:1]),
+            ),
             NextValue(n_in, c_in * hw),
             NextValue(out_h, Mux(pool, conv_h[1:], conv_h)),
             NextValue(out_w, Mux(pool, conv_w[1:], conv_w)),

@@ -99,3 +99,64 @@ def argmax_ties(rng, n_out):
     equal = copy.deepcopy(groups)
     equal.layers[-1].bias[:] = equal.layers[-1].bias[0]
     return [groups, equal]
+
+
+def accumulator_extremes(rng, n_in, n_extreme, n_aimed, n_logits):
+    """A model and images that drive every datapath register to the width the spec allows.
+
+    A hidden dense layer of ``n_in`` inputs (the largest fan-in the build's buffers allow),
+    each channel's weights all 127 or all -128, so its sum on the all-255 image is the
+    largest of its sign. The first ``n_extreme`` channels have biases that put their
+    worst-case accumulator within 2**8 of ACC_MAX or of ACC_MIN, which
+    ``fixedpoint.check_accumulator_range`` still accepts; lane by lane they alternate the
+    bound, then the mult (1, 2**15, MULT_MAX, random: products at both extremes), then the
+    weight sign. The next ``n_aimed`` channels (a lane's other weight sign when n_extreme is
+    the lane count) have biases that put their accumulator on the targeted image where
+    their shift gives a value inside 1..254, so the shifter and the rounding see real
+    values. Shifts run through SHIFT_MIN..SHIFT_MAX over the channels. The logits: one
+    within 2**8 of ACC_MAX and one of ACC_MIN on the all-255 image, the rest random.
+
+    Returns (model, images): all-255, all-zero and the image the aimed channels are aimed at.
+    """
+    n_out = n_extreme + n_aimed
+    target = rng.integers(0, fx.ACT_MAX + 1, n_in).astype(np.uint8)
+    images = [np.full(n_in, fx.ACT_MAX, np.uint8), np.zeros(n_in, np.uint8), target]
+
+    j = np.arange(n_out)
+    high = j % 2 == 0
+    mults = np.array([1, 1 << (fx.MULT_BITS - 1), fx.MULT_MAX, int(rng.integers(1, fx.MULT_MAX + 1))])
+    negative = ((j // 8) + (j >= n_extreme)) % 2 == 1
+    hidden = dense(rng, n_in, n_out, False)
+    w = hidden.weights
+    w[:] = np.where(negative, fx.WEIGHT_MIN, fx.WEIGHT_MAX)[:, None]
+    hidden.mult[:] = mults[(j // 2) % 4]
+    hidden.shift[:] = fx.SHIFT_MIN + j % (fx.SHIFT_MAX - fx.SHIFT_MIN + 1)
+
+    wj = w.astype(np.int64)
+    pos = np.where(wj > 0, wj, 0).sum(axis=1) * fx.ACT_MAX
+    neg = np.where(wj < 0, -wj, 0).sum(axis=1) * fx.ACT_MAX
+    margin = rng.integers(0, 1 << 8, n_out)
+    extreme = np.where(high, fx.ACC_MAX - margin - pos, fx.ACC_MIN + 1 + margin + neg)
+
+    # the aimed channels: the accumulator on `target` in the middle of a value in 1..254
+    room = fx.ACC_MAX - int((pos + neg).max())             # any image stays in range
+    shift, mult = hidden.shift.astype(np.int64), hidden.mult.astype(np.int64)
+    reach = np.minimum(254, (room * mult) >> shift)
+    y = np.array([int(rng.integers(1, max(1, r) + 1)) for r in reach])
+    aimed = np.minimum(((2 * y + 1) << (shift - 1)) // mult, room) - wj @ target.astype(np.int64)
+    hidden.bias[:] = np.where(j < n_extreme, extreme, aimed)
+    fx.check_accumulator_range(hidden.weights, hidden.bias)
+
+    # logits: the hidden outputs of the all-255 image are known; weight them at the limits
+    acc255 = wj.sum(axis=1) * fx.ACT_MAX + hidden.bias.astype(np.int64)
+    h = fx.requantize(acc255, hidden.mult, hidden.shift).astype(np.int64)
+    last = dense(rng, n_out, n_logits, True)
+    for i, up in enumerate((True, False)[:n_logits]):
+        on, off = (fx.WEIGHT_MAX, fx.WEIGHT_MIN) if up else (fx.WEIGHT_MIN, fx.WEIGHT_MAX)
+        last.weights[i] = np.select([h == fx.ACT_MAX, h == 0], [on, off], 0)
+        lw = last.weights[i].astype(np.int64)
+        r = int(rng.integers(0, 1 << 8))
+        last.bias[i] = (fx.ACC_MAX - r - fx.ACT_MAX * lw[lw > 0].sum() if up
+                        else fx.ACC_MIN + 1 + r - fx.ACT_MAX * lw[lw < 0].sum())
+    fx.check_accumulator_range(last.weights, last.bias)
+    return model_of([hidden, last]), images

@@ -293,6 +293,21 @@ async def requantization_extremes(host, rng):
         await host.infer(model, image_for(rng, model))
 
 
+@on(p4={}, p64={})
+async def accumulator_extremes(host, rng):
+    """Registers at the full width the spec allows (accel_models.accumulator_extremes): the
+    largest fan-in, accumulators within 2**8 of both int32 bounds in every lane (a tile of
+    extremes, then a tile aimed inside 0..255), products at both extremes, every shift on
+    a 64-lane build, logits within 2**8 of both bounds."""
+    cfg = host.cfg
+    n_extreme = max(cfg.lanes, min(32, cfg.act_bytes - cfg.lanes))   # every lane, every combination
+    model, images = accel_models.accumulator_extremes(rng, cfg.act_bytes, n_extreme, cfg.lanes,
+                                                      min(4, cfg.logit_words))
+    await host.load(model)
+    for image in images:
+        await host.infer(model, image)
+
+
 @on(**SMALL)
 async def argmax_ties(host, rng):
     """Equal logits: the lowest index wins."""

@@ -31,25 +31,28 @@ def weight_bytes(words, lanes):
 @pytest.mark.parametrize("lanes", [4, 8, 64])
 def test_weights_follow_the_layout(lanes):
     cfg = AccelConfig(lanes=lanes)
-    m = model([13, 2 * lanes + 3, 5])
+    m = model([13, 2 * lanes + 3, 5, lanes // 2])   # 1 lane group; 4 on 64 lanes; 2
     image = program.compile_model(m, cfg)
     wide = weight_bytes(image.regions["weights"], lanes)
     desc = image.regions["program"]
     for l, layer in enumerate(m.layers):
         shape, w_base, b_base = LayerShape.decode(desc[4 * l:4 * l + 4])
         assert shape == LayerShape.dense(layer.n_in, layer.n_out, logits=l == len(m.layers) - 1)
+        groups, steps = shape.groups(lanes), shape.steps(lanes)
+        assert groups == (4 if l == 1 and lanes == 64 else 2 if l == 2 else 1)
         for t in range(layout.tiles(layer.n_out, lanes)):
-            for i in range(layer.n_in):
+            for i in range(steps):
                 for k in range(lanes):
-                    j = t * lanes + k
-                    expect = layer.weights[j, i] if j < layer.n_out else 0
-                    assert wide[w_base + t * layer.n_in + i, k] == expect
+                    g, c = divmod(k, lanes // groups)      # lane group g takes input G i + g
+                    j, n = t * lanes + c, groups * i + g
+                    expect = layer.weights[j, n] if j < layer.n_out and n < layer.n_in else 0
+                    assert wide[w_base + t * steps + i, k] == expect
         entries = np.asarray(image.regions["bias"], dtype="<u4").view("<u8")[b_base:b_base + layer.n_out]
         bias = layout.BIAS.decode(entries)
         np.testing.assert_array_equal(bias["bias"], layer.bias)
         np.testing.assert_array_equal(bias["mult"], layer.mult)
         np.testing.assert_array_equal(bias["shift"], layer.shift)
-    assert image.n_layers == 2
+    assert image.n_layers == 3
     assert program.check_program(desc, image.n_layers, cfg) == (layout.ERR_NONE, None)
 
 
@@ -70,7 +73,7 @@ def test_headline_fits_the_default_build():
 
 def test_usage_of_each_memory():
     assert program.usage(model([784, 128, 10]), AccelConfig()) == {
-        "max_layers": 2, "act_bytes": 784, "logit_words": 10, "weight_words": 2 * 784 + 128,
+        "max_layers": 2, "act_bytes": 784, "logit_words": 10, "weight_words": 2 * 784 + 128 // 4,
         "bias_entries": 138}
     m = conv_model()                                       # (2, 7, 6) -> conv 2x2 (5) + pool -> 3
     assert program.usage(m, AccelConfig(lanes=4)) == {
@@ -86,7 +89,7 @@ def test_usage_of_each_memory():
     (AccelConfig(act_bytes=64), [8, 100, 10], ["outputs of a hidden layer", "needs 100", "36 too many"]),
     (AccelConfig(logit_words=8), [8, 10], ["logits: needs 10", "(2 too many)"]),
     (AccelConfig(weight_words=1024), [784, 128, 10],
-     ["weight words (64 int8 each): needs 1696, the accelerator has 1024 (672 too many)"]),
+     ["weight words (64 int8 each): needs 1600, the accelerator has 1024 (576 too many)"]),
     (AccelConfig(bias_entries=100), [784, 128, 10], ["bias entries: needs 138", "(38 too many)"]),
 ])
 def test_check_fits_names_what_and_by_how_much(cfg, sizes, words):

@@ -28,21 +28,32 @@ class Bench(Module):
         self.comb += [port.adr.eq(rq.bias_adr), rq.bias_dat.eq(port.dat_r)]
 
 
-def run(acc, bias, mult, shift, logits=False, plane=1):
+def run(acc, bias, mult, shift, logits=False, plane=1, split=0):
     """Drain ``acc`` (one value per channel) through the requantizer, LANES channels per
-    position; returns {output index: value written} and the argmax register."""
+    position; returns {output index: value written} and the argmax register. With
+    ``split``, ``acc`` is [channel, lane group]: channel c's part g sits in lane
+    g * LANES / 2**split + c, and one position holds every channel."""
+    acc = np.asarray(acc)
     n = len(acc)
+    if split:
+        groups = 1 << split
+        assert acc.shape == (n, groups) and n <= LANES // groups
+        lanes = np.zeros(LANES, dtype=np.int64)
+        for g in range(groups):
+            lanes[g * LANES // groups:g * LANES // groups + n] = acc[:, g]
+        acc = lanes
     entries = layout.BIAS.encode(bias=np.asarray(bias), mult=np.asarray(mult), shift=np.asarray(shift))
-    bench = Bench(np.atleast_1d(entries))
+    bench = Bench(np.resize(entries, max(2, n)))   # a memory holds two entries or more
     rq, out = bench.rq, {}
 
     def tb():
         yield rq.c_out.eq(n)
         yield rq.plane.eq(plane)
         yield rq.logits.eq(int(logits))
+        yield rq.split.eq(split)
         for chan in range(0, n, LANES):
             for k in range(LANES):
-                yield bench.bank[k].eq(int(acc[chan + k]) if chan + k < n else 0)
+                yield bench.bank[k].eq(int(acc[chan + k]) if chan + k < len(acc) else 0)
             yield rq.tile_chan.eq(chan)
             yield rq.tile_out.eq(chan * plane)
             yield rq.start.eq(1)
@@ -113,3 +124,18 @@ def test_logits_and_argmax():
     acc[:] = fx.ACC_MIN // 2
     bias[:] = fx.ACC_MIN // 2                     # all equal, at int32's minimum: index 0
     assert run(acc, bias, np.zeros(9), np.ones(9), logits=True)["argmax"] == 0
+
+
+def test_lane_groups_are_summed():
+    """A dense layer's fan-in split over 2 or 4 lane groups: each channel is the sum of its
+    groups' lanes (here near both int32 bounds, the sum in range)."""
+    rng = np.random.default_rng(1)
+    for split in (1, 2):
+        groups = 1 << split
+        n = LANES // groups
+        edge = (fx.ACC_MAX - 1000) // groups           # the sum plus the bias stays in range
+        parts = rng.integers(-edge, edge, (n, groups))
+        parts[0], parts[-1] = edge, -edge
+        bias = rng.integers(-1000, 1000, n)
+        got = run(parts, bias, np.zeros(n), np.ones(n), logits=True, split=split)
+        np.testing.assert_array_equal([got[j] for j in range(n)], parts.sum(axis=1) + bias)

@@ -31,6 +31,7 @@ def test_cycles_command(capsys):
     out = capsys.readouterr().out
     assert f"mlp: {cycles['mlp']} cycles per inference on {cfg.lanes} lanes" in out
     assert "conv 2x2 (1,28,28)->16 + pool" in out and "dense 784->128" in out
+    assert "(memory port-bound)" in out and "(MAC-bound)" in out
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ def sizes(s, w_base, b_base, lanes):
     conv_h, conv_w = ((v - s.kernel + 1) % (1 << GEOM_BITS + 1) for v in (s.height, s.width))
     out_h, out_w = ((v >> 1 if s.pool else v) % (1 << GEOM_BITS) for v in (conv_h, conv_w))
     plane = out_h * out_w
-    window = s.window % (1 << DIM_BITS)
+    window = s.steps(lanes) % (1 << DIM_BITS)   # weight words per tile
     return dict(conv_h=conv_h, conv_w=conv_w, n_in=s.n_in, n_out=s.c_out * plane, plane=plane,
                 w_end=w_base + layout.tiles(s.c_out, lanes) * window, b_end=b_base + s.c_out)
 
