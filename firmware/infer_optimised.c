@@ -44,7 +44,8 @@ static inline void put(const struct layer *d, uint32_t o, uint32_t i, int32_t ac
 /* Four neurons at a time over the n inputs x, each input byte loaded once for all four; the
  * last n_out % 4 one at a time. Four named row pointers and accumulators: an array of them,
  * looped over, stayed on the stack. */
-static __attribute__((noinline)) void dense(const struct layer *d, const uint8_t *x, uint8_t *y, int32_t *logits)
+static __attribute__((noinline)) void dense(const struct layer *d, const uint8_t *x, uint8_t *y,
+					    int32_t *logits)
 {
 	uint32_t n = d->c_in * d->height * d->width, o = 0;
 	const uint8_t *x_end = x + n, *x_end4 = x + (n & ~3u);
@@ -83,9 +84,10 @@ static __attribute__((noinline)) void dense(const struct layer *d, const uint8_t
 
 /* Channel o of a k x k conv with a 2x2 max-pool, at pooled position (r, c): the four conv
  * positions (2r + dy, 2c + dx) accumulate together, sliding along each kernel row. */
-static inline __attribute__((always_inline)) uint8_t conv_pool_one(const struct layer *d, uint32_t o,
-								    uint32_t k, const uint8_t *x,
-								    uint32_t r, uint32_t c)
+static inline __attribute__((always_inline)) uint8_t conv_pool_one(const struct layer *d,
+								    uint32_t o, uint32_t k,
+								    const uint8_t *x, uint32_t r,
+								    uint32_t c)
 {
 	uint32_t W = d->width, plane = d->height * W;
 	const int8_t *w = d->weights + o * d->c_in * k * k;
@@ -125,18 +127,21 @@ static inline __attribute__((always_inline)) void conv_pool(const struct layer *
 
 /* Out of line, so the MAC loops have the whole register file; the project's CNNs' 2x2 kernel
  * gets its own copy, whose kernel loops unroll. */
-static __attribute__((noinline)) void conv_pool_k2(const struct layer *d, const uint8_t *x, uint8_t *y)
+static __attribute__((noinline)) void conv_pool_k2(const struct layer *d, const uint8_t *x,
+						   uint8_t *y)
 {
 	conv_pool(d, 2, x, y);
 }
 
-static __attribute__((noinline)) void conv_pool_any(const struct layer *d, const uint8_t *x, uint8_t *y)
+static __attribute__((noinline)) void conv_pool_any(const struct layer *d, const uint8_t *x,
+						    uint8_t *y)
 {
 	conv_pool(d, d->kernel, x, y);
 }
 
 /* A conv without a pool: one accumulator per output, kernel rows as contiguous runs. */
-static __attribute__((noinline)) void conv(const struct layer *d, const uint8_t *x, uint8_t *y, int32_t *logits)
+static __attribute__((noinline)) void conv(const struct layer *d, const uint8_t *x, uint8_t *y,
+					   int32_t *logits)
 {
 	uint32_t W = d->width, k = d->kernel, plane = d->height * W, wsize = d->c_in * k * k;
 	uint32_t oh = d->height - k + 1, ow = W - k + 1;

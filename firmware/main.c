@@ -47,7 +47,7 @@ struct window {
 	uint32_t outer, outer_stride, inner, inner_stride, len;
 };
 
-/* Not inlined: inside infer() the MAC loop would lose registers to spills (~30% slower).
+/* Not inlined: inside infer_plain() the MAC loop would lose registers to spills (~30% slower).
  * Every count is >= 1 (model_ok), hence the do-while. */
 static __attribute__((noinline)) int32_t dot(const int8_t *w, const uint8_t *x,
 					      const struct window *win, int32_t acc)
@@ -66,9 +66,9 @@ static __attribute__((noinline)) int32_t dot(const int8_t *w, const uint8_t *x,
 	return acc;
 }
 
-/* Reject what infer() cannot run safely: empty or oversized fields, a kernel larger than
- * its input, a pool of less than 2x2, layers that do not chain, a first layer reading
- * past the image, a hidden output beyond the buffers, logits not exactly on the last.
+/* Reject what the CPU inferences cannot run safely: empty or oversized fields, a kernel
+ * larger than its input, a pool of less than 2x2, layers that do not chain, a first layer
+ * reading past the image, a hidden output beyond the buffers, logits not exactly on the last.
  * These are gateware/program.py:check_layers with host/firmware.py:cpu_limits; the shared
  * vectors of gateware/vectors.py hold the two to the same verdicts (tests/hil). */
 static int model_ok(const uint32_t *model, uint32_t image_bytes)

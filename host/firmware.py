@@ -15,7 +15,8 @@ to ``done``. The host waits as long as ``images_done`` advances, each image with
 cycles it may take at the target's slowest pace (:mod:`host.pace`), so a long batch is
 never cut short and a firmware that stopped is named within seconds.
 
-CMD_CPU_INFER takes the model as the blob of :func:`pack_cpu_model`: one record per layer of
+CMD_CPU_INFER (plain C) and CMD_CPU_INFER_OPTIMISED (the speedup's baseline) take the model
+as the blob of :func:`pack_cpu_model`: one record per layer of
 :func:`gateware.program.layer_shapes` (a k x k valid stride-1 conv over a (c_in, height,
 width) uint8 tensor, c_out channels, optionally a fused 2x2/2 max-pool of its requantized
 output; a dense layer is the 1x1 conv over (n_in, 1, 1)), in the tensor layout of

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.board
 # over the optimised C (the headline; measured 139x and 142x) and over the plain C
 SPEEDUP_TARGET = {"mlp": 120, "cnn": 120}
 SPEEDUP_PLAIN_TARGET = {"mlp": 250, "cnn": 150}
+# the optimised C's cycles at most this fraction of the plain C's (measured 0.48 and 0.28)
+OPTIMISED_CPU_RATIO = {"mlp": 0.55, "cnn": 0.33}
 
 
 def test_identification_matches_the_build(accelerator, bridge):
@@ -80,9 +82,10 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, rec
     record_property("cpu_cycles_per_inference", plain_cycles)
     record_property("speedup_vs_cpu", round(speedup, 1))
     record_property("speedup_vs_plain_cpu", round(speedup_plain, 1))
-    assert cpu_cycles < plain_cycles, "the optimised C is no faster than the plain C"
-    if model_name in MODELS:        # a --model file has no target: its speedup is recorded only
+    if model_name in MODELS:        # a --model file has no targets: its figures are recorded only
         arch = MODELS[model_name][0]
+        assert cpu_cycles <= OPTIMISED_CPU_RATIO[arch] * plain_cycles, \
+            f"the optimised C takes {cpu_cycles / plain_cycles:.2f} of the plain C's cycles"
         assert speedup >= SPEEDUP_TARGET[arch] and speedup_plain >= SPEEDUP_PLAIN_TARGET[arch]
 
 
