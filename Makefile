@@ -48,8 +48,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 demo: setup
 	$(BIN)/nnhil demo --model all
 
+# The suite in two passes: on every core (pytest-xdist, a simulation per worker), then the
+# tests that need the machine to themselves (marked serial: pytest-benchmark's timings, every
+# core loaded) alone. A JUnit report asked for in PYTEST_ARGS gets the second pass as
+# <name>-serial.xml. Exit status 5 of the second pass is "none of its tests selected".
+TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@status=0; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/python -m pytest -m serial $(patsubst --junitxml=%.xml,--junitxml=%-serial.xml,$(PYTEST_ARGS)); \
+	s=$$?; [ $$s = 0 ] || [ $$s = 5 ] || status=$$s; \
+	exit $$status
 
 clean:
 	rm -rf build .pytest_cache   # this checkout's test builds; $NNHIL_HOME is never removed here

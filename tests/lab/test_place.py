@@ -148,6 +148,7 @@ def test_exporter_gone_mid_run_stops_the_run_and_releases(loopback_lab):
     assert lab.leftovers() == []
 
 
+@pytest.mark.serial   # the SIGINT must land within one test of a few seconds: not beside another worker
 def test_ctrl_c_mid_run_releases_the_place(loopback_lab):
     with loopback_lab() as lab:
         with board_run(lab, *place_args(lab), "-v", select=MID_RUN_SUBSET) as run:
