@@ -1,5 +1,6 @@
 """nnhil installed as a package (not this checkout): its modules under the nnhil namespace,
 its data files (firmware and sim module sources) inside it, no top-level names of its own."""
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,9 +30,15 @@ print(fw.mailbox_header())
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    target = tmp_path_factory.mktemp("site")
+    """pip install of the checkout's tracked files (a clean clone's), into a directory of its own."""
+    source, target = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("site")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--target", str(target), str(ROOT)], check=True, timeout=300, cwd=target)
+                    "--target", str(target), str(source)], check=True, timeout=300, cwd=target)
     return target
 
 
