@@ -39,8 +39,11 @@ def board_run(lab, *args, select=HIL_SUBSET, bitstream=None, stand_in_dir=None):
     cmd = [sys.executable, "-m", "pytest", "tests/hil", "-k", select, "--images", "20", "-p", "no:cacheprovider",
            "--board", "arty", "--build-dir", str(lab.build_dir), *args,
            *(["--bitstream", str(bitstream)] if bitstream else [])]
+    # SIGINT at its default in the run, as in a terminal: a CI job or shell that started this
+    # suite in the background without job control hands its children SIGINT ignored
     run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, start_new_session=True)
+                           text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         yield run
     finally:

@@ -54,12 +54,15 @@ def choose_fault(model, image, layer, rng):
 
 
 def weight_byte(dut, model, layer, channel, element):
-    """(bus address of the 32-bit word, byte in it) of one weight (layout.py's weight packing)."""
+    """(bus address of the 32-bit word, byte in it) of one weight (layout.py's weight packing: a
+    dense layer narrow enough for G lane groups keeps input G i + g of output c in word i, lane
+    g lanes/G + c)."""
     lanes = dut.config.lanes
     shapes = program.check_fits(model, dut.config)
+    groups = shapes[layer].groups(lanes)
     word = (sum(s.weight_words(lanes) for s in shapes[:layer])
-            + channel // lanes * shapes[layer].window + element)
-    lane = channel % lanes
+            + channel // lanes * shapes[layer].steps(lanes) + element // groups)
+    lane = element % groups * (lanes // groups) + channel % lanes
     return dut.accelerator.region_addr("weights", word * (lanes // 4) + lane // 4), lane % 4
 
 
