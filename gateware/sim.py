@@ -10,7 +10,6 @@ obj_dir); we run the compile ourselves to stream its progress.
 import argparse
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -24,7 +23,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from nnhil.training import home
+from nnhil.training import filelock, home
 
 from . import layout
 
@@ -146,18 +145,6 @@ def _tool_version(tool):
         raise BuildError(f"{tool} is not installed (run `make setup`)")
 
 
-@contextlib.contextmanager
-def _locked(path):
-    """Serialise builds of one configuration across processes (the CLI and a test run)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _stream(cmd, cwd, log, timeout, what):
     """Run ``cmd`` in its own process group, pass each output line to ``log``, kill it on timeout."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -207,7 +194,8 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
     key, digest = build_key("sim", cfg, main_ram_size=main_ram_size)
     out_root = Path(out_root or home.builds())
     result = SimBuild(out_root / f"sim-{digest}")
-    with _locked(out_root / f"sim-{digest}.lock"):
+    # a second builder of the same model waits for the first (at most one build) and reuses it
+    with filelock.held(out_root / f"sim-{digest}.lock", BUILD_TIMEOUT + 60, f"building sim model {digest}", log):
         if (result.dir / "build.json").exists() and result.vsim.exists():
             log(f"sim model {digest} is up to date in {result.dir}")
             return result
