@@ -79,18 +79,23 @@ class Place:
     def release(self):
         """Release the place if this run holds it; safe to call twice.
 
-        A Ctrl-C (or SIGTERM) that arrives meanwhile waits until the place is released, so an
-        interrupted run does not leave the board taken; the wait is bounded by the timeout.
+        A Ctrl-C (or SIGTERM) that arrives meanwhile is held until the place is released and
+        then delivered, so an interrupted run neither leaves the board taken nor loses the
+        interrupt; the wait is bounded by the timeout.
         """
         if not self.acquired:
             return
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        held = []
+        previous = {sig: signal.signal(sig, lambda sig, _frame: held.append(sig))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._client("release")
             self.acquired = False
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])
 
     # Resources --------------------------------------------------------------------------------
     @property

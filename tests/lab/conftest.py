@@ -77,11 +77,16 @@ class LoopbackLab:
                               text=True, stdin=subprocess.DEVNULL, env=env, timeout=timeout)
 
     def start(self):
+        self.start_coordinator()
+        self.start_exporter()
+        assert self.client("-p", self.PLACE, "add-match", f"{self.EXPORTER}/{self.GROUP}/*").returncode == 0
+        return self
+
+    def start_coordinator(self):
+        """The coordinator alone, with the (still empty) place created."""
         self._spawn("coordinator", [str(BIN / "labgrid-coordinator"), "-l", self.address])
         wait_for(lambda: self.client("places", timeout=10).returncode == 0, 20, "the coordinator did not answer")
-        self.start_exporter()
         assert self.client("-p", self.PLACE, "create").returncode == 0
-        assert self.client("-p", self.PLACE, "add-match", f"{self.EXPORTER}/{self.GROUP}/*").returncode == 0
         return self
 
     def start_exporter(self):
@@ -153,3 +158,15 @@ def loopback_lab(sim_build, tmp_path):
             finally:
                 lab.stop()
     return run
+
+
+@pytest.fixture
+def lab_coordinator(tmp_path):
+    """A lab of a coordinator and its (empty) place alone, no board: for the place's own bookkeeping.
+    After the test ``leftovers()`` must be empty."""
+    lab = LoopbackLab(tmp_path, tty=str(tmp_path / "no-board"), build_dir=None)
+    try:
+        yield lab.start_coordinator()
+    finally:
+        lab.stop()
+        assert lab.leftovers() == []

@@ -162,3 +162,26 @@ def test_ctrl_c_mid_run_releases_the_place(loopback_lab):
         assert "KeyboardInterrupt" in out, out[-3000:]
         assert lab.holder() is None, "the interrupted run did not release its place"
     assert lab.leftovers() == []
+
+
+
+def test_ctrl_c_during_the_release_is_delivered_after_it(lab_coordinator):
+    """The interrupt is held while labgrid-client releases the place, then raised: not lost."""
+    from nnhil.host.lab import Place
+
+    class InterruptedRelease(Place):
+        def _client(self, *args):
+            if args == ("release",):
+                os.kill(os.getpid(), signal.SIGINT)     # the user's Ctrl-C, just as the release starts
+            return super()._client(*args)
+
+    lab = lab_coordinator
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # xdist workers may ignore SIGINT
+    try:
+        place = InterruptedRelease(lab.PLACE, coordinator=lab.address).acquire()
+        assert lab.holder() is not None
+        with pytest.raises(KeyboardInterrupt):
+            place.release()
+        assert not place.acquired and lab.holder() is None, "the interrupt stopped the release"
+    finally:
+        signal.signal(signal.SIGINT, previous)
