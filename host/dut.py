@@ -9,7 +9,7 @@ import contextlib
 import functools
 from pathlib import Path
 
-from nnhil.gateware import link, sim as simbuild, variants
+from nnhil.gateware import buildcache, link, variants
 
 from . import board
 from .bridge import Bridge
@@ -114,7 +114,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
     if board_name and port:
         if bitstream:
             (program or functools.partial(board.program, variant=v.name))(bitstream)
-        build_dir = Path(build_dir or simbuild.build_arty(v.accel, variant=v.name, log=log))
+        build_dir = Path(build_dir or buildcache.build_arty(v.accel, variant=v.name, log=log))
         if not (build_dir / "csr.json").exists():
             raise board.BoardError(f"no csr.json in {build_dir}: pass the --build-dir of what the "
                                    f"board runs, or build it with 'nnhil build --target arty "
@@ -128,7 +128,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
     with contextlib.ExitStack() as stack:
         if sim is None:
-            sim = stack.enter_context(Simulator(simbuild.build_sim(v.accel, log=log)))
+            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
         d = DUT("sim", bridge, sim.build.dir, sim=sim)
