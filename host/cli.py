@@ -121,9 +121,9 @@ def cmd_resources(args):
 
 
 def cmd_cycles(args):
-    from nnhil.gateware import resources
     from nnhil.gateware.layout import AccelConfig
-    resources.print_cycles(AccelConfig(lanes=args.lanes))
+    from . import cycles
+    cycles.print_cycles(AccelConfig(lanes=args.lanes))
 
 
 def cmd_demo(args):

@@ -4,9 +4,10 @@ import struct
 import numpy as np
 import pytest
 
-from nnhil.gateware import layout, resources
+from nnhil.gateware import layout
 from nnhil.host.firmware import (CMD_CPU_INFER, CPU_CODES, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware,
                            FirmwareError, cpu_cycles_bound, pack_cpu_model)
+from nnhil.host.testmodels import random_default_model
 from tests.gateware import accel_models
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
@@ -22,7 +23,7 @@ def code(request):
 
 def test_cpu_inference_of_random_weights_is_bit_exact(firmware, fashion, code):
     """Random int8 weights drive hidden layers into saturation: the edges the trained model avoids."""
-    model = resources.headline_model()
+    model = random_default_model()
     images = fashion.test[0][:2]
     r = firmware.cpu_infer(model, images, code=code)
     np.testing.assert_array_equal(r.logits, model.logits(images))
@@ -53,7 +54,7 @@ def pooled_3x3_cnn(rng):
     return IntModel([c1, p1, Dense(w(3, 36), *rq(3, 1), fx.OUTPUT_I32)], input_shape=(2, 8, 9))
 
 
-@pytest.mark.parametrize("make", [lambda rng: resources.headline_model("cnn", rng), odd_cnn, pooled_3x3_cnn],
+@pytest.mark.parametrize("make", [lambda rng: random_default_model("cnn", rng), odd_cnn, pooled_3x3_cnn],
                          ids=["headline-shape", "odd-sizes", "pooled-3x3"])
 def test_cpu_inference_of_random_cnns_is_bit_exact(firmware, make, code):
     rng = np.random.default_rng(3)

@@ -6,8 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from nnhil.gateware import cyclemodel, layout, program, resources
+from nnhil.gateware import cyclemodel, layout, program
 from nnhil.host import driver as drv, history, latency
+from nnhil.host.testmodels import random_default_model
 from nnhil.host.pytest_plugin import assert_bit_exact
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import IntModel
@@ -132,7 +133,7 @@ def test_weight_corruption_is_detected(accelerator, loaded, bridge):
 
 
 def test_oversized_model_rejected_before_writing(accelerator, loaded, bridge):
-    wide = resources.headline_model()
+    wide = random_default_model()
     layers = [dataclasses.replace(wide.layers[0], weights=np.ones((3000, 784), np.int8),
                                   bias=np.zeros(3000, np.int32), mult=np.ones(3000, np.uint16),
                                   shift=np.ones(3000, np.uint8)),
