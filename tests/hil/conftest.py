@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from nnhil.host import latency
 from nnhil.host.firmware import CPU_CODES
 from nnhil.training import modelfile, workflow
 from nnhil.training.workflow import MODELS
@@ -34,7 +33,7 @@ def history_file(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="session")
-def baselines_path(request):
+def baselines_path(request, repo_baselines):
     """--baselines; else this repository's for its own models, and a user's own file (in the
     rootdir, as the plugin's option says) for the models of --model."""
     given = request.config.getoption("--baselines")
@@ -42,7 +41,7 @@ def baselines_path(request):
         return Path(given)
     if request.config.getoption("--model"):
         return request.config.rootpath / "nnhil-baselines.json"
-    return latency.BASELINES
+    return repo_baselines
 
 
 @pytest.fixture(scope="session")

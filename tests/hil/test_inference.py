@@ -108,7 +108,7 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
     line = history.append("pytest", record, history_file)
     assert history.read(history_file).count(line) == 1          # other workers may append too
     baselines = latency.load(baselines_path)
-    diff = latency.compare(name, ran, measured, baselines)
+    diff = latency.compare(name, ran, measured, baselines, baselines_path.name)
     if request.config.getoption("--update-baselines"):
         latency.update(name, ran, measured, baselines_path)
         warnings.warn(f"--update-baselines: recorded {name} in {baselines_path}, so this run compares "

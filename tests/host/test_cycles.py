@@ -3,11 +3,11 @@ from nnhil.gateware.layout import AccelConfig
 from nnhil.host import cycles as cycles_cmd, latency
 
 
-def test_cycles_command(capsys):
+def test_cycles_command(capsys, repo_baselines):
     """Its figures are the ones the RTL counted: the committed latency baselines of the sim."""
     cfg = AccelConfig()
     cycles = cycles_cmd.print_cycles(cfg)
-    baselines = latency.load()
+    baselines = latency.load(repo_baselines)
     assert cycles == {arch: baselines[latency.key(arch, "fashion-mnist", "sim")]["measured"]["accelerator_cycles"]
                       for arch in ("mlp", "cnn")}
     out = capsys.readouterr().out

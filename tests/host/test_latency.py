@@ -58,18 +58,18 @@ def test_key_names_architecture_dataset_and_platform():
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_committed_baseline_is_of_the_models_program(name):
+def test_committed_baseline_is_of_the_models_program(name, repo_baselines):
     """Each model of the project has a sim baseline, recorded for its program on the default build."""
     arch, dataset = MODELS[name]
-    baseline = latency.load()[latency.key(arch, dataset, "sim")]
+    baseline = latency.load(repo_baselines)[latency.key(arch, dataset, "sim")]
     assert baseline["setup"] == latency.setup(random_default_model(arch), AccelConfig())
 
 
-def test_committed_baselines_match_the_cycle_model():
+def test_committed_baselines_match_the_cycle_model(repo_baselines):
     """Every recorded accelerator cycle count equals the cycle model of its program: the RTL's
     pipeline depths come from gateware.cyclemodel, so only this catches a changed latency
     constant whose baselines were not re-recorded on the hardware."""
-    baselines = latency.load()
+    baselines = latency.load(repo_baselines)
     assert len(baselines) >= len(MODELS)
     for name, baseline in baselines.items():
         shapes, cfg = latency.program_of(baseline)
