@@ -311,9 +311,16 @@ class Firmware:
         images = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
         if images.shape[1] != model.n_in:
             raise FirmwareError(f"the images have {images.shape[1]} pixels, the model takes {model.n_in}")
+        return self.cpu_infer_blob(blob, images, model.n_out, cpu_cycles_bound(model), progress, code)
+
+    def cpu_infer_blob(self, blob, images, n_logits, image_cycles, progress=None, code="optimised"):
+        """:meth:`cpu_infer` of a CPU model blob packed for ``self.data`` (:func:`pack_cpu_model`),
+        as the firmware receives it: each image takes at most ``image_cycles``."""
+        if code not in CPU_CODES:
+            raise FirmwareError(f"no CPU inference {code!r}: expected one of {', '.join(CPU_CODES)}")
         self.bridge.write_bytes(self.data, blob)
-        img, stride, res, res_words = self._layout_batch(images, len(blob), model.n_out)
-        self.run(CPU_CODES[code], len(images), cpu_cycles_bound(model), progress, model=self.data,
+        img, stride, res, res_words = self._layout_batch(images, len(blob), n_logits)
+        self.run(CPU_CODES[code], len(images), image_cycles, progress, model=self.data,
                  images=img, image_stride=stride, results=res)
         return self._results(res, res_words, len(images))
 

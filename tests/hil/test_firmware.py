@@ -111,11 +111,9 @@ def test_cpu_model_the_firmware_cannot_run_is_refused(firmware):
     blob = bytearray(pack_cpu_model(model, firmware.data))
     field = 4 * (1 + LAYER_FIELDS.index("kernel"))       # the first record's kernel
     struct.pack_into("<I", blob, field, 10)
-    firmware.bridge.write_bytes(firmware.data, bytes(blob))
-    img, stride, res, _ = firmware._layout_batch(np.zeros((1, model.n_in), np.uint8), len(blob), model.n_out)
     with pytest.raises(FirmwareError, match="a model the firmware cannot run"):
-        firmware.run(CMD_CPU_INFER, 1, cpu_cycles_bound(model), model=firmware.data, images=img,
-                     image_stride=stride, results=res)
+        firmware.cpu_infer_blob(bytes(blob), np.zeros((1, model.n_in), np.uint8), model.n_out,
+                                cpu_cycles_bound(model), code="plain")
     r = firmware.cpu_infer(model, np.zeros((1,) + model.input_shape, np.uint8))   # still serving
     np.testing.assert_array_equal(r.logits, model.logits(np.zeros((1,) + model.input_shape, np.uint8)))
 
@@ -129,11 +127,15 @@ def test_missing_and_oversized_firmware_are_refused(firmware, tmp_path):
         Firmware(firmware.bridge, big).boot()
 
 
-def test_unresponsive_firmware_times_out(firmware):
-    """Last in the module: it stops the CPU, then boots the firmware again."""
-    firmware.bridge.csr_write("ctrl_reset", CTRL_CPU_RESET)   # hold the CPU: nobody serves the mailbox
-    try:
-        with pytest.raises(FirmwareError, match="did not finish"):
-            firmware.run(CMD_CPU_INFER)
-    finally:
-        firmware.boot()
+@pytest.fixture
+def held_cpu(firmware):
+    """The CPU held in reset for one test (nobody serves the mailbox), the firmware booted again
+    after it, pass or fail: the tests after it find it serving, in any order."""
+    firmware.bridge.csr_write("ctrl_reset", CTRL_CPU_RESET)
+    yield firmware
+    firmware.boot()
+
+
+def test_unresponsive_firmware_times_out(held_cpu):
+    with pytest.raises(FirmwareError, match="did not finish"):
+        held_cpu.run(CMD_CPU_INFER)
