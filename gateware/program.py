@@ -18,7 +18,7 @@ class ModelDoesNotFit(ValueError):
 
 
 @dataclass
-class Image:
+class MemoryImage:
     """32-bit words to write at the start of each region, and the program length."""
     regions: dict = field(default_factory=dict)
     n_layers: int = 0
@@ -123,7 +123,7 @@ def compile_model(model, cfg):
         bias += pack_bias(layer)
         w_base += shape.weight_words(cfg.lanes)
         b_base += shape.c_out
-    return Image({"weights": weights, "bias": bias, "program": program}, len(shapes))
+    return MemoryImage({"weights": weights, "bias": bias, "program": program}, len(shapes))
 
 
 def pack_input(image):

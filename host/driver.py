@@ -59,7 +59,7 @@ class AcceleratorDriver:
         self.identity = self.identify()
         self.config = self.identity.config
         self.model = None
-        self.image = None           # the loaded model's program.Image (its n_layers for a batch)
+        self.image = None           # the loaded model's program.MemoryImage (its n_layers for a batch)
         self.model_cycles = 0       # what the cycle model says one inference of it takes
 
     def _csr(self, reg):
@@ -98,27 +98,27 @@ class AcceleratorDriver:
     def load(self, model, verify=True):
         """Write a model's program, weights and biases; with verify, read them all back."""
         program.check_fits(model, self.config)          # before anything is written
-        image = program.compile_model(model, self.config)
-        for region, words in image.regions.items():
+        memory_image = program.compile_model(model, self.config)
+        for region, words in memory_image.regions.items():
             self.bridge.write(self.region_addr(region), words)
-        self.write_csr("n_layers", image.n_layers)
+        self.write_csr("n_layers", memory_image.n_layers)
         self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
         if verify:
-            self.verify(image)
-        self.model, self.image = model, image
+            self.verify(memory_image)
+        self.model, self.image = model, memory_image
         self.model_cycles = cyclemodel.cycles(model, self.config)
-        return image
+        return memory_image
 
-    def verify(self, image):
+    def verify(self, memory_image):
         """Read back every region of a compiled model; raise naming the first word that differs."""
-        for region, words in image.regions.items():
+        for region, words in memory_image.regions.items():
             back = self.bridge.read(self.region_addr(region), len(words))
             if back != list(words):
                 bad = [i for i, (a, b) in enumerate(zip(back, words)) if a != b]
                 raise AcceleratorError(f"{region} did not read back: word {bad[0]} is 0x{back[bad[0]]:08x}, "
                                        f"wrote 0x{words[bad[0]]:08x} ({len(bad)} of {len(words)} words differ)")
-        if self.read_csr("n_layers") != image.n_layers:
-            raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {image.n_layers}")
+        if self.read_csr("n_layers") != memory_image.n_layers:
+            raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {memory_image.n_layers}")
         if self.read_csr("stop_after") != 0:
             raise AcceleratorError(f"stop_after reads {self.read_csr('stop_after')}, wrote 0")
 

@@ -120,16 +120,16 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
 
 
 def test_weight_corruption_is_detected(accelerator, loaded, bridge):
-    image = program.compile_model(loaded.model, accelerator.config)
+    memory_image = program.compile_model(loaded.model, accelerator.config)
     addr = accelerator.region_addr("weights", 100)
     good = bridge.read(addr)[0]
     bridge.write(addr, [good ^ 0x80])
     try:
         with pytest.raises(drv.AcceleratorError, match="weights did not read back: word 100"):
-            accelerator.verify(image)
+            accelerator.verify(memory_image)
     finally:
         bridge.write(addr, [good])
-    accelerator.verify(image)
+    accelerator.verify(memory_image)
 
 
 def test_oversized_model_rejected_before_writing(accelerator, loaded, bridge):
