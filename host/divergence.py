@@ -106,7 +106,7 @@ class Report:
 
 
 def compare(model, cfg, image, runs, image_index=None):
-    """The Report of one uint8 image from its on-board layer outputs (host.driver.LayerRun)."""
+    """The Report of one uint8 image from its on-board layer outputs (host.results.LayerRun)."""
     expected = program.layer_outputs(model, image[None])
     shapes = program.layer_shapes(model)
     layers = []

@@ -7,11 +7,11 @@ the host never assumes a build configuration: it reads it and refuses what canno
 import time
 from dataclasses import dataclass, fields
 
-import numpy as np
-
 from nnhil.gateware import cyclemodel, layout, program
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D
+
+from .results import Inference, LayerRun
 
 
 class IdentificationMismatch(RuntimeError):
@@ -28,21 +28,6 @@ class Identity:
     layout_version: int
     format_version: int
     config: layout.AccelConfig
-
-
-@dataclass
-class Inference:
-    logits: np.ndarray      # int32 [n_out]
-    argmax: int
-    cycles: int
-
-
-@dataclass
-class LayerRun:
-    """One layer's on-board output: what a run stopped after it left in its buffer."""
-    values: np.ndarray      # uint8 (C, H, W) of a conv (C-major, as the buffer holds it) or
-                            # (n,) of a dense layer; int32 logits of the last layer
-    cycles: int             # the stopped run's, from start (validation of every layer included)
 
 
 class AcceleratorDriver:

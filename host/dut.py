@@ -75,11 +75,12 @@ class DUT:
         return self.accelerator.load(model, verify)
 
     def infer(self, images, progress=None):
-        """The loaded model on each uint8 image, driven by the firmware: a Results."""
+        """The loaded model on each uint8 image, driven by the firmware: a host.results.Results,
+        whose rows are the Inference that AcceleratorDriver.infer gives for one image."""
         return self.firmware.accel_batch(self.accelerator, images, progress=progress)
 
     def layer_outputs(self, image):
-        """Every layer's on-board output for one uint8 image (host.driver.LayerRun: values and
+        """Every layer's on-board output for one uint8 image (host.results.LayerRun: values and
         cycles), layer by layer through runs stopped after it: what host.divergence compares
         with the integer model."""
         if self.model is None:

@@ -41,7 +41,7 @@ def test_logits_and_argmax_bit_exact(batch, loaded, dut, tmp_path, record_proper
 
 
 def test_cycles_equal_the_model(batch, loaded, accelerator, record_property):
-    _, _, r = batch
+    r = batch.results
     expected = cyclemodel.cycles(loaded.model, accelerator.config)
     assert set(r.cycles.tolist()) == {expected}
     record_property("accelerator_cycles", expected)
@@ -75,7 +75,7 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, rec
     for code, r_cpu in runs.items():
         np.testing.assert_array_equal(r_cpu.logits, loaded.model.logits(images), err_msg=f"{code} C")
     cpu_cycles, plain_cycles = (int(np.median(runs[code].driver_cycles)) for code in ("optimised", "plain"))
-    batch_cycles = int(np.median(batch[2].driver_cycles))
+    batch_cycles = int(np.median(batch.results.driver_cycles))
     speedup, speedup_plain = cpu_cycles / batch_cycles, plain_cycles / batch_cycles
     print(f"\nCPU {cpu_cycles} cycles/image in optimised C, {plain_cycles} in plain C; accelerator batch "
           f"{batch_cycles} cycles/image with the driver: {speedup:.0f}x, {speedup_plain:.0f}x over the plain C")
@@ -95,8 +95,8 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
     images, labels, r = batch
     measured = {"accelerator_cycles": int(np.median(r.cycles)),
                 "batch_cycles_per_image": int(np.median(r.driver_cycles)),
-                "cpu_optimised_cycles_per_inference": int(np.median(cpu[1]["optimised"].driver_cycles)),
-                "cpu_cycles_per_inference": int(np.median(cpu[1]["plain"].driver_cycles))}
+                "cpu_optimised_cycles_per_inference": int(np.median(cpu.results["optimised"].driver_cycles)),
+                "cpu_cycles_per_inference": int(np.median(cpu.results["plain"].driver_cycles))}
     # a --model file is keyed by its file, on the dataset it records
     arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
     platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
