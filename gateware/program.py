@@ -1,7 +1,9 @@
 """Compile an IntModel into the accelerator's memory image (pure Python, see layout.py).
 
-The host calls :func:`check_fits` before writing anything, then writes the regions of
-:func:`compile_model`, the input from :func:`pack_input`, sets ``n_layers`` and starts.
+The host compiles a model once (:class:`gateware.compiled.CompiledModel`: these functions on
+one :func:`layer_shapes`), which refuses it before anything is written if it does not fit,
+then writes the regions of its memory image, the input from :func:`pack_input`, sets
+``n_layers`` and starts.
 """
 from dataclasses import dataclass, field
 
@@ -68,7 +70,11 @@ def _needs(shapes, cfg):
 
 def check_fits(model, cfg):
     """Raise ModelDoesNotFit naming every capacity the model exceeds, and by how much."""
-    shapes = [s for s, _ in layer_shapes(model)]
+    return check_shapes([s for s, _ in layer_shapes(model)], cfg)
+
+
+def check_shapes(shapes, cfg):
+    """check_fits of a program of layout.LayerShape layers; returns them."""
     over = [f"{what}: needs {need}, the accelerator has {cap} ({need - cap} too many)"
             for what, need, cap in ((w, n, getattr(cfg, c) if isinstance(c, str) else c)
                                     for w, n, c in _needs(shapes, cfg)) if need > cap]
@@ -79,8 +85,13 @@ def check_fits(model, cfg):
 
 def usage(model, cfg):
     """How much of each accelerator memory the model takes, by AccelConfig field."""
+    return shape_usage(check_fits(model, cfg), cfg)
+
+
+def shape_usage(shapes, cfg):
+    """usage of a program of layout.LayerShape layers."""
     used = {}
-    for _, need, field in _needs(check_fits(model, cfg), cfg):
+    for _, need, field in _needs(shapes, cfg):
         if isinstance(field, str):
             used[field] = max(used.get(field, 0), need)
     return used
@@ -114,10 +125,17 @@ def pack_bias(layer):
 
 def compile_model(model, cfg):
     """The memory image of ``model``: weights, bias and program regions, and n_layers."""
-    shapes = check_fits(model, cfg)
+    layers = layer_shapes(model)
+    check_shapes([s for s, _ in layers], cfg)
+    return compile_layers(layers, cfg)
+
+
+def compile_layers(layers, cfg):
+    """compile_model of its layer_shapes entries, once they are known to fit ``cfg``."""
+    shapes = [s for s, _ in layers]
     weights, bias, program = [], [], []
     w_base = b_base = 0
-    for shape, (_, layer) in zip(shapes, layer_shapes(model)):
+    for shape, (_, layer) in zip(shapes, layers):
         program += shape.encode(w_base, b_base)
         weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes))
         bias += pack_bias(layer)

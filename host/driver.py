@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, fields
 
 from nnhil.gateware import cyclemodel, layout, program
+from nnhil.gateware.compiled import CompiledModel
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D
 
@@ -43,9 +44,17 @@ class AcceleratorDriver:
                                          f"bitstream, or the csr.json belongs to another build") from None
         self.identity = self.identify()
         self.config = self.identity.config
-        self.model = None
-        self.image = None           # the loaded model's program.MemoryImage (its n_layers for a batch)
-        self.model_cycles = 0       # what the cycle model says one inference of it takes
+        self.compiled = None        # the loaded model's gateware.compiled.CompiledModel
+
+    @property
+    def model(self):
+        """The loaded IntModel, or None."""
+        return self.compiled and self.compiled.model
+
+    @property
+    def model_cycles(self):
+        """What the cycle model says one inference of the loaded model takes (0: none loaded)."""
+        return self.compiled.cycles if self.compiled else 0
 
     def _csr(self, reg):
         return f"{self.name}_{reg}"
@@ -81,18 +90,18 @@ class AcceleratorDriver:
 
     # Model ----------------------------------------------------------------------------------
     def load(self, model, verify=True):
-        """Write a model's program, weights and biases; with verify, read them all back."""
-        program.check_fits(model, self.config)          # before anything is written
-        memory_image = program.compile_model(model, self.config)
+        """Write a model's program, weights and biases; with verify, read them all back.
+        Returns the gateware.compiled.CompiledModel, compiled before anything is written."""
+        compiled = CompiledModel.of(model, self.config)
+        memory_image = compiled.memory_image
         for region, words in memory_image.regions.items():
             self.bridge.write(self.region_addr(region), words)
         self.write_csr("n_layers", memory_image.n_layers)
         self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
         if verify:
             self.verify(memory_image)
-        self.model, self.image = model, memory_image
-        self.model_cycles = cyclemodel.cycles(model, self.config)
-        return memory_image
+        self.compiled = compiled
+        return compiled
 
     def verify(self, memory_image):
         """Read back every region of a compiled model; raise naming the first word that differs."""
@@ -158,8 +167,8 @@ class AcceleratorDriver:
             self._run(image)                   # k > n_layers: ERR_STOP_AFTER
         finally:
             self.write_csr("stop_after", 0)    # the next run (the firmware's batch) runs it all
-        shape, layer = program.layer_shapes(self.model)[k - 1]
-        if k == self.image.n_layers:
+        shape, layer = self.compiled.layers[k - 1]
+        if k == self.compiled.n_layers:
             values = program.unpack_logits(self.bridge.read(self.region_addr("logits"), shape.n_out))
         else:
             values = self.activations(k % 2, shape.n_out)

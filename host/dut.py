@@ -62,6 +62,11 @@ class DUT:
         return self.accelerator.model
 
     @property
+    def compiled(self):
+        """The loaded model's gateware.compiled.CompiledModel, or None."""
+        return self.accelerator.compiled
+
+    @property
     def firmware(self):
         if self._firmware is None:
             fw = Firmware(self.bridge, build_firmware(self.build_dir))
@@ -71,7 +76,7 @@ class DUT:
 
     def load(self, model, verify=True):
         """Put ``model`` on the accelerator (refused before any write if it does not fit);
-        with verify, read every word back."""
+        with verify, read every word back. Returns its gateware.compiled.CompiledModel."""
         return self.accelerator.load(model, verify)
 
     def infer(self, images, progress=None):
@@ -85,7 +90,7 @@ class DUT:
         with the integer model."""
         if self.model is None:
             raise AcceleratorError("no model loaded: call load() first")
-        return [self.accelerator.run_layers(image, k) for k in range(1, self.accelerator.image.n_layers + 1)]
+        return [self.accelerator.run_layers(image, k) for k in range(1, self.accelerator.compiled.n_layers + 1)]
 
     def cpu_infer(self, model, images, code="optimised"):
         """``model`` on each image in C on the SoC's CPU: a Results. ``code`` "optimised" is the

@@ -341,6 +341,6 @@ class Firmware:
             img, stride, res, res_words = self._layout_batch(part, 0, n_logits)
             self.run(CMD_ACCEL_BATCH, len(part), image_cycles,
                      progress and (lambda done, _, start=start: progress(start + done, len(images))),
-                     images=img, image_stride=stride, results=res, n_layers=accel.image.n_layers)
+                     images=img, image_stride=stride, results=res, n_layers=accel.compiled.n_layers)
             parts.append(self._results(res, res_words, len(part)))
         return Results.concatenate(parts)

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from nnhil.gateware import layout, program, variants
+from nnhil.gateware import layout, variants
 from nnhil.training import filelock
 
 EXACT = ("accelerator_cycles",)
@@ -33,10 +33,10 @@ def key(arch, dataset, platform, variant=variants.DEFAULT):
     return f"{arch} on {dataset}, {platform}" + ("" if variant == variants.DEFAULT else f", {variant}")
 
 
-def setup(model, cfg):
-    """What a measurement ran: the accelerator program's layer shapes and the build configuration."""
-    return {"program": [dataclasses.asdict(s) for s in program.check_fits(model, cfg)],
-            "config": cfg.to_dict()}
+def setup(compiled):
+    """What a measurement ran: the layer shapes and build configuration of a
+    gateware.compiled.CompiledModel."""
+    return {"program": [dataclasses.asdict(s) for s in compiled.shapes], "config": compiled.config.to_dict()}
 
 
 def program_of(baseline):

@@ -60,7 +60,7 @@ def test_host_path_single_images(accelerator, loaded):
     model = loaded.model
     images = loaded.data.test[0][-5:]
     ref = model.logits(images)
-    last_hidden = (accelerator.image.n_layers - 1) % 2   # the buffer the last hidden layer writes
+    last_hidden = (accelerator.compiled.n_layers - 1) % 2   # the buffer the last hidden layer writes
     for image, row in zip(images, ref):
         out = accelerator.infer(image)
         np.testing.assert_array_equal(out.logits, row)
@@ -101,7 +101,7 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
     arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
     platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
     name = latency.key(arch, dataset, platform, request.config.getoption("--variant"))
-    ran = latency.setup(loaded.model, accelerator.config)
+    ran = latency.setup(accelerator.compiled)
     record = {**measured, "target": dut.target, "platform": platform, "images": len(labels), "model": arch,
               "dataset": dataset, "model_hash": loaded.model.hash,
               "board_accuracy": float((r.argmax == labels).mean())}
