@@ -166,7 +166,7 @@ def unpack_logits(words):
 @dataclass(frozen=True)
 class Limits:
     """What a runner of layer programs holds, for :func:`check_layers`: the accelerator build
-    (:meth:`accelerator`) or the firmware's CPU inference (host.firmware.cpu_limits). A limit
+    (:meth:`accelerator`) or the firmware's CPU inference (host.cpu_model.cpu_limits). A limit
     of None is not checked (the CPU reads its arrays by address, and writes conv logits)."""
     max_layers: int
     input_bytes: int                 # the first layer's input
@@ -187,7 +187,7 @@ class Limits:
 def check_layers(n_layers, layer, limits, stop_after=0):
     """(ERR_* code, failing layer) of a program of ``n_layers`` layers; ``layer(l)`` gives
     layer l as (LayerShape, w_base, b_base). The one statement of the validation rules: the
-    accelerator's ProgramValidator, the firmware's model_ok and host.firmware.cpu_layers are
+    accelerator's ProgramValidator, the firmware's model_ok and host.cpu_model.cpu_layers are
     tested against it.
 
     The layer count is checked first, then ``stop_after`` against it (failing layer None),

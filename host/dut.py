@@ -14,7 +14,8 @@ from nnhil.gateware import buildcache, link, variants
 from . import board
 from .bridge import Bridge
 from .driver import AcceleratorDriver, AcceleratorError
-from .firmware import Firmware, build_firmware
+from .firmware import Firmware
+from .firmware_build import build_firmware
 from .simulator import Simulator
 
 
@@ -94,7 +95,7 @@ class DUT:
 
     def cpu_infer(self, model, images, code="optimised"):
         """``model`` on each image in C on the SoC's CPU: a Results. ``code`` "optimised" is the
-        speedup's baseline, "plain" the straightforward C (host.firmware.CPU_CODES)."""
+        speedup's baseline, "plain" the straightforward C (host.firmware_abi.CPU_CODES)."""
         return self.firmware.cpu_infer(model, images, code=code)
 
 

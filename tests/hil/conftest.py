@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from nnhil.host.firmware import CPU_CODES
+from nnhil.host.firmware_abi import CPU_CODES
 from nnhil.training import modelfile, workflow
 from nnhil.training.workflow import MODELS
 
@@ -100,6 +100,6 @@ def batch(firmware, accelerator, loaded, n_images):
 @pytest.fixture(scope="module")
 def cpu(firmware, batch, loaded):
     """Two images through the integer model on the CPU in each of the firmware's C inferences
-    (host.firmware.CPU_CODES: "optimised", the speedup's baseline, and "plain"), by name."""
+    (host.firmware_abi.CPU_CODES: "optimised", the speedup's baseline, and "plain"), by name."""
     images = batch.images[:2]
     return CpuRuns(images, {code: firmware.cpu_infer(loaded.model, images, code=code) for code in CPU_CODES})

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from nnhil.gateware import layout
-from nnhil.host.firmware import (CMD_CPU_INFER, CPU_CODES, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware,
-                           FirmwareError, cpu_cycles_bound, pack_cpu_model)
+from nnhil.host.cpu_model import cpu_cycles_bound, pack_cpu_model
+from nnhil.host.firmware import CTRL_CPU_RESET, Firmware
+from nnhil.host.firmware_abi import CMD_CPU_INFER, CPU_CODES, FIRMWARE_MAX, LAYER_FIELDS, FirmwareError
 from nnhil.host.testmodels import random_default_model
 from tests.gateware import accel_models
 from nnhil.training import fixedpoint as fx
