@@ -3,9 +3,13 @@
 The options, markers and the ``dut`` fixture come from nnhil's pytest plugin
 (``host/pytest_plugin.py``, installed with the package as a ``pytest11`` entry point).
 """
+from pathlib import Path
+
 import pytest
 
 from nnhil.training import workflow
+
+LATENCY_BASELINES = Path(__file__).resolve().parent / "tests" / "baselines" / "latency.json"
 
 
 def pytest_addoption(parser):
@@ -19,6 +23,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
+
+
+@pytest.fixture(scope="session")
+def repo_baselines():
+    """This repository's latency baselines of its own models (host.latency reads the file it is given)."""
+    return LATENCY_BASELINES
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 /*
- * The CPU model blob (host/firmware.py:pack_cpu_model) as the firmware's two CPU inferences
+ * The CPU model blob (host/cpu_model.py:pack_cpu_model) as the firmware's two CPU inferences
  * read it: main.c's plain one and infer_optimised.c's.
  */
 #pragma once

@@ -69,7 +69,7 @@ static __attribute__((noinline)) int32_t dot(const int8_t *w, const uint8_t *x,
 /* Reject what the CPU inferences cannot run safely: empty or oversized fields, a kernel
  * larger than its input, a pool of less than 2x2, layers that do not chain, a first layer
  * reading past the image, a hidden output beyond the buffers, logits not exactly on the last.
- * These are gateware/program.py:check_layers with host/firmware.py:cpu_limits; the shared
+ * These are gateware/program.py:check_layers with host/cpu_model.py:cpu_limits; the shared
  * vectors of gateware/vectors.py hold the two to the same verdicts (tests/hil). */
 static int model_ok(const uint32_t *model, uint32_t image_bytes)
 {

@@ -1,7 +1,9 @@
 """Compile an IntModel into the accelerator's memory image (pure Python, see layout.py).
 
-The host calls :func:`check_fits` before writing anything, then writes the regions of
-:func:`compile_model`, the input from :func:`pack_input`, sets ``n_layers`` and starts.
+The host compiles a model once (:class:`gateware.compiled.CompiledModel`: these functions on
+one :func:`layer_shapes`), which refuses it before anything is written if it does not fit,
+then writes the regions of its memory image, the input from :func:`pack_input`, sets
+``n_layers`` and starts.
 """
 from dataclasses import dataclass, field
 
@@ -18,7 +20,7 @@ class ModelDoesNotFit(ValueError):
 
 
 @dataclass
-class Image:
+class MemoryImage:
     """32-bit words to write at the start of each region, and the program length."""
     regions: dict = field(default_factory=dict)
     n_layers: int = 0
@@ -68,7 +70,11 @@ def _needs(shapes, cfg):
 
 def check_fits(model, cfg):
     """Raise ModelDoesNotFit naming every capacity the model exceeds, and by how much."""
-    shapes = [s for s, _ in layer_shapes(model)]
+    return check_shapes([s for s, _ in layer_shapes(model)], cfg)
+
+
+def check_shapes(shapes, cfg):
+    """check_fits of a program of layout.LayerShape layers; returns them."""
     over = [f"{what}: needs {need}, the accelerator has {cap} ({need - cap} too many)"
             for what, need, cap in ((w, n, getattr(cfg, c) if isinstance(c, str) else c)
                                     for w, n, c in _needs(shapes, cfg)) if need > cap]
@@ -79,8 +85,13 @@ def check_fits(model, cfg):
 
 def usage(model, cfg):
     """How much of each accelerator memory the model takes, by AccelConfig field."""
+    return shape_usage(check_fits(model, cfg), cfg)
+
+
+def shape_usage(shapes, cfg):
+    """usage of a program of layout.LayerShape layers."""
     used = {}
-    for _, need, field in _needs(check_fits(model, cfg), cfg):
+    for _, need, field in _needs(shapes, cfg):
         if isinstance(field, str):
             used[field] = max(used.get(field, 0), need)
     return used
@@ -114,16 +125,23 @@ def pack_bias(layer):
 
 def compile_model(model, cfg):
     """The memory image of ``model``: weights, bias and program regions, and n_layers."""
-    shapes = check_fits(model, cfg)
+    layers = layer_shapes(model)
+    check_shapes([s for s, _ in layers], cfg)
+    return compile_layers(layers, cfg)
+
+
+def compile_layers(layers, cfg):
+    """compile_model of its layer_shapes entries, once they are known to fit ``cfg``."""
+    shapes = [s for s, _ in layers]
     weights, bias, program = [], [], []
     w_base = b_base = 0
-    for shape, (_, layer) in zip(shapes, layer_shapes(model)):
+    for shape, (_, layer) in zip(shapes, layers):
         program += shape.encode(w_base, b_base)
         weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes))
         bias += pack_bias(layer)
         w_base += shape.weight_words(cfg.lanes)
         b_base += shape.c_out
-    return Image({"weights": weights, "bias": bias, "program": program}, len(shapes))
+    return MemoryImage({"weights": weights, "bias": bias, "program": program}, len(shapes))
 
 
 def pack_input(image):
@@ -148,7 +166,7 @@ def unpack_logits(words):
 @dataclass(frozen=True)
 class Limits:
     """What a runner of layer programs holds, for :func:`check_layers`: the accelerator build
-    (:meth:`accelerator`) or the firmware's CPU inference (host.firmware.cpu_limits). A limit
+    (:meth:`accelerator`) or the firmware's CPU inference (host.cpu_model.cpu_limits). A limit
     of None is not checked (the CPU reads its arrays by address, and writes conv logits)."""
     max_layers: int
     input_bytes: int                 # the first layer's input
@@ -169,7 +187,7 @@ class Limits:
 def check_layers(n_layers, layer, limits, stop_after=0):
     """(ERR_* code, failing layer) of a program of ``n_layers`` layers; ``layer(l)`` gives
     layer l as (LayerShape, w_base, b_base). The one statement of the validation rules: the
-    accelerator's ProgramValidator, the firmware's model_ok and host.firmware.cpu_layers are
+    accelerator's ProgramValidator, the firmware's model_ok and host.cpu_model.cpu_layers are
     tested against it.
 
     The layer count is checked first, then ``stop_after`` against it (failing layer None),

@@ -5,7 +5,7 @@ and the whole Arty SoC of a variant (gateware.variants), and compares the cells 
 XC7A35T of the Arty A7-35 and the XC7A100T of the A7-100. Yosys is an estimate: Vivado
 usually needs somewhat fewer LUTs, the same DSP48E1s, and may map memories differently.
 
-``main`` is the ``nnhil resources`` command; ``print_cycles`` is ``nnhil cycles``.
+``main`` is the ``nnhil resources`` command.
 """
 import argparse
 import contextlib
@@ -17,13 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from nnhil.training import fixedpoint as fx, home, workflow
-from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
-
-from . import cyclemodel, program
-from .layout import AccelConfig
+from nnhil.training import home
 
 DEVICES = {
     "xc7a35t":  {"LUT": 20800, "FF": 41600, "RAMB36": 50, "DSP48E1": 90},
@@ -215,43 +209,3 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="nnhil resources", description=__doc__.splitlines()[0])
     add_arguments(p)
     return run(p.parse_args(argv))
-
-
-def _requant(rng, n):
-    return (np.zeros(n, np.int32), np.full(n, 1 << (fx.MULT_BITS - 1), np.uint16), np.full(n, 24, np.uint8))
-
-
-def headline_model(arch="mlp", rng=None):
-    """A random IntModel of the default shape of ``arch`` (workflow.ARCHS): cycles do not depend
-    on the values, and random int8 weights drive layers into saturation."""
-    rng = rng or np.random.default_rng(0)
-    cfg = workflow.ARCHS[arch]()
-    weights = lambda *shape: rng.integers(fx.WEIGHT_MIN, fx.WEIGHT_MAX + 1, shape).astype(np.int8)
-    layers, shape = [], tuple(getattr(cfg, "input_shape", cfg.layers[:1]))
-    for c in getattr(cfg, "channels", ()):
-        layers.append(Conv2D(weights(c, shape[0], cfg.kernel, cfg.kernel), *_requant(rng, c),
-                             fx.OUTPUT_U8, shape))
-        layers.append(MaxPool2D(layers[-1].shape_out))
-        shape = layers[-1].shape_out
-    sizes = [int(np.prod(shape))] + list(cfg.layers[1:] if arch == "mlp" else cfg.layers)
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        last = i == len(sizes) - 2
-        layers.append(Dense(weights(b, a), *_requant(rng, b), fx.OUTPUT_I32 if last else fx.OUTPUT_U8))
-    return IntModel(layers, input_shape=tuple(getattr(cfg, "input_shape", (cfg.layers[0],))))
-
-
-def print_cycles(cfg=AccelConfig()):
-    """``nnhil cycles``: cycles per inference, lanes and MACs/cycle of each architecture's
-    default shape, layer by layer; returns {arch: cycles}."""
-    out = {}
-    for arch in workflow.ARCHS:
-        model = headline_model(arch)
-        shapes = program.check_fits(model, cfg)
-        cycles = out[arch] = cyclemodel.cycles(model, cfg)
-        print(f"{arch}: {cycles} cycles per inference on {cfg.lanes} lanes, "
-              f"{cyclemodel.hardware_macs(model, cfg)} MACs, {cyclemodel.macs_per_cycle(model, cfg):.1f} MACs/cycle")
-        for s in shapes:
-            c = cyclemodel.layer_cycles(s, cfg.lanes)
-            print(f"  {str(s):38s} {c:7d} cycles  {s.macs / c:5.1f} MACs/cycle  "
-                  f"({cyclemodel.layer_bound(s, cfg.lanes)}-bound)")
-    return out

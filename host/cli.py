@@ -111,8 +111,8 @@ def cmd_eval(args):
 
 
 def cmd_build(args):
-    from nnhil.gateware import sim
-    sim.run(args)
+    from nnhil.gateware import build_cli
+    build_cli.run(args)
 
 
 def cmd_resources(args):
@@ -121,9 +121,9 @@ def cmd_resources(args):
 
 
 def cmd_cycles(args):
-    from nnhil.gateware import resources
     from nnhil.gateware.layout import AccelConfig
-    resources.print_cycles(AccelConfig(lanes=args.lanes))
+    from . import cycles
+    cycles.print_cycles(AccelConfig(lanes=args.lanes))
 
 
 def cmd_demo(args):
@@ -177,8 +177,8 @@ def main(argv=None):
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("build", help="build the SoC: a cached Verilator model, or the Arty A7 gateware")
-    from nnhil.gateware import sim
-    sim.add_arguments(p)
+    from nnhil.gateware import build_cli
+    build_cli.add_arguments(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("resources", help="Yosys estimate of the accelerator (cells, timing) and the Arty SoC; check they fit")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnhil.gateware import cyclemodel, program
+from nnhil.gateware import program
 from nnhil.training.plots import pyplot
 
 TRACED_IMAGES = 3           # a failing run traces at most this many images layer by layer
@@ -105,15 +105,16 @@ class Report:
         return "\n".join(lines)
 
 
-def compare(model, cfg, image, runs, image_index=None):
-    """The Report of one uint8 image from its on-board layer outputs (host.driver.LayerRun)."""
-    expected = program.layer_outputs(model, image[None])
-    shapes = program.layer_shapes(model)
+def compare(compiled, image, runs, image_index=None):
+    """The Report of one uint8 image from its on-board layer outputs (host.results.LayerRun)
+    of a gateware.compiled.CompiledModel."""
+    expected = program.layer_outputs(compiled.model, image[None])
+    shapes = compiled.shapes
     layers = []
-    for k, ((shape, _), ref, run) in enumerate(zip(shapes, expected, runs)):
+    for k, (shape, ref, run) in enumerate(zip(shapes, expected, runs)):
         kind = str(shape) + (" (logits)" if k == len(shapes) - 1 else "")
         layers.append(LayerDiff(k, kind, ref[0], run.values.reshape(ref[0].shape), run.cycles,
-                                cyclemodel.cycles(model, cfg, k + 1)))
+                                compiled.cycles_after(k + 1)))
     return Report(image_index, layers)
 
 
@@ -149,8 +150,7 @@ def trace(dut, image, image_index=None, out_dir=None):
     With ``out_dir``, writes trace-<index>.npz (every layer's board and model outputs and
     cycles), trace-<index>.txt (the report) and, when a layer differs, trace-<index>.png.
     """
-    model = dut.model
-    report = compare(model, dut.config, image, dut.layer_outputs(image), image_index)
+    report = compare(dut.compiled, image, dut.layer_outputs(image), image_index)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

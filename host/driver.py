@@ -7,11 +7,12 @@ the host never assumes a build configuration: it reads it and refuses what canno
 import time
 from dataclasses import dataclass, fields
 
-import numpy as np
-
 from nnhil.gateware import cyclemodel, layout, program
+from nnhil.gateware.compiled import CompiledModel
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D
+
+from .results import Inference, LayerRun
 
 
 class IdentificationMismatch(RuntimeError):
@@ -30,21 +31,6 @@ class Identity:
     config: layout.AccelConfig
 
 
-@dataclass
-class Inference:
-    logits: np.ndarray      # int32 [n_out]
-    argmax: int
-    cycles: int
-
-
-@dataclass
-class LayerRun:
-    """One layer's on-board output: what a run stopped after it left in its buffer."""
-    values: np.ndarray      # uint8 (C, H, W) of a conv (C-major, as the buffer holds it) or
-                            # (n,) of a dense layer; int32 logits of the last layer
-    cycles: int             # the stopped run's, from start (validation of every layer included)
-
-
 class AcceleratorDriver:
     """The accelerator named ``name`` in the SoC behind ``bridge`` (a host.bridge.Bridge)."""
 
@@ -58,9 +44,17 @@ class AcceleratorDriver:
                                          f"bitstream, or the csr.json belongs to another build") from None
         self.identity = self.identify()
         self.config = self.identity.config
-        self.model = None
-        self.image = None           # the loaded model's program.Image (its n_layers for a batch)
-        self.model_cycles = 0       # what the cycle model says one inference of it takes
+        self.compiled = None        # the loaded model's gateware.compiled.CompiledModel
+
+    @property
+    def model(self):
+        """The loaded IntModel, or None."""
+        return self.compiled and self.compiled.model
+
+    @property
+    def model_cycles(self):
+        """What the cycle model says one inference of the loaded model takes (0: none loaded)."""
+        return self.compiled.cycles if self.compiled else 0
 
     def _csr(self, reg):
         return f"{self.name}_{reg}"
@@ -96,29 +90,29 @@ class AcceleratorDriver:
 
     # Model ----------------------------------------------------------------------------------
     def load(self, model, verify=True):
-        """Write a model's program, weights and biases; with verify, read them all back."""
-        program.check_fits(model, self.config)          # before anything is written
-        image = program.compile_model(model, self.config)
-        for region, words in image.regions.items():
+        """Write a model's program, weights and biases; with verify, read them all back.
+        Returns the gateware.compiled.CompiledModel, compiled before anything is written."""
+        compiled = CompiledModel.of(model, self.config)
+        memory_image = compiled.memory_image
+        for region, words in memory_image.regions.items():
             self.bridge.write(self.region_addr(region), words)
-        self.write_csr("n_layers", image.n_layers)
+        self.write_csr("n_layers", memory_image.n_layers)
         self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
         if verify:
-            self.verify(image)
-        self.model, self.image = model, image
-        self.model_cycles = cyclemodel.cycles(model, self.config)
-        return image
+            self.verify(memory_image)
+        self.compiled = compiled
+        return compiled
 
-    def verify(self, image):
+    def verify(self, memory_image):
         """Read back every region of a compiled model; raise naming the first word that differs."""
-        for region, words in image.regions.items():
+        for region, words in memory_image.regions.items():
             back = self.bridge.read(self.region_addr(region), len(words))
             if back != list(words):
                 bad = [i for i, (a, b) in enumerate(zip(back, words)) if a != b]
                 raise AcceleratorError(f"{region} did not read back: word {bad[0]} is 0x{back[bad[0]]:08x}, "
                                        f"wrote 0x{words[bad[0]]:08x} ({len(bad)} of {len(words)} words differ)")
-        if self.read_csr("n_layers") != image.n_layers:
-            raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {image.n_layers}")
+        if self.read_csr("n_layers") != memory_image.n_layers:
+            raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {memory_image.n_layers}")
         if self.read_csr("stop_after") != 0:
             raise AcceleratorError(f"stop_after reads {self.read_csr('stop_after')}, wrote 0")
 
@@ -173,8 +167,8 @@ class AcceleratorDriver:
             self._run(image)                   # k > n_layers: ERR_STOP_AFTER
         finally:
             self.write_csr("stop_after", 0)    # the next run (the firmware's batch) runs it all
-        shape, layer = program.layer_shapes(self.model)[k - 1]
-        if k == self.image.n_layers:
+        shape, layer = self.compiled.layers[k - 1]
+        if k == self.compiled.n_layers:
             values = program.unpack_logits(self.bridge.read(self.region_addr("logits"), shape.n_out))
         else:
             values = self.activations(k % 2, shape.n_out)

@@ -9,12 +9,13 @@ import contextlib
 import functools
 from pathlib import Path
 
-from nnhil.gateware import link, sim as simbuild, variants
+from nnhil.gateware import buildcache, link, variants
 
 from . import board
 from .bridge import Bridge
 from .driver import AcceleratorDriver, AcceleratorError
-from .firmware import Firmware, build_firmware
+from .firmware import Firmware
+from .firmware_build import build_firmware
 from .simulator import Simulator
 
 
@@ -62,6 +63,11 @@ class DUT:
         return self.accelerator.model
 
     @property
+    def compiled(self):
+        """The loaded model's gateware.compiled.CompiledModel, or None."""
+        return self.accelerator.compiled
+
+    @property
     def firmware(self):
         if self._firmware is None:
             fw = Firmware(self.bridge, build_firmware(self.build_dir))
@@ -71,24 +77,25 @@ class DUT:
 
     def load(self, model, verify=True):
         """Put ``model`` on the accelerator (refused before any write if it does not fit);
-        with verify, read every word back."""
+        with verify, read every word back. Returns its gateware.compiled.CompiledModel."""
         return self.accelerator.load(model, verify)
 
     def infer(self, images, progress=None):
-        """The loaded model on each uint8 image, driven by the firmware: a Results."""
+        """The loaded model on each uint8 image, driven by the firmware: a host.results.Results,
+        whose rows are the Inference that AcceleratorDriver.infer gives for one image."""
         return self.firmware.accel_batch(self.accelerator, images, progress=progress)
 
     def layer_outputs(self, image):
-        """Every layer's on-board output for one uint8 image (host.driver.LayerRun: values and
+        """Every layer's on-board output for one uint8 image (host.results.LayerRun: values and
         cycles), layer by layer through runs stopped after it: what host.divergence compares
         with the integer model."""
         if self.model is None:
             raise AcceleratorError("no model loaded: call load() first")
-        return [self.accelerator.run_layers(image, k) for k in range(1, self.accelerator.image.n_layers + 1)]
+        return [self.accelerator.run_layers(image, k) for k in range(1, self.accelerator.compiled.n_layers + 1)]
 
     def cpu_infer(self, model, images, code="optimised"):
         """``model`` on each image in C on the SoC's CPU: a Results. ``code`` "optimised" is the
-        speedup's baseline, "plain" the straightforward C (host.firmware.CPU_CODES)."""
+        speedup's baseline, "plain" the straightforward C (host.firmware_abi.CPU_CODES)."""
         return self.firmware.cpu_infer(model, images, code=code)
 
 
@@ -114,7 +121,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
     if board_name and port:
         if bitstream:
             (program or functools.partial(board.program, variant=v.name))(bitstream)
-        build_dir = Path(build_dir or simbuild.build_arty(v.accel, variant=v.name, log=log))
+        build_dir = Path(build_dir or buildcache.build_arty(v.accel, variant=v.name, log=log))
         if not (build_dir / "csr.json").exists():
             raise board.BoardError(f"no csr.json in {build_dir}: pass the --build-dir of what the "
                                    f"board runs, or build it with 'nnhil build --target arty "
@@ -128,7 +135,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
     with contextlib.ExitStack() as stack:
         if sim is None:
-            sim = stack.enter_context(Simulator(simbuild.build_sim(v.accel, log=log)))
+            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
         d = DUT("sim", bridge, sim.build.dir, sim=sim)

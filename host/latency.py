@@ -10,16 +10,17 @@ The accelerator's cycles are deterministic, so they must match exactly: any chan
 regression or an intended improvement, to be recorded with ``--update-baselines``. The
 CPU-measured cycles (the firmware's batch loop, the CPU inference) share the bus with the
 host's bridge traffic and vary by a few cycles, so they get a relative tolerance.
+
+The baselines file is the caller's (the pytest plugin's ``--baselines``, or a repository's own).
 """
 import dataclasses
 import json
 import os
 from pathlib import Path
 
-from nnhil.gateware import layout, program, variants
+from nnhil.gateware import layout, variants
 from nnhil.training import filelock
 
-BASELINES = Path(__file__).resolve().parent.parent / "tests" / "baselines" / "latency.json"
 EXACT = ("accelerator_cycles",)
 TOLERANCE = 0.02
 LOCK_TIMEOUT_S = 30           # an update holds the lock for one read and one write of the file
@@ -32,10 +33,10 @@ def key(arch, dataset, platform, variant=variants.DEFAULT):
     return f"{arch} on {dataset}, {platform}" + ("" if variant == variants.DEFAULT else f", {variant}")
 
 
-def setup(model, cfg):
-    """What a measurement ran: the accelerator program's layer shapes and the build configuration."""
-    return {"program": [dataclasses.asdict(s) for s in program.check_fits(model, cfg)],
-            "config": cfg.to_dict()}
+def setup(compiled):
+    """What a measurement ran: the layer shapes and build configuration of a
+    gateware.compiled.CompiledModel."""
+    return {"program": [dataclasses.asdict(s) for s in compiled.shapes], "config": compiled.config.to_dict()}
 
 
 def program_of(baseline):
@@ -44,12 +45,12 @@ def program_of(baseline):
             layout.AccelConfig(**baseline["setup"]["config"]))
 
 
-def load(path=BASELINES):
+def load(path):
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def update(name, ran, measured, path=BASELINES):
+def update(name, ran, measured, path):
     """Record one baseline; under the file's lock, so the workers of ``pytest -n`` that record
     others at the same time each keep theirs."""
     path = Path(path)
@@ -66,8 +67,9 @@ def _describe(ran):
     return f"{shapes} on {','.join(f'{k}={v}' for k, v in ran['config'].items())}"
 
 
-def compare(name, ran, measured, baselines):
-    """Lines describing every difference from the baseline (empty when within bounds)."""
+def compare(name, ran, measured, baselines, source="the baselines"):
+    """Lines describing every difference from the baseline (empty when within bounds); ``source``
+    names the file the baselines came from."""
     base = baselines.get(name)
     if base is None:
         return [f"no baseline for {name}: record one with --update-baselines"]
@@ -85,7 +87,7 @@ def compare(name, ran, measured, baselines):
                 lines.append(f"{metric}: baseline {was}, now {now} ({(now - was) / was:+.1%}, "
                              f"tolerance {TOLERANCE:.0%})")
     if lines:
-        lines = [f"latency differs from the baseline for {name} ({BASELINES.name}):"] + \
+        lines = [f"latency differs from the baseline for {name} ({source}):"] + \
                 [f"  {line}" for line in lines] + \
                 ["  if the change is intended, rerun with --update-baselines and commit the file"]
     return lines

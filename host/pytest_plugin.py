@@ -129,8 +129,8 @@ def n_images(request):
 @pytest.fixture(scope="session")
 def sim_build(request):
     """The sim model of --variant's accelerator, its sim twin (built once, then taken from its cache)."""
-    from nnhil.gateware import sim
-    return sim.build_sim(variants.get(request.config.getoption("--variant")).accel)
+    from nnhil.gateware import buildcache
+    return buildcache.build_sim(variants.get(request.config.getoption("--variant")).accel)
 
 
 WORKER_PROPERTIES = "nnhil_suite_properties"    # the key of a worker's in its workeroutput

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnhil.gateware import cyclemodel, link, program, variants
+from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
 
 from . import divergence, history, pace, shards
@@ -214,7 +214,7 @@ def run_job(job, duts, args, log=print, kind="run"):
     accel_cycles, batch_cycles = int(np.median(r.cycles)), int(np.median(r.driver_cycles))
     cpu_cycles, plain_cycles = (int(np.median(cpu[code].driver_cycles)) for code in ("optimised", "plain"))
     model_cycles = dut.accelerator.model_cycles
-    macs = cyclemodel.hardware_macs(model, dut.config)
+    macs = dut.compiled.hardware_macs
     board_pace = pace.board(args.baud)
     summary = {
         "target": dut.target, "model": job.name, "dataset": job.dataset, "arch": job.arch,
@@ -226,7 +226,7 @@ def run_job(job, duts, args, log=print, kind="run"):
         "accelerator_cycles": accel_cycles, "model_cycles": model_cycles,
         "cycles_exact": bool((r.cycles == model_cycles).all()),
         "macs": macs, "macs_per_cycle": round(macs / accel_cycles, 1),
-        **{f"{k}_used": v for k, v in program.usage(model, dut.config).items()},
+        **{f"{k}_used": v for k, v in dut.compiled.usage.items()},
         # the CPU baseline: the optimised C (the speedups), and the plain C that the history
         # has recorded as cpu_cycles_per_inference from the start
         "batch_cycles_per_image": batch_cycles, "cpu_optimised_cycles_per_inference": cpu_cycles,
@@ -298,7 +298,7 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         + f"; the accelerator {s['accelerator_cycles'] * us:.2f} us at {link.CLOCK_HZ / 1e6:g} MHz")
     log(f"weight load      {s['weight_load_s']:.2f} s over the bridge, verified by read-back; uses "
         + ", ".join(f"{s[k + '_used']}/{getattr(dut.config, k)} {k.replace('_', ' ')}"
-                    for k in program.usage(dut.model, dut.config)))
+                    for k in dut.compiled.usage))
     log(f"board link       {s['board_weight_load_s']} s for the weight load and {s['board_batch_s']} s "
         f"for the {n} images on a board at {args.baud} baud ({s['weight_load_link_bytes'] + s['batch_link_bytes']} "
         f"bytes; the sim's link is unpaced: {s['weight_load_s']:.1f} s and {s['batch_wall_s']:.1f} s here)")

@@ -59,7 +59,7 @@ def _stop_group(proc, grace=3.0):
 
 
 class Simulator:
-    """One running sim model of a :class:`gateware.sim.SimBuild`."""
+    """One running sim model of a :class:`gateware.buildcache.SimBuild`."""
 
     def __init__(self, build, start_timeout=20.0, pace=pace.SIM):
         self.build = build

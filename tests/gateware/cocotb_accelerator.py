@@ -134,11 +134,11 @@ class Host:
         return layout.decode_status(await self.csr("status"))
 
     async def load(self, model):
-        image = program.compile_model(model, self.cfg)
-        for region, words in image.regions.items():
+        memory_image = program.compile_model(model, self.cfg)
+        for region, words in memory_image.regions.items():
             await self.write_region(region, words)
-        await self.csr("n_layers", image.n_layers)
-        return image
+        await self.csr("n_layers", memory_image.n_layers)
+        return memory_image
 
     async def start(self):
         await self.csr("control", layout.CTRL_START)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nnhil.gateware.layout import BIAS, DESCRIPTOR, REQUANT
-from nnhil.host.firmware import HEADER_RECORDS, mailbox_header
+from nnhil.host.firmware_abi import HEADER_RECORDS, mailbox_header
 from nnhil.training import fixedpoint as fx
 
 CC = shutil.which("gcc") or shutil.which("cc")

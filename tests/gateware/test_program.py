@@ -32,9 +32,9 @@ def weight_bytes(words, lanes):
 def test_weights_follow_the_layout(lanes):
     cfg = AccelConfig(lanes=lanes)
     m = model([13, 2 * lanes + 3, 5, lanes // 2])   # 1 lane group; 4 on 64 lanes; 2
-    image = program.compile_model(m, cfg)
-    wide = weight_bytes(image.regions["weights"], lanes)
-    desc = image.regions["program"]
+    memory_image = program.compile_model(m, cfg)
+    wide = weight_bytes(memory_image.regions["weights"], lanes)
+    desc = memory_image.regions["program"]
     for l, layer in enumerate(m.layers):
         shape, w_base, b_base = LayerShape.decode(desc[4 * l:4 * l + 4])
         assert shape == LayerShape.dense(layer.n_in, layer.n_out, logits=l == len(m.layers) - 1)
@@ -47,13 +47,13 @@ def test_weights_follow_the_layout(lanes):
                     j, n = t * lanes + c, groups * i + g
                     expect = layer.weights[j, n] if j < layer.n_out and n < layer.n_in else 0
                     assert wide[w_base + t * steps + i, k] == expect
-        entries = np.asarray(image.regions["bias"], dtype="<u4").view("<u8")[b_base:b_base + layer.n_out]
+        entries = np.asarray(memory_image.regions["bias"], dtype="<u4").view("<u8")[b_base:b_base + layer.n_out]
         bias = layout.BIAS.decode(entries)
         np.testing.assert_array_equal(bias["bias"], layer.bias)
         np.testing.assert_array_equal(bias["mult"], layer.mult)
         np.testing.assert_array_equal(bias["shift"], layer.shift)
-    assert image.n_layers == 3
-    assert program.check_program(desc, image.n_layers, cfg) == (layout.ERR_NONE, None)
+    assert memory_image.n_layers == 3
+    assert program.check_program(desc, memory_image.n_layers, cfg) == (layout.ERR_NONE, None)
 
 
 def test_input_and_output_words():
@@ -150,19 +150,19 @@ def test_conv_pool_is_one_descriptor(lanes):
     cfg = AccelConfig(lanes=lanes)
     m = conv_model()
     conv = m.layers[0]
-    image = program.compile_model(m, cfg)
-    assert image.n_layers == 2
-    shape, w_base, b_base = LayerShape.decode(image.regions["program"][:4])
+    memory_image = program.compile_model(m, cfg)
+    assert memory_image.n_layers == 2
+    shape, w_base, b_base = LayerShape.decode(memory_image.regions["program"][:4])
     assert shape == LayerShape(2, 7, 6, 2, 5, pool=True) and (w_base, b_base) == (0, 0)
     assert shape.n_out == m.layers[1].n_out == 5 * 3 * 2
     # tile t, window element (ci, ky, kx) in row-major order, lane k = channel t * lanes + k
-    wide = weight_bytes(image.regions["weights"], lanes)
+    wide = weight_bytes(memory_image.regions["weights"], lanes)
     for t in range(layout.tiles(5, lanes)):
         for i, (ci, ky, kx) in enumerate(np.ndindex(2, 2, 2)):
             for k in range(lanes):
                 o = t * lanes + k
                 assert wide[t * 8 + i, k] == (conv.weights[o, ci, ky, kx] if o < 5 else 0)
-    dense, w_base, b_base = LayerShape.decode(image.regions["program"][4:8])
+    dense, w_base, b_base = LayerShape.decode(memory_image.regions["program"][4:8])
     assert dense == LayerShape.dense(30, 3, True)
     assert (w_base, b_base) == (shape.weight_words(lanes), 5)
 

@@ -1,9 +1,8 @@
-"""gateware.resources: the report arithmetic, the cycles command, and (slow) real synthesis."""
+"""gateware.resources: the report arithmetic and (slow) real synthesis."""
 import pytest
 
 from nnhil.gateware import resources
 from nnhil.gateware.layout import AccelConfig
-from nnhil.host import latency
 
 
 def test_utilization_counts_lut_rams_and_half_ramb18():
@@ -19,19 +18,6 @@ def test_report_names_the_device_that_is_too_small():
     text, fits = resources.report("x", use)
     assert fits == ["xc7a100t"]
     assert "xc7a35t" in text and "DOES NOT FIT" in text and "60.5/50" in text
-
-
-def test_cycles_command(capsys):
-    """Its figures are the ones the RTL counted: the committed latency baselines of the sim."""
-    cfg = AccelConfig()
-    cycles = resources.print_cycles(cfg)
-    baselines = latency.load()
-    assert cycles == {arch: baselines[latency.key(arch, "fashion-mnist", "sim")]["measured"]["accelerator_cycles"]
-                      for arch in ("mlp", "cnn")}
-    out = capsys.readouterr().out
-    assert f"mlp: {cycles['mlp']} cycles per inference on {cfg.lanes} lanes" in out
-    assert "conv 2x2 (1,28,28)->16 + pool" in out and "dense 784->128" in out
-    assert "(memory port-bound)" in out and "(MAC-bound)" in out
 
 
 @pytest.mark.slow

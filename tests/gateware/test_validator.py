@@ -9,7 +9,8 @@ from migen.sim import run_simulation
 from nnhil.gateware import layout, program, vectors
 from nnhil.gateware.layout import GEOM_BITS, DIM_BITS, AccelConfig, LayerShape as S
 from nnhil.gateware.validator import ProgramValidator
-from nnhil.host.firmware import MAX_DIM, MAX_WIDTH, FirmwareError, cpu_layers, cpu_limits
+from nnhil.host.cpu_model import cpu_layers, cpu_limits
+from nnhil.host.firmware_abi import MAX_DIM, MAX_WIDTH, FirmwareError
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from nnhil.gateware import program, resources, sim, variants
+from nnhil.gateware import buildcache, program, resources, variants
 from nnhil.training import home
 from nnhil.gateware.layout import AccelConfig
 from nnhil.host import board
@@ -14,13 +14,13 @@ from nnhil.host import board
 def test_a7_35_default_is_the_sim_default():
     """The sim runs AccelConfig() by default: that is the A7-35's accelerator, its twin."""
     assert variants.get("a7-35").accel == AccelConfig()
-    assert sim.arty_dir("a7-35") == home.builds() / f"arty-{sim.build_key('arty', AccelConfig())[1]}"
+    assert buildcache.arty_dir("a7-35") == home.builds() / f"arty-{buildcache.build_key('arty', AccelConfig())[1]}"
 
 
 def test_the_build_key_follows_the_variant():
-    same_cfg = {v: sim.build_key("arty", AccelConfig(), variant=v)[1] for v in variants.VARIANTS}
+    same_cfg = {v: buildcache.build_key("arty", AccelConfig(), variant=v)[1] for v in variants.VARIANTS}
     assert len(set(same_cfg.values())) == len(variants.VARIANTS)
-    assert sim.arty_dir("a7-100") != sim.arty_dir("a7-35")
+    assert buildcache.arty_dir("a7-100") != buildcache.arty_dir("a7-35")
 
 
 def test_a7_100_accelerator_uses_the_larger_part():
@@ -116,7 +116,7 @@ def test_a7_100_sim_twin_runs_a_model_the_a7_35_cannot_hold(fashion):
                       for i, (a, b) in enumerate(zip(sizes, sizes[1:]))], input_shape=(784,))
     images = fashion.test[0][:8]
     want = model.logits(images)
-    with Simulator(sim.build_sim(cfg)) as s, s.bridge() as bridge:
+    with Simulator(buildcache.build_sim(cfg)) as s, s.bridge() as bridge:
         acc = AcceleratorDriver(bridge)
         assert acc.config == cfg
         acc.load(model)

@@ -1,11 +1,12 @@
 """Fixtures of the hardware-in-the-loop tests: the DUT's bridge, accelerator and firmware, and each
 model (the project's trained ones, or the files given with --model) loaded and run on test images."""
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pytest
 
-from nnhil.host import latency
-from nnhil.host.firmware import CPU_CODES
+from nnhil.host.firmware_abi import CPU_CODES
 from nnhil.training import modelfile, workflow
 from nnhil.training.workflow import MODELS
 
@@ -34,7 +35,7 @@ def history_file(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="session")
-def baselines_path(request):
+def baselines_path(request, repo_baselines):
     """--baselines; else this repository's for its own models, and a user's own file (in the
     rootdir, as the plugin's option says) for the models of --model."""
     given = request.config.getoption("--baselines")
@@ -42,7 +43,7 @@ def baselines_path(request):
         return Path(given)
     if request.config.getoption("--model"):
         return request.config.rootpath / "nnhil-baselines.json"
-    return latency.BASELINES
+    return repo_baselines
 
 
 @pytest.fixture(scope="session")
@@ -75,17 +76,30 @@ def loaded(accelerator, trained, dataset, model_name):
     return t
 
 
+class Batch(NamedTuple):
+    """Test images, their labels and what the target gave for them (a host.results.Results)."""
+    images: np.ndarray
+    labels: np.ndarray
+    results: object
+
+
+class CpuRuns(NamedTuple):
+    """Images and the Results of each of the firmware's C inferences on them, by code."""
+    images: np.ndarray
+    results: dict
+
+
 @pytest.fixture(scope="module")
 def batch(firmware, accelerator, loaded, n_images):
     """The first n_images test images through the accelerator, batched by the firmware."""
     images, labels = (a[:n_images] for a in loaded.data.test)
     images = images.reshape((len(images),) + tuple(loaded.model.input_shape))
-    return images, labels, firmware.accel_batch(accelerator, images)
+    return Batch(images, labels, firmware.accel_batch(accelerator, images))
 
 
 @pytest.fixture(scope="module")
 def cpu(firmware, batch, loaded):
     """Two images through the integer model on the CPU in each of the firmware's C inferences
-    (host.firmware.CPU_CODES: "optimised", the speedup's baseline, and "plain"), by name."""
-    images = batch[0][:2]
-    return images, {code: firmware.cpu_infer(loaded.model, images, code=code) for code in CPU_CODES}
+    (host.firmware_abi.CPU_CODES: "optimised", the speedup's baseline, and "plain"), by name."""
+    images = batch.images[:2]
+    return CpuRuns(images, {code: firmware.cpu_infer(loaded.model, images, code=code) for code in CPU_CODES})

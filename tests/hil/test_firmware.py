@@ -4,9 +4,11 @@ import struct
 import numpy as np
 import pytest
 
-from nnhil.gateware import layout, resources
-from nnhil.host.firmware import (CMD_CPU_INFER, CPU_CODES, CTRL_CPU_RESET, FIRMWARE_MAX, LAYER_FIELDS, Firmware,
-                           FirmwareError, cpu_cycles_bound, pack_cpu_model)
+from nnhil.gateware import layout
+from nnhil.host.cpu_model import cpu_cycles_bound, pack_cpu_model
+from nnhil.host.firmware import CTRL_CPU_RESET, Firmware
+from nnhil.host.firmware_abi import CMD_CPU_INFER, CPU_CODES, FIRMWARE_MAX, LAYER_FIELDS, FirmwareError
+from nnhil.host.testmodels import random_default_model
 from tests.gateware import accel_models
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
@@ -22,7 +24,7 @@ def code(request):
 
 def test_cpu_inference_of_random_weights_is_bit_exact(firmware, fashion, code):
     """Random int8 weights drive hidden layers into saturation: the edges the trained model avoids."""
-    model = resources.headline_model()
+    model = random_default_model()
     images = fashion.test[0][:2]
     r = firmware.cpu_infer(model, images, code=code)
     np.testing.assert_array_equal(r.logits, model.logits(images))
@@ -53,7 +55,7 @@ def pooled_3x3_cnn(rng):
     return IntModel([c1, p1, Dense(w(3, 36), *rq(3, 1), fx.OUTPUT_I32)], input_shape=(2, 8, 9))
 
 
-@pytest.mark.parametrize("make", [lambda rng: resources.headline_model("cnn", rng), odd_cnn, pooled_3x3_cnn],
+@pytest.mark.parametrize("make", [lambda rng: random_default_model("cnn", rng), odd_cnn, pooled_3x3_cnn],
                          ids=["headline-shape", "odd-sizes", "pooled-3x3"])
 def test_cpu_inference_of_random_cnns_is_bit_exact(firmware, make, code):
     rng = np.random.default_rng(3)
@@ -110,11 +112,9 @@ def test_cpu_model_the_firmware_cannot_run_is_refused(firmware):
     blob = bytearray(pack_cpu_model(model, firmware.data))
     field = 4 * (1 + LAYER_FIELDS.index("kernel"))       # the first record's kernel
     struct.pack_into("<I", blob, field, 10)
-    firmware.bridge.write_bytes(firmware.data, bytes(blob))
-    img, stride, res, _ = firmware._layout_batch(np.zeros((1, model.n_in), np.uint8), len(blob), model.n_out)
     with pytest.raises(FirmwareError, match="a model the firmware cannot run"):
-        firmware.run(CMD_CPU_INFER, 1, cpu_cycles_bound(model), model=firmware.data, images=img,
-                     image_stride=stride, results=res)
+        firmware.cpu_infer_blob(bytes(blob), np.zeros((1, model.n_in), np.uint8), model.n_out,
+                                cpu_cycles_bound(model), code="plain")
     r = firmware.cpu_infer(model, np.zeros((1,) + model.input_shape, np.uint8))   # still serving
     np.testing.assert_array_equal(r.logits, model.logits(np.zeros((1,) + model.input_shape, np.uint8)))
 
@@ -128,11 +128,15 @@ def test_missing_and_oversized_firmware_are_refused(firmware, tmp_path):
         Firmware(firmware.bridge, big).boot()
 
 
-def test_unresponsive_firmware_times_out(firmware):
-    """Last in the module: it stops the CPU, then boots the firmware again."""
-    firmware.bridge.csr_write("ctrl_reset", CTRL_CPU_RESET)   # hold the CPU: nobody serves the mailbox
-    try:
-        with pytest.raises(FirmwareError, match="did not finish"):
-            firmware.run(CMD_CPU_INFER)
-    finally:
-        firmware.boot()
+@pytest.fixture
+def held_cpu(firmware):
+    """The CPU held in reset for one test (nobody serves the mailbox), the firmware booted again
+    after it, pass or fail: the tests after it find it serving, in any order."""
+    firmware.bridge.csr_write("ctrl_reset", CTRL_CPU_RESET)
+    yield firmware
+    firmware.boot()
+
+
+def test_unresponsive_firmware_times_out(held_cpu):
+    with pytest.raises(FirmwareError, match="did not finish"):
+        held_cpu.run(CMD_CPU_INFER)

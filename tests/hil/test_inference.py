@@ -6,8 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from nnhil.gateware import cyclemodel, layout, program, resources
+from nnhil.gateware import cyclemodel, layout, program
 from nnhil.host import driver as drv, history, latency
+from nnhil.host.testmodels import random_default_model
 from nnhil.host.pytest_plugin import assert_bit_exact
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import IntModel
@@ -40,7 +41,7 @@ def test_logits_and_argmax_bit_exact(batch, loaded, dut, tmp_path, record_proper
 
 
 def test_cycles_equal_the_model(batch, loaded, accelerator, record_property):
-    _, _, r = batch
+    r = batch.results
     expected = cyclemodel.cycles(loaded.model, accelerator.config)
     assert set(r.cycles.tolist()) == {expected}
     record_property("accelerator_cycles", expected)
@@ -59,7 +60,7 @@ def test_host_path_single_images(accelerator, loaded):
     model = loaded.model
     images = loaded.data.test[0][-5:]
     ref = model.logits(images)
-    last_hidden = (accelerator.image.n_layers - 1) % 2   # the buffer the last hidden layer writes
+    last_hidden = (accelerator.compiled.n_layers - 1) % 2   # the buffer the last hidden layer writes
     for image, row in zip(images, ref):
         out = accelerator.infer(image)
         np.testing.assert_array_equal(out.logits, row)
@@ -74,7 +75,7 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, rec
     for code, r_cpu in runs.items():
         np.testing.assert_array_equal(r_cpu.logits, loaded.model.logits(images), err_msg=f"{code} C")
     cpu_cycles, plain_cycles = (int(np.median(runs[code].driver_cycles)) for code in ("optimised", "plain"))
-    batch_cycles = int(np.median(batch[2].driver_cycles))
+    batch_cycles = int(np.median(batch.results.driver_cycles))
     speedup, speedup_plain = cpu_cycles / batch_cycles, plain_cycles / batch_cycles
     print(f"\nCPU {cpu_cycles} cycles/image in optimised C, {plain_cycles} in plain C; accelerator batch "
           f"{batch_cycles} cycles/image with the driver: {speedup:.0f}x, {speedup_plain:.0f}x over the plain C")
@@ -94,20 +95,20 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
     images, labels, r = batch
     measured = {"accelerator_cycles": int(np.median(r.cycles)),
                 "batch_cycles_per_image": int(np.median(r.driver_cycles)),
-                "cpu_optimised_cycles_per_inference": int(np.median(cpu[1]["optimised"].driver_cycles)),
-                "cpu_cycles_per_inference": int(np.median(cpu[1]["plain"].driver_cycles))}
+                "cpu_optimised_cycles_per_inference": int(np.median(cpu.results["optimised"].driver_cycles)),
+                "cpu_cycles_per_inference": int(np.median(cpu.results["plain"].driver_cycles))}
     # a --model file is keyed by its file, on the dataset it records
     arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
     platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
     name = latency.key(arch, dataset, platform, request.config.getoption("--variant"))
-    ran = latency.setup(loaded.model, accelerator.config)
+    ran = latency.setup(accelerator.compiled)
     record = {**measured, "target": dut.target, "platform": platform, "images": len(labels), "model": arch,
               "dataset": dataset, "model_hash": loaded.model.hash,
               "board_accuracy": float((r.argmax == labels).mean())}
     line = history.append("pytest", record, history_file)
     assert history.read(history_file).count(line) == 1          # other workers may append too
     baselines = latency.load(baselines_path)
-    diff = latency.compare(name, ran, measured, baselines)
+    diff = latency.compare(name, ran, measured, baselines, baselines_path.name)
     if request.config.getoption("--update-baselines"):
         latency.update(name, ran, measured, baselines_path)
         warnings.warn(f"--update-baselines: recorded {name} in {baselines_path}, so this run compares "
@@ -119,20 +120,20 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
 
 
 def test_weight_corruption_is_detected(accelerator, loaded, bridge):
-    image = program.compile_model(loaded.model, accelerator.config)
+    memory_image = program.compile_model(loaded.model, accelerator.config)
     addr = accelerator.region_addr("weights", 100)
     good = bridge.read(addr)[0]
     bridge.write(addr, [good ^ 0x80])
     try:
         with pytest.raises(drv.AcceleratorError, match="weights did not read back: word 100"):
-            accelerator.verify(image)
+            accelerator.verify(memory_image)
     finally:
         bridge.write(addr, [good])
-    accelerator.verify(image)
+    accelerator.verify(memory_image)
 
 
 def test_oversized_model_rejected_before_writing(accelerator, loaded, bridge):
-    wide = resources.headline_model()
+    wide = random_default_model()
     layers = [dataclasses.replace(wide.layers[0], weights=np.ones((3000, 784), np.int8),
                                   bias=np.zeros(3000, np.int32), mult=np.ones(3000, np.uint16),
                                   shift=np.ones(3000, np.uint8)),

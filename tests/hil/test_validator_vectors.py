@@ -1,5 +1,5 @@
 """The firmware's model_ok on the shared validation vectors (gateware/vectors.py): for each, the
-firmware refuses the CPU model exactly when program.check_layers with host.firmware.cpu_limits
+firmware refuses the CPU model exactly when program.check_layers with host.cpu_model.cpu_limits
 does, and runs an accepted one bit-exact with the integer reference (layer by layer on flat
 activations: a vector may reshape between layers, which an IntModel does not).
 
@@ -13,8 +13,8 @@ import pytest
 
 from nnhil.gateware import layout, program, vectors
 from nnhil.gateware.layout import AccelConfig, LayerShape as S
-from nnhil.host.firmware import (CMD_CPU_INFER, CPU_CYCLES_PER_MAC, CPU_CYCLES_PER_VALUE, LAYER_FIELDS, LAYER_WORDS,
-                           MAX_DIM, FirmwareError, cpu_limits)
+from nnhil.host.cpu_model import CPU_CYCLES_PER_MAC, CPU_CYCLES_PER_VALUE, cpu_limits
+from nnhil.host.firmware_abi import LAYER_FIELDS, LAYER_WORDS, MAX_DIM, FirmwareError
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D, Dense, MaxPool2D
 
@@ -65,7 +65,7 @@ def reference_logits(layers, image):
 
 
 def cpu_blob(n_layers, shapes, layers, base):
-    """The CPU model blob at ``base`` (the format of host.firmware.pack_cpu_model): the records
+    """The CPU model blob at ``base`` (the format of host.cpu_model.pack_cpu_model): the records
     of ``shapes`` and, when given, the arrays of ``layers`` (else array addresses 0)."""
     head = 4 * (1 + LAYER_WORDS * len(shapes))
     words, arrays = [n_layers], bytearray()
@@ -111,24 +111,19 @@ def test_firmware_answers_as_the_validator(firmware):
         expect[name] = code == layout.ERR_NONE
         layers = random_layers(shapes, rng) if expect[name] else None   # refused: no arrays
         blob = cpu_blob(n_layers, shapes, layers, firmware.data)
-        firmware.bridge.write_bytes(firmware.data, blob)
         n_out = layers[-1][0].n_out if layers else 0
-        img, stride, res, res_words = firmware._layout_batch(image, len(blob), n_out)
-        assert stride == IMAGE_BYTES
         try:
             # a refused model is answered during the command's setup; an accepted one within
             # the CPU's bound for its layers
             cycles = sum(CPU_CYCLES_PER_MAC * s.macs + CPU_CYCLES_PER_VALUE * s.phases * s.n_out
                          for s in shapes[:n_layers]) if expect[name] else 0
-            firmware.run(CMD_CPU_INFER, 1, cycles, model=firmware.data, images=img,
-                         image_stride=stride, results=res)
+            r = firmware.cpu_infer_blob(blob, image, n_out, cycles, code="plain")
         except FirmwareError as e:
             assert "a model the firmware cannot run" in str(e), (name, e)
             answers[name] = False
             continue
         answers[name] = True
         if layers:
-            logits = firmware._results(res, res_words, 1).logits
             x = image[:, :shapes[0].n_in]
-            np.testing.assert_array_equal(logits, reference_logits(layers, x), err_msg=name)
+            np.testing.assert_array_equal(r.logits, reference_logits(layers, x), err_msg=name)
     assert answers == expect

@@ -2,13 +2,15 @@
 committed baselines as the anchor of the cycle model the RTL takes its pipeline depths from."""
 import pytest
 
-from nnhil.gateware import cyclemodel, resources
+from nnhil.gateware import cyclemodel
+from nnhil.gateware.compiled import CompiledModel
 from nnhil.gateware.layout import AccelConfig
 from nnhil.host import latency
+from nnhil.host.testmodels import random_default_model
 from nnhil.training.workflow import MODELS
 
 NAME = latency.key("mlp", "fashion-mnist", "sim")
-RAN = latency.setup(resources.headline_model(), AccelConfig())
+RAN = latency.setup(CompiledModel.of(random_default_model(), AccelConfig()))
 BASE = {NAME: {"setup": RAN, "measured": {"accelerator_cycles": 1806, "batch_cycles_per_image": 4032}}}
 
 
@@ -34,11 +36,11 @@ def test_missing_baseline_says_how_to_record_it():
 
 
 def test_another_program_or_configuration_is_not_its_baseline():
-    cnn = latency.setup(resources.headline_model("cnn"), AccelConfig())
+    cnn = latency.setup(CompiledModel.of(random_default_model("cnn"), AccelConfig()))
     lines = latency.compare(NAME, cnn, BASE[NAME]["measured"], BASE)
     assert "the baseline was recorded for dense 784->128; dense 128->10 on lanes=64," in lines[1]
     assert "this run is conv 2x2 (1,28,28)->16 + pool; conv 2x2 (16,13,13)->32 + pool;" in lines[2]
-    other_build = latency.setup(resources.headline_model(), AccelConfig(bias_entries=256))
+    other_build = latency.setup(CompiledModel.of(random_default_model(), AccelConfig(bias_entries=256)))
     assert "bias_entries=256" in latency.compare(NAME, other_build, BASE[NAME]["measured"], BASE)[2]
 
 
@@ -57,18 +59,18 @@ def test_key_names_architecture_dataset_and_platform():
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_committed_baseline_is_of_the_models_program(name):
+def test_committed_baseline_is_of_the_models_program(name, repo_baselines):
     """Each model of the project has a sim baseline, recorded for its program on the default build."""
     arch, dataset = MODELS[name]
-    baseline = latency.load()[latency.key(arch, dataset, "sim")]
-    assert baseline["setup"] == latency.setup(resources.headline_model(arch), AccelConfig())
+    baseline = latency.load(repo_baselines)[latency.key(arch, dataset, "sim")]
+    assert baseline["setup"] == latency.setup(CompiledModel.of(random_default_model(arch), AccelConfig()))
 
 
-def test_committed_baselines_match_the_cycle_model():
+def test_committed_baselines_match_the_cycle_model(repo_baselines):
     """Every recorded accelerator cycle count equals the cycle model of its program: the RTL's
     pipeline depths come from gateware.cyclemodel, so only this catches a changed latency
     constant whose baselines were not re-recorded on the hardware."""
-    baselines = latency.load()
+    baselines = latency.load(repo_baselines)
     assert len(baselines) >= len(MODELS)
     for name, baseline in baselines.items():
         shapes, cfg = latency.program_of(baseline)

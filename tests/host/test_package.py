@@ -19,12 +19,12 @@ import nnhil.gateware, nnhil.host, nnhil.training
 for pkg in (nnhil.training, nnhil.gateware, nnhil.host):     # every module imports from nnhil.*
     for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
         importlib.import_module(m.name)
-import nnhil.gateware.sim, nnhil.host.firmware as fw
+import nnhil.gateware.simsoc, nnhil.host.firmware_abi as abi, nnhil.host.firmware_build as fw
 root = Path(nnhil.host.__path__[0]).parent
 assert root == Path(sys.argv[1]) / "nnhil", root
 assert (fw.FIRMWARE_DIR / "main.c").exists() and (fw.FIRMWARE_DIR / "Makefile").exists(), fw.FIRMWARE_DIR
-assert (nnhil.gateware.sim.SIM_MODULE_DIR / "sim_tcp.c").exists()
-print(fw.mailbox_header())
+assert (nnhil.gateware.simsoc.SIM_MODULE_DIR / "sim_tcp.c").exists()
+print(abi.mailbox_header())
 """
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnhil.gateware import cyclemodel, program, sim as simbuild, variants
+from nnhil.gateware import cyclemodel, buildcache, program, variants
 from nnhil.host import dut as duts
 from nnhil.host.simulator import Simulator
 from nnhil.training import workflow
@@ -23,7 +23,7 @@ MLP_90 = dataclasses.replace(TrainConfig(), layers=(784, 384, 128, 10), dropout=
 @pytest.fixture(scope="module")
 def twin():
     """The A7-100's sim twin: the sim SoC with that variant's accelerator."""
-    with Simulator(simbuild.build_sim(A7_100.accel)) as s:
+    with Simulator(buildcache.build_sim(A7_100.accel)) as s:
         yield s
 
 

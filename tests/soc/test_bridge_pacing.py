@@ -8,7 +8,7 @@ import pytest
 from nnhil.gateware import link
 from nnhil.host import pace
 from nnhil.host.bridge import BridgeError
-from nnhil.host.firmware import DATA_OFFSET
+from nnhil.host.firmware_abi import DATA_OFFSET
 from nnhil.host.simulator import Simulator
 
 pytestmark = pytest.mark.sim

@@ -69,7 +69,7 @@ def weight_byte(dut, model, layer, channel, element):
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_a_corrupted_weight_is_traced_to_its_layer_and_channel(dut, model, images, kind, tmp_path):
     layer = LAYERS[kind]
-    image = dut.load(model)                                # verified by read-back
+    compiled = dut.load(model)                             # verified by read-back
     channel, element, value, bad = choose_fault(model, images[0], layer, np.random.default_rng(layer))
     addr, byte = weight_byte(dut, model, layer, channel, element)
     good = dut.bridge.read(addr)[0]
@@ -101,7 +101,7 @@ def test_a_corrupted_weight_is_traced_to_its_layer_and_channel(dut, model, image
         assert all(x.n_differ == 0 for x in report.layers[:layer]) and report.cycles_exact
     finally:
         dut.bridge.write(addr, [good])
-    dut.accelerator.verify(image)
+    dut.accelerator.verify(compiled.memory_image)
 
 
 @pytest.mark.sim

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from nnhil.gateware import layout, sim as simbuild
+from nnhil.gateware import buildcache, layout
 from nnhil.host.bridge import BridgeError
 from nnhil.host.simulator import Simulator, SimulatorError
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.sim
 def test_cached_build_is_reused_untouched(sim_build):
     stamp = sim_build.vsim.stat().st_mtime_ns
     lines = []
-    again = simbuild.build_sim(layout.AccelConfig(), log=lines.append)
+    again = buildcache.build_sim(layout.AccelConfig(), log=lines.append)
     assert again == sim_build
     assert lines == [f"sim model {sim_build.dir.name[4:]} is up to date in {sim_build.dir}"]
     assert sim_build.vsim.stat().st_mtime_ns == stamp
@@ -40,4 +40,4 @@ def test_killed_sim_fails_clearly_and_leaves_nothing(sim_build):
 
 def test_missing_model_is_reported(tmp_path):
     with pytest.raises(SimulatorError, match="no sim model"):
-        Simulator(simbuild.SimBuild(tmp_path)).start()
+        Simulator(buildcache.SimBuild(tmp_path)).start()

@@ -1,4 +1,4 @@
-"""Build the nnhil SoC: a cached Verilator model for the sim, or the Arty A7 gateware.
+"""Build the nnhil SoC, cached by what shapes it: a Verilator model for the sim, or the Arty A7 gateware.
 
 The sim build is keyed by a hash of everything that shapes the model (AccelConfig, the
 SoC parameters, the LiteX version and our gateware and sim-module sources) and lives in
@@ -7,7 +7,6 @@ Migen. Weights, images and firmware are loaded over the bridge at run time, so t
 never cause a rebuild. LiteX's toolchain only generates here (its build script deletes
 obj_dir); we run the compile ourselves to stream its progress.
 """
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -26,21 +25,16 @@ from pathlib import Path
 from nnhil.training import filelock, home
 
 from . import layout
+from .simsoc import BRIDGE_CLK_FREQ, MAIN_RAM_SIZE, SIM_CLK_FREQ, SIM_MODULE, SIM_MODULE_DIR, sim_soc
 
 REPO = Path(__file__).resolve().parent.parent
-SIM_MODULE_DIR = Path(__file__).resolve().parent / "sim_tcp"
-SIM_MODULE = "sim_tcp"
-
-SIM_CLK_FREQ = int(1e6)        # nominal, as litex_sim: the BIOS's timeouts are in cycles of it
-BRIDGE_CLK_FREQ = int(1e8)     # UARTBone drops a half-received command after 0.1 s of this clock:
-                               # 10M sim cycles, seconds of wall time even on a loaded host
-MAIN_RAM_SIZE = 4 * 1024 * 1024
 BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
 
 # Every source whose text shapes the sim model.
 SOURCES = [Path(__file__).resolve().parent / n for n in
-           ("soc.py", "sim.py", "accelerator.py", "layout.py", "cyclemodel.py", "wishbone_window.py",
-            "sequencer.py", "validator.py", "addrgen.py", "macarray.py", "requantizer.py")] + \
+           ("soc.py", "simsoc.py", "buildcache.py", "accelerator.py", "layout.py", "cyclemodel.py",
+            "wishbone_window.py", "sequencer.py", "validator.py", "addrgen.py", "macarray.py",
+            "requantizer.py")] + \
           [REPO / "training" / "fixedpoint.py"]
 
 
@@ -68,45 +62,6 @@ class SimBuild:
     @property
     def software_dir(self):
         return self.dir / "software"
-
-
-def _sim_io():
-    from litex.build.generic_platform import Pins, Subsignal
-    return [
-        ("sys_clk", 0, Pins(1)),
-        ("sys_rst", 0, Pins(1)),
-        # A byte stream each way, driven by the sim_tcp module.
-        ("serial", 0,
-            Subsignal("source_valid", Pins(1)), Subsignal("source_ready", Pins(1)),
-            Subsignal("source_data", Pins(8)),
-            Subsignal("sink_valid", Pins(1)), Subsignal("sink_ready", Pins(1)),
-            Subsignal("sink_data", Pins(8))),
-    ]
-
-
-def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE):
-    """The sim SoC: soc.py's SoC on a SimPlatform, integrated main RAM, a stream PHY for the bridge."""
-    from litex.build.sim import SimPlatform
-    from litex.build.io import CRG
-    from litex.soc.cores.uart import RS232PHYModel
-    from litex.soc.integration.soc_core import SoCCore
-
-    from . import soc as nnsoc
-
-    class SimSoC(SoCCore):
-        def __init__(self):
-            platform = SimPlatform("SIM", _sim_io())
-            self.crg = CRG(platform.request("sys_clk"))
-            SoCCore.__init__(self, platform, clk_freq=SIM_CLK_FREQ, ident="nnhil sim",
-                             integrated_main_ram_size=main_ram_size, **nnsoc.SOC_KWARGS)
-            # The BIOS memtests main RAM at boot; a full pass costs seconds of sim time.
-            self.add_constant("MEMTEST_DATA_SIZE", 8 * 1024)
-            self.add_constant("MEMTEST_ADDR_SIZE", 8 * 1024)
-            nnsoc.add_host_link(self, RS232PHYModel(platform.request("serial")),
-                                bridge_clk_freq=BRIDGE_CLK_FREQ)
-            nnsoc.add_accelerator(self, cfg)
-
-    return SimSoC()
 
 
 def _file_digest(paths):
@@ -250,44 +205,3 @@ def build(target="sim", cfg=layout.AccelConfig(), log=print, **kwargs):
     if target == "arty":
         return build_arty(cfg, log=log, **kwargs)
     raise ValueError(f"unknown target {target!r}: expected 'sim' or 'arty'")
-
-
-def add_arguments(parser):
-    """The ``nnhil build`` options: the target, the Arty variant and every AccelConfig field
-    (default: the variant's configuration; the sim twin of a variant is ``--variant`` with
-    ``--target sim``)."""
-    from . import variants
-
-    parser.add_argument("--target", choices=("sim", "arty"), default="sim")
-    parser.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
-                        help="the Arty A7 (default %(default)s): its part and default accelerator")
-    parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (sim)")
-    for f in dataclasses.fields(layout.AccelConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=int, default=None,
-                            help=f"accelerator {f.name} (default: the variant's)")
-
-
-def run(args):
-    from . import variants
-
-    base = variants.get(args.variant).accel
-    cfg = dataclasses.replace(base, **{f.name: getattr(args, f.name) for f in dataclasses.fields(layout.AccelConfig)
-                                       if getattr(args, f.name) is not None})
-    kwargs = {"jobs": args.jobs} if args.target == "sim" else {"variant": args.variant}
-    result = build(args.target, cfg, **kwargs)
-    print(result.dir if isinstance(result, SimBuild) else result)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="nnhil build", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        run(parser.parse_args(argv))
-    except RuntimeError as e:           # a BuildError, or Vivado's timing not met
-        print(f"nnhil build: error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
