@@ -43,7 +43,8 @@ DATA_OFFSET = MAILBOX_OFFSET + 0x1000
 
 FW_MAGIC = 0x4E4E4657                      # "NNFW": the firmware is serving the mailbox
 MAILBOX = ("magic", "request", "done", "command", "status",
-           "model", "images", "n_images", "image_stride", "results", "n_layers", "images_done")
+           "model", "images", "n_images", "image_stride", "results", "n_layers", "images_done",
+           "slots")
 MB = {name: 4 * i for i, name in enumerate(MAILBOX)}          # byte offsets
 
 CMD_CPU_INFER = 1                          # integer model on the CPU in plain C (infer_plain)
@@ -319,7 +320,10 @@ class Firmware:
 
     def accel_batch(self, accel, images, chunk=2000, progress=None):
         """The program loaded on ``accel`` (a host.driver.AcceleratorDriver) on each image,
-        driven by the CPU.
+        driven by the CPU: double-buffered when its program.Image has two input slots (the
+        CPU fills one slot and reads one logits bank while the accelerator runs the other).
+        Each image's ``driver_cycles`` is the time from the previous image's done to its own
+        (the first: from the batch's start), so their median is the batch's period.
 
         Images go through main RAM ``chunk`` at a time, so any number of them fits;
         ``progress(done, total)`` follows the firmware's count of images done.
@@ -334,6 +338,7 @@ class Firmware:
             img, stride, res, res_words = self._layout_batch(part, 0, n_logits)
             self.run(CMD_ACCEL_BATCH, len(part), image_cycles,
                      progress and (lambda done, _, start=start: progress(start + done, len(images))),
-                     images=img, image_stride=stride, results=res, n_layers=accel.image.n_layers)
+                     images=img, image_stride=stride, results=res, n_layers=accel.image.n_layers,
+                     slots=accel.image.slots)
             parts.append(self._results(res, res_words, len(part)))
         return Results.concatenate(parts)

@@ -436,7 +436,7 @@ async def program_vectors(host, rng):
         await host.csr("n_layers", n_layers)
         await host.start()
         if expect == layout.ERR_NONE:
-            shapes = [s for s, _, _ in vectors.decode(words, n_layers)]
+            shapes = [s for s, *_ in vectors.decode(words, n_layers)]
             cycles = cyclemodel.shape_cycles(shapes, cfg.lanes)
         else:
             cycles = cyclemodel.rejected_cycles(layer)

@@ -66,7 +66,8 @@ def test_host_path_single_images(accelerator, loaded):
         assert out.argmax == int(row.argmax())
         assert out.cycles == cyclemodel.cycles(model, accelerator.config)
         hidden = model.activations(image[None])[-2][0].ravel()
-        np.testing.assert_array_equal(accelerator.activations(last_hidden, len(hidden)), hidden)
+        np.testing.assert_array_equal(accelerator.activations(last_hidden, len(hidden),
+                                                              accelerator.image.out_bases[-2]), hidden)
 
 
 def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, record_property):
