@@ -103,7 +103,7 @@ class AcceleratorDriver:
             self.bridge.write(self.region_addr(region), words)
         self.write_csr("n_layers", image.n_layers)
         self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
-        self.write_csr("slot", 0)               # single runs use input slot 0, whatever a batch left
+        self.write_csr("slot", 0)
         if verify:
             self.verify(image)
         self.model, self.image = model, image
@@ -151,6 +151,7 @@ class AcceleratorDriver:
         if self.model is None:
             raise AcceleratorError("no model loaded: call load() first")
         self.bridge.write(self.region_addr("act0"), program.pack_input(image))
+        self.write_csr("slot", 0)               # input slot 0, logits bank 0, whatever a batch left
         self.start()
         error = self.wait()
         if error != layout.ERR_NONE:

@@ -66,7 +66,7 @@ HEADER_RECORDS = {"DESC": layout.DESCRIPTOR, "BIAS": layout.BIAS, "REQUANT": lay
 CPU_CYCLES_PER_MAC, CPU_CYCLES_PER_VALUE = 25, 250    # bounds for timeouts, see cpu_cycles_bound
 # Bounds on the firmware's own work, for deadlines (each several times what was measured):
 COMMAND_CYCLES = 100_000                   # a command's setup: cache flushes, model checks
-DRIVER_CYCLES_PER_WORD = 40                # per image and logit word the batch runner copies (~11)
+DRIVER_CYCLES_PER_WORD = 40                # per image and logit word the batch runner copies (~7)
 DRIVER_CYCLES_PER_IMAGE = 5_000            # per image: start, polls, timer, results (~2,000)
 BOOT_CYCLES = 10_000_000                   # CPU reset to the BIOS prompt (1.1 M: the banner
                                            # drains through the console FIFO the host reads)
