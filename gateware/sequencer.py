@@ -100,7 +100,6 @@ class Sequencer(LiteXModule):
         n_layers = Signal(32)
         stop_after = Signal(32)
         slot     = Signal()
-        out_field = Signal(DIM)            # the descriptor's out_base
         c_in, c_out = Signal(DIM), self.c_out
         height, width, kernel = Signal(G), Signal(G), Signal(G)
         pool     = Signal()
@@ -140,7 +139,6 @@ class Sequencer(LiteXModule):
             self.program_adr.eq(layer),
             is_last.eq(layer == n_layers - 1),
             ends.eq(is_last | (layer + 1 == stop_after)),
-            self.out_base.eq(out_field + Mux(is_logit & slot, cfg.slot_logits, 0)),
         ]
         self.comb += [getattr(v, name).eq(value) for name, value in dict(
             n_layers=n_layers, layer=layer, is_last=is_last, prev_out=prev_out, c_in=c_in,
@@ -191,9 +189,11 @@ class Sequencer(LiteXModule):
             [NextValue(r, d[layout.DESCRIPTOR[name].bits]) for name, r in fields.items()],
             NextValue(is_logit, flags[layout.FLAGS["logits"].offset]),
             NextValue(pool, flags[layout.FLAGS["pool"].offset]),
-            NextValue(out_field, d[layout.DESCRIPTOR["out_base"].bits]),
-            # layer 0 reads its slot of act0, a later layer where the one before wrote
-            NextValue(self.in_base, Mux(layer == 0, Mux(slot, cfg.slot_words, 0), out_field)),
+            # layer 0 reads its slot of act0, a later layer where the one before (hidden, or
+            # rejected already) wrote; the logits go to bank `slot`
+            NextValue(self.in_base, Mux(layer == 0, Mux(slot, cfg.slot_words, 0), self.out_base)),
+            NextValue(self.out_base, d[layout.DESCRIPTOR["out_base"].bits] +
+                      Mux(flags[layout.FLAGS["logits"].offset] & slot, cfg.slot_logits, 0)),
             ag.clear.eq(1),
             NextState("SIZE1"),
         )
