@@ -318,16 +318,20 @@ class Firmware:
                  images=img, image_stride=stride, results=res)
         return self._results(res, res_words, len(images))
 
-    def accel_batch(self, accel, images, chunk=2000, progress=None):
+    def accel_batch(self, accel, images, chunk=2000, progress=None, slots=None):
         """The program loaded on ``accel`` (a host.driver.AcceleratorDriver) on each image,
         driven by the CPU: double-buffered when its program.Image has two input slots (the
         CPU fills one slot and reads one logits bank while the accelerator runs the other).
         Each image's ``driver_cycles`` is the time from the previous image's done to its own
-        (the first: from the batch's start), so their median is the batch's period.
+        (the first: from the batch's start), so their median is the batch's period. ``slots``
+        1 runs single-buffered (to compare); the default is the program's.
 
         Images go through main RAM ``chunk`` at a time, so any number of them fits;
         ``progress(done, total)`` follows the firmware's count of images done.
         """
+        slots = slots or accel.image.slots
+        if slots not in (1, accel.image.slots):
+            raise FirmwareError(f"slots={slots}: the loaded program has {accel.image.slots} input slot(s)")
         n_logits = accel.model.n_out
         words = -(-accel.model.n_in // 4) + n_logits
         image_cycles = (accel.model_cycles + DRIVER_CYCLES_PER_IMAGE
@@ -339,6 +343,6 @@ class Firmware:
             self.run(CMD_ACCEL_BATCH, len(part), image_cycles,
                      progress and (lambda done, _, start=start: progress(start + done, len(images))),
                      images=img, image_stride=stride, results=res, n_layers=accel.image.n_layers,
-                     slots=accel.image.slots)
+                     slots=slots)
             parts.append(self._results(res, res_words, len(part)))
         return Results.concatenate(parts)
