@@ -182,37 +182,83 @@ static uint32_t cpu_infer(infer_fn *infer)
 	return STATUS_OK;
 }
 
+/* n words into the accelerator's window, eight per loop (loads first, then stores): in a
+ * double-buffered batch the next image's copy runs while the accelerator computes, and must
+ * stay shorter than the run. */
+static void copy_words(volatile uint32_t *dst, const uint32_t *src, uint32_t n)
+{
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint32_t a = src[i], b = src[i + 1], c = src[i + 2], d = src[i + 3];
+		uint32_t e = src[i + 4], f = src[i + 5], g = src[i + 6], h = src[i + 7];
+		dst[i] = a; dst[i + 1] = b; dst[i + 2] = c; dst[i + 3] = d;
+		dst[i + 4] = e; dst[i + 5] = f; dst[i + 6] = g; dst[i + 7] = h;
+	}
+	for (; i < n; i++)
+		dst[i] = src[i];
+}
+
+static void accel_start(uint32_t slot)
+{
+	nnhil_slot_write(slot);
+	nnhil_control_write(ACCEL_CTRL_START);
+}
+
+/* The loaded program on each image. With two slots (the host's program.Image.slots: the
+ * program keeps act0's two input slots free) image k runs in slot k % 2 and writes logits
+ * bank k % 2: on done(k) the firmware starts k + 1 in the other slot, then reads k's logits
+ * and copies image k + 2 into k's slot while k + 1 runs. With one slot it copies, starts and
+ * waits image by image. rec[1] is the time from the previous image's done to this one's
+ * (the first image's: from the batch's start): the batch's period per image. */
 static uint32_t accel_batch(void)
 {
 	const uint32_t *images = (const uint32_t *)mb[MB_IMAGES];
 	uint32_t *rec = (uint32_t *)mb[MB_RESULTS];
 	uint32_t n = mb[MB_N_IMAGES], words = mb[MB_IMAGE_STRIDE] / 4, n_layers = mb[MB_N_LAYERS];
+	uint32_t slots = mb[MB_SLOTS];
 	volatile uint32_t *act0 = accel + ACCEL_ACT0_OFFSET / 4;
 	volatile uint32_t *out = accel + ACCEL_LOGITS_OFFSET / 4;
-	uint32_t n_out;
+	uint32_t n_out, t0;
 
-	if (n_layers < 1 || n_layers > ACCEL_MAX_LAYERS || words > ACCEL_ACT0_WORDS)
+	if (n_layers < 1 || n_layers > ACCEL_MAX_LAYERS || slots < 1 || slots > 2 ||
+	    words > (slots == 2 ? ACCEL_SLOT_WORDS : ACCEL_ACT0_WORDS))
 		return STATUS_BAD_MODEL;
 	/* the last descriptor's first word holds n_out above n_in */
 	n_out = accel[ACCEL_PROGRAM_OFFSET / 4 + 4 * (n_layers - 1)] >> ACCEL_DIM_BITS;
-	if (n_out > ACCEL_LOGIT_WORDS)
+	if (n_out > (slots == 2 ? ACCEL_SLOT_LOGITS : ACCEL_LOGIT_WORDS))
 		return STATUS_BAD_MODEL;
 	nnhil_n_layers_write(n_layers);
+	if (!n)
+		return STATUS_OK;
+	t0 = now();
+	copy_words(act0, images, words);
+	accel_start(0);
+	if (slots == 2 && n > 1)
+		copy_words(act0 + ACCEL_SLOT_WORDS, images + words, words);
 	for (uint32_t k = 0; k < n; k++) {
-		const uint32_t *src = images + k * words;
-		uint32_t t0 = now(), status;
-		for (uint32_t i = 0; i < words; i++)
-			act0[i] = src[i];
-		nnhil_control_write(ACCEL_CTRL_START);
+		uint32_t slot = slots == 2 ? k & 1 : 0, status, t1;
+		volatile uint32_t *logits = out + slot * ACCEL_SLOT_LOGITS;
 		while (!((status = nnhil_status_read()) & ACCEL_STATUS_DONE))
 			;
-		rec[0] = nnhil_argmax_read();
 		rec[2] = nnhil_cycles_read();
-		for (uint32_t j = 0; j < n_out; j++)
-			rec[RESULT_HEADER + j] = out[j];
-		rec[1] = now() - t0;
+		rec[0] = nnhil_argmax_read();
 		if ((status >> ACCEL_STATUS_ERROR_SHIFT) & ((1 << ACCEL_STATUS_ERROR_BITS) - 1))
 			return STATUS_ACCEL_ERROR;
+		if (slots == 2 && k + 1 < n)
+			accel_start(slot ^ 1);
+		t1 = now();
+		for (uint32_t j = 0; j < n_out; j++)
+			rec[RESULT_HEADER + j] = logits[j];
+		if (slots == 2) {
+			if (k + 2 < n)
+				copy_words(act0 + slot * ACCEL_SLOT_WORDS, images + (k + 2) * words, words);
+		} else if (k + 1 < n) {
+			copy_words(act0, images + (k + 1) * words, words);
+			accel_start(0);
+		}
+		rec[1] = t1 - t0;
+		t0 = t1;
 		rec += RESULT_HEADER + n_out;
 		mb[MB_IMAGES_DONE] = k + 1;     /* progress, polled by the host */
 	}

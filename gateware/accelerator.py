@@ -89,6 +89,9 @@ class Accelerator(LiteXModule):
         self.stop_after = CSRStorage(32, description="Ends the run after layer ``stop_after - 1``, its "
             "output left in act[stop_after % 2] (for tracing a model layer by layer); 0 runs the whole "
             "program. Latched at start; the whole program is validated first; past n_layers: ERR_STOP_AFTER.")
+        self.slot = CSRStorage(1, description="The input slot of act0 layer 0 reads (from word "
+            "slot * AccelConfig.slot_words) and the logits bank the last layer writes (from word slot * "
+            "slot_logits + its out_base), so the CPU can fill and read the other. Latched at start.")
         self.status = CSRStatus(description="State of the last run.", fields=[
             CSRField("busy", offset=layout.STATUS_BUSY.bit_length() - 1,
                      description="A run (or its validation) is in progress."),
@@ -110,6 +113,7 @@ class Accelerator(LiteXModule):
             seq.soft_reset.eq(self.control.fields.soft_reset),
             seq.n_layers.eq(self.n_layers.storage),
             seq.stop_after.eq(self.stop_after.storage),
+            seq.slot.eq(self.slot.storage),
             self.status.fields.busy.eq(seq.busy),
             self.status.fields.done.eq(seq.done),
             self.status.fields.error.eq(seq.error),
@@ -149,14 +153,14 @@ class Accelerator(LiteXModule):
             mac.act_word.eq(Mux(in_buf, a_ports[1].dat_r, a_ports[0].dat_r)),
             b_port.adr.eq(rq.bias_adr),
             rq.bias_dat.eq(b_port.dat_r),
-            l_port.adr.eq(rq.out_adr),
+            l_port.adr.eq(rq.out_adr + seq.out_base),
             l_port.dat_w.eq(rq.out_dat),
             l_port.we.eq(rq.logit_we),
         ]
         for b, port in enumerate(a_ports):
             reads = in_buf == b
             self.comb += [
-                port.adr.eq(Mux(reads, seq.addr[2:], rq.out_adr[2:])),
+                port.adr.eq(Mux(reads, seq.addr[2:] + seq.in_base, rq.out_adr[2:] + seq.out_base)),
                 port.dat_w.eq(rq.out_dat),
                 If(~reads & rq.act_we, port.we.eq(1 << rq.out_adr[:2])),
             ]

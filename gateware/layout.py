@@ -29,6 +29,12 @@ layer of at most lanes/2 (lanes/4) outputs splits its fan-in over 2 (4) lane gro
 to output c (zero past n_in), so it takes ceil(n_in/G) words and MAC cycles.
 Layer l reads act[l % 2] and writes act[(l + 1) % 2], or logits if it is last.
 A run with ``stop_after`` = k > 0 ends after layer k - 1, whose output stays in act[k % 2].
+
+Layer l writes from word ``out_base`` of its buffer (:data:`DESCRIPTOR`) and layer l + 1
+reads from there. Layer 0 reads its input from word ``slot`` x :attr:`AccelConfig.slot_words`
+of act0 and the last layer writes its logits from ``slot`` x :attr:`AccelConfig.slot_logits`
++ out_base, ``slot`` being a CSR latched at start: the CPU fills one input slot and reads one
+logits bank while a run uses the other (the firmware's double-buffered batch).
 """
 from dataclasses import asdict, dataclass
 
@@ -37,7 +43,8 @@ import numpy as np
 from nnhil.training import fixedpoint as fx
 
 MAGIC = 0x4E4E484C          # "NNHL"
-VERSION = 4                 # bump on any change to this file's contract (3: lane groups, 4: stop_after)
+VERSION = 5                 # bump on any change to this file's contract (3: lane groups, 4: stop_after,
+                            # 5: output bases and the input slot)
 
 DIM_BITS = 16               # c_in, c_out and output indices are 16-bit
 GEOM_BITS = 8               # height, width and kernel are 8-bit descriptor fields
@@ -157,8 +164,10 @@ DESCRIPTOR = Record("descriptor", 128, [   # one layer of the program, four word
     Field("width", 40, GEOM_BITS),
     Field("kernel", 48, GEOM_BITS),
     Field("flags", 56, FLAGS.width),   # FLAGS; the unused bits are ignored
-    Field("w_base", 64, 32),           # first weight word of the layer
-    Field("b_base", 96, 32),           # first bias entry of the layer
+    Field("w_base", 64, 16),           # first weight word of the layer
+    Field("b_base", 80, 16),           # first bias entry of the layer
+    Field("out_base", 96, DIM_BITS),   # first word of its output in the buffer it writes: an
+                                       # act word (the next layer reads from there), or a logit
 ])
 
 REQUANT = Record("requant", 32, [   # how a channel's accumulator becomes a uint8 activation
@@ -237,6 +246,20 @@ class AccelConfig:
             raise ValueError("act_bytes must be a multiple of 4")
         if self.act_bytes >= 1 << DIM_BITS:
             raise ValueError(f"act_bytes must be below {1 << DIM_BITS} (output indices are {DIM_BITS}-bit)")
+        for name in ("weight_words", "bias_entries"):
+            if getattr(self, name) > 1 << DESCRIPTOR[name[0] + "_base"].width:
+                raise ValueError(f"{name} must be at most {1 << DESCRIPTOR[name[0] + '_base'].width} "
+                                 f"(the descriptor's {name[0]}_base field)")
+
+    @property
+    def slot_words(self):
+        """Act0 word where input slot 1 starts (slot 0 at word 0): half the buffer."""
+        return self.act_bytes // 8
+
+    @property
+    def slot_logits(self):
+        """Logit word where logits bank 1 starts (bank 0 at word 0): half the region."""
+        return self.logit_words // 2
 
     @property
     def region_words(self):
@@ -349,11 +372,11 @@ class LayerShape:
     def flags(self):
         return FLAGS.encode(logits=int(self.logits), pool=int(self.pool))
 
-    def encode(self, w_base, b_base):
+    def encode(self, w_base, b_base, out_base=0):
         """The four descriptor words; ValueError if a field does not fit its width."""
         return DESCRIPTOR.to_words(DESCRIPTOR.encode(
             c_in=self.c_in, c_out=self.c_out, height=self.height, width=self.width,
-            kernel=self.kernel, flags=self.flags, w_base=w_base, b_base=b_base))
+            kernel=self.kernel, flags=self.flags, w_base=w_base, b_base=b_base, out_base=out_base))
 
     @classmethod
     def decode(cls, words):
@@ -361,4 +384,10 @@ class LayerShape:
         d = DESCRIPTOR.decode(DESCRIPTOR.from_words(words))
         flags = FLAGS.decode(d.pop("flags"))
         w_base, b_base = d.pop("w_base"), d.pop("b_base")
+        d.pop("out_base")                  # see out_base()
         return cls(**d, pool=bool(flags["pool"]), logits=bool(flags["logits"])), w_base, b_base
+
+
+def out_base(words):
+    """The out_base field of four descriptor words."""
+    return DESCRIPTOR.decode(DESCRIPTOR.from_words(words))["out_base"]

@@ -21,9 +21,13 @@ class ModelDoesNotFit(ValueError):
 
 @dataclass
 class MemoryImage:
-    """32-bit words to write at the start of each region, and the program length."""
+    """32-bit words to write at the start of each region, the program length, each layer's
+    out_base (layout.DESCRIPTOR) and the input slots a batch may use: 2 when the outputs
+    written into act0 leave both image slots free (see :func:`place_outputs`), else 1."""
     regions: dict = field(default_factory=dict)
     n_layers: int = 0
+    out_bases: list = field(default_factory=list)
+    slots: int = 1
 
 
 def layer_shapes(model):
@@ -123,8 +127,32 @@ def pack_bias(layer):
     return np.asarray(entries, dtype="<u8").view("<u4").tolist()
 
 
+SLOT_ALIGN = 2    # output bases are even words, so an even/odd-word banked buffer keeps its parity
+
+
+def place_outputs(shapes, cfg):
+    """(out_base of each layer, slots): where each layer's output starts in the buffer it
+    writes, and whether a batch can double-buffer the input (slots 2).
+
+    With two slots, act0 holds the input at word 0 and at cfg.slot_words (layout.py) and the
+    logits go to two banks, so the input must fit half of act0 and the logits half of the
+    logits region; every hidden output written into act0 (odd layers) then goes after slot
+    0's image, before slot 1 (the other half has no more room), at one base for all of them (a layer's act0 output is dead
+    once the next layer has read it). act1 outputs and the logits start at word 0. A model
+    that does not leave that room runs with one slot, all bases 0 as before."""
+    def align(words):
+        return -(-words // SLOT_ALIGN) * SLOT_ALIGN
+
+    in_words = align(-(-shapes[0].n_in // 4))
+    need = max((-(-s.n_out // 4) for l, s in enumerate(shapes[:-1]) if l % 2), default=0)
+    if in_words + need > cfg.slot_words or shapes[-1].c_out > cfg.slot_logits:
+        return [0] * len(shapes), 1
+    return [in_words if l % 2 and l < len(shapes) - 1 else 0 for l in range(len(shapes))], 2
+
+
 def compile_model(model, cfg):
-    """The memory image of ``model``: weights, bias and program regions, and n_layers."""
+    """The memory image of ``model``: weights, bias and program regions, n_layers, the
+    outputs' bases and slots (:func:`place_outputs`)."""
     layers = layer_shapes(model)
     check_shapes([s for s, _ in layers], cfg)
     return compile_layers(layers, cfg)
@@ -133,15 +161,16 @@ def compile_model(model, cfg):
 def compile_layers(layers, cfg):
     """compile_model of its layer_shapes entries, once they are known to fit ``cfg``."""
     shapes = [s for s, _ in layers]
+    out_bases, slots = place_outputs(shapes, cfg)
     weights, bias, program = [], [], []
     w_base = b_base = 0
-    for shape, (_, layer) in zip(shapes, layers):
-        program += shape.encode(w_base, b_base)
+    for shape, out_base, (_, layer) in zip(shapes, out_bases, layers):
+        program += shape.encode(w_base, b_base, out_base)
         weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes))
         bias += pack_bias(layer)
         w_base += shape.weight_words(cfg.lanes)
         b_base += shape.c_out
-    return MemoryImage({"weights": weights, "bias": bias, "program": program}, len(shapes))
+    return MemoryImage({"weights": weights, "bias": bias, "program": program}, len(shapes), out_bases, slots)
 
 
 def pack_input(image):
@@ -177,17 +206,22 @@ class Limits:
     logit_words: int | None = None
     field_max: int | None = None     # bound on c_in, c_out, height and width
     dense_logits: bool = True        # the last layer has a single output position
+    slot_words: int = 0              # words before input slot 1 (layout.AccelConfig.slot_words)
+    slot_logits: int = 0             # words before logits bank 1
 
     @classmethod
     def accelerator(cls, cfg):
         return cls(cfg.max_layers, cfg.act_bytes, cfg.act_bytes, cfg.lanes, cfg.weight_words,
-                   cfg.bias_entries, cfg.logit_words)
+                   cfg.bias_entries, cfg.logit_words, slot_words=cfg.slot_words,
+                   slot_logits=cfg.slot_logits)
 
 
-def check_layers(n_layers, layer, limits, stop_after=0):
-    """(ERR_* code, failing layer) of a program of ``n_layers`` layers; ``layer(l)`` gives
-    layer l as (LayerShape, w_base, b_base). The one statement of the validation rules: the
-    accelerator's ProgramValidator, the firmware's model_ok and host.cpu_model.cpu_layers are
+def check_layers(n_layers, layer, limits, stop_after=0, slot=0):
+    """(ERR_* code, failing layer) of a program of ``n_layers`` layers run in input ``slot``;
+    ``layer(l)`` gives layer l as (LayerShape, w_base, b_base) or (LayerShape, w_base, b_base,
+    out_base) (out_base 0 if not given; see layout.DESCRIPTOR). The one statement of the
+    validation rules: the accelerator's ProgramValidator, the firmware's model_ok and
+    host.cpu_model.cpu_layers are
     tested against it.
 
     The layer count is checked first, then ``stop_after`` against it (failing layer None),
@@ -202,38 +236,40 @@ def check_layers(n_layers, layer, limits, stop_after=0):
     if stop_after > n_layers:
         return layout.ERR_STOP_AFTER, None
     over = lambda value, limit: limit is not None and value > limit
-    prev = None
+    prev, in_base = None, slot * limits.slot_words
     for l in range(n_layers):
-        s, w_base, b_base = layer(l)
+        s, w_base, b_base, out_base = (*layer(l), 0)[:4]
         last = l == n_layers - 1
+        out_base += slot * limits.slot_logits if last else 0
         ch, cw = s.conv_hw
         checks = [
             (layout.ERR_EMPTY_LAYER, lambda: 0 in (s.c_in, s.c_out, s.height, s.width, s.kernel)),
             (layout.ERR_SHAPE, lambda: over(max(s.c_in, s.c_out, s.height, s.width), limits.field_max)
                 or ch < 1 or cw < 1 or (s.pool and (ch < 2 or cw < 2))),
-            (layout.ERR_ACT_CAPACITY, lambda: s.n_in > (limits.act_bytes if l else limits.input_bytes)
-                or (not last and s.n_out > limits.act_bytes)),
+            (layout.ERR_ACT_CAPACITY, lambda: s.n_in + 4 * in_base > (limits.act_bytes if l else limits.input_bytes)
+                or (not last and s.n_out + 4 * out_base > limits.act_bytes)),
             (layout.ERR_WEIGHT_RANGE, lambda: over(w_base + s.weight_words(limits.lanes), limits.weight_words)),
             (layout.ERR_BIAS_RANGE, lambda: over(b_base + s.c_out, limits.bias_entries)),
             (layout.ERR_CHAIN, lambda: prev is not None and s.n_in != prev),
             (layout.ERR_OUTPUT_KIND, lambda: s.logits != last or (last and (
-                s.pool or (limits.dense_logits and s.plane != 1) or over(s.c_out, limits.logit_words)))),
+                s.pool or (limits.dense_logits and s.plane != 1) or over(s.c_out + out_base, limits.logit_words)))),
         ]
         for code, failed in checks:
             if failed():
                 return code, l
-        prev = s.n_out
+        prev, in_base = s.n_out, out_base
     return layout.ERR_NONE, None
 
 
-def check_program(descriptors, n_layers, cfg, stop_after=0):
+def check_program(descriptors, n_layers, cfg, stop_after=0, slot=0):
     """(ERR_* code, failing layer) the accelerator reports for a program run with
-    ``stop_after`` (see :func:`check_layers`).
+    ``stop_after`` in input ``slot`` (see :func:`check_layers`).
 
     ``descriptors`` is the program region as a list of words.
     """
-    return check_layers(n_layers, lambda l: LayerShape.decode(descriptors[4 * l:4 * l + 4]),
-                        Limits.accelerator(cfg), stop_after)
+    words = lambda l: descriptors[4 * l:4 * l + 4]
+    return check_layers(n_layers, lambda l: (*LayerShape.decode(words(l)), layout.out_base(words(l))),
+                        Limits.accelerator(cfg), stop_after, slot)
 
 
 def layer_outputs(model, images):

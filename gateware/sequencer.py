@@ -18,7 +18,9 @@ class Sequencer(LiteXModule):
     until the drain bank is free; after a layer, until the MAC array and the requantizer
     are idle. ``cycles`` counts from start to done; :mod:`gateware.cyclemodel` predicts it.
     With ``stop_after`` = k > 0 the whole program is validated as always, then the run ends
-    after layer k - 1, its output left in its activation buffer.
+    after layer k - 1, its output left in its activation buffer. ``in_base`` and ``out_base``
+    are the words where the layer's input and output start (layout.DESCRIPTOR out_base, the
+    input ``slot``), added to the buffers' word addresses by the accelerator.
 
     A dense layer narrow enough for 2 or 4 lane groups (layout.LayerShape.groups) issues
     its windows as ceil(n_in/G) word steps: the address generator sees c_in/G inputs of
@@ -35,6 +37,7 @@ class Sequencer(LiteXModule):
         self.soft_reset = Signal()         # abort: back to idle, done and error cleared
         self.n_layers   = Signal(32)       # latched at start: a CSR write cannot disturb a run
         self.stop_after = Signal(32)       # latched at start too; 0 runs the whole program
+        self.slot       = Signal()         # latched at start too: the input slot and logits bank
         self.busy   = Signal()
         self.done   = Signal()             # set at the end of a run or a rejected program
         self.error  = Signal(layout.STATUS_ERROR_BITS)
@@ -50,6 +53,8 @@ class Sequencer(LiteXModule):
         self.logits = Signal()
         self.split  = Signal(2)            # log2 of the lane groups (layout.LayerShape.groups)
         self.tail   = Signal(2)            # the last lane group with an input on a window's last step
+        self.in_base  = Signal(DIM)        # word of its input in the buffer it reads
+        self.out_base = Signal(DIM + 1)    # word of its output in the buffer (or logits) it writes
         # Issue: the input and weight addresses of a MAC cycle.
         self.addr  = Signal(DIM)
         self.w_adr = Signal(32)
@@ -94,6 +99,7 @@ class Sequencer(LiteXModule):
         layer    = self.layer
         n_layers = Signal(32)
         stop_after = Signal(32)
+        slot     = Signal()
         c_in, c_out = Signal(DIM), self.c_out
         height, width, kernel = Signal(G), Signal(G), Signal(G)
         pool     = Signal()
@@ -138,7 +144,7 @@ class Sequencer(LiteXModule):
             n_layers=n_layers, layer=layer, is_last=is_last, prev_out=prev_out, c_in=c_in,
             c_out=c_out, height=height, width=width, kernel=kernel, pool=pool, logits=is_logit,
             conv_h=conv_h, conv_w=conv_w, n_in=n_in, n_out=n_out, plane=plane, w_end=w_end,
-            b_end=b_end, stop_after=stop_after).items()]
+            b_end=b_end, stop_after=stop_after, in_base=self.in_base, out_base=self.out_base).items()]
         self.comb += [getattr(ag, name).eq(value) for name, value in dict(
             c_in=steps_in, kernel=kernel, width=width, hw=stride, pool=pool, window=window, plane=plane,
             out_h=out_h, out_w=out_w, n_tiles=n_tiles, w_base=w_base).items()]
@@ -165,6 +171,7 @@ class Sequencer(LiteXModule):
             If(start,
                 NextValue(n_layers, self.n_layers),
                 NextValue(stop_after, self.stop_after),
+                NextValue(slot, self.slot),
                 NextValue(layer, 0),
                 NextValue(running, 0),
                 NextState("COUNT"),
@@ -182,6 +189,11 @@ class Sequencer(LiteXModule):
             [NextValue(r, d[layout.DESCRIPTOR[name].bits]) for name, r in fields.items()],
             NextValue(is_logit, flags[layout.FLAGS["logits"].offset]),
             NextValue(pool, flags[layout.FLAGS["pool"].offset]),
+            # layer 0 reads its slot of act0, a later layer where the one before (hidden, or
+            # rejected already) wrote; the logits go to bank `slot`
+            NextValue(self.in_base, Mux(layer == 0, Mux(slot, cfg.slot_words, 0), self.out_base)),
+            NextValue(self.out_base, d[layout.DESCRIPTOR["out_base"].bits] +
+                      Mux(flags[layout.FLAGS["logits"].offset] & slot, cfg.slot_logits, 0)),
             ag.clear.eq(1),
             NextState("SIZE1"),
         )

@@ -65,6 +65,8 @@ def layout_constants(cfg):
         "STATUS_ERROR_SHIFT": layout.STATUS_ERROR_SHIFT,
         "STATUS_ERROR_BITS": layout.STATUS_ERROR_BITS,
         "WINDOW_WORDS": cfg.window_words,
+        "SLOT_WORDS": cfg.slot_words,
+        "SLOT_LOGITS": cfg.slot_logits,
     }
     consts.update({k.upper(): v for k, v in cfg.to_dict().items()})
     for region in layout.REGIONS:

@@ -36,6 +36,8 @@ class ProgramValidator(LiteXModule):
         self.plane = Signal(2*G)
         self.w_end = Signal(34)            # one past its last weight word
         self.b_end = Signal(33)            # one past its last bias entry
+        self.in_base  = Signal(DIM)        # words before its input, and its output (see Sequencer)
+        self.out_base = Signal(DIM + 1)    # with the logits bank: may pass 2**DIM
         # Verdicts.
         self.bad_count = Signal()          # n_layers out of range: ERR_LAYER_COUNT
         self.bad_stop  = Signal()          # stop_after past n_layers: ERR_STOP_AFTER
@@ -43,7 +45,12 @@ class ProgramValidator(LiteXModule):
 
         # # #
 
+        in_end, out_end = Signal(DIM + 2*G + 1), Signal(DIM + 2*G + 1)   # one past, in bytes
+        logit_end = Signal(DIM + 2)        # explicit widths: Verilog would wrap the sums
         self.comb += [
+            logit_end.eq(self.c_out + self.out_base),
+            in_end.eq(self.n_in + (self.in_base << 2)),
+            out_end.eq(self.n_out + (self.out_base << 2)),
             self.bad_count.eq((self.n_layers == 0) | (self.n_layers > cfg.max_layers)),
             self.bad_stop.eq(self.stop_after > self.n_layers),
             If((self.c_in == 0) | (self.c_out == 0) | (self.height == 0) | (self.width == 0) |
@@ -52,7 +59,7 @@ class ProgramValidator(LiteXModule):
             ).Elif((self.kernel > self.height) | (self.kernel > self.width) |
                    (self.pool & ((self.conv_h < 2) | (self.conv_w < 2))),
                 self.check.eq(layout.ERR_SHAPE)
-            ).Elif((self.n_in > cfg.act_bytes) | (~self.is_last & (self.n_out > cfg.act_bytes)),
+            ).Elif((in_end > cfg.act_bytes) | (~self.is_last & (out_end > cfg.act_bytes)),
                 self.check.eq(layout.ERR_ACT_CAPACITY)
             ).Elif(self.w_end > cfg.weight_words,
                 self.check.eq(layout.ERR_WEIGHT_RANGE)
@@ -61,7 +68,7 @@ class ProgramValidator(LiteXModule):
             ).Elif((self.layer != 0) & (self.n_in != self.prev_out),
                 self.check.eq(layout.ERR_CHAIN)
             ).Elif((self.logits != self.is_last) |
-                   (self.is_last & (self.pool | (self.plane != 1) | (self.c_out > cfg.logit_words))),
+                   (self.is_last & (self.pool | (self.plane != 1) | (logit_end > cfg.logit_words))),
                 self.check.eq(layout.ERR_OUTPUT_KIND)
             ),
         ]

@@ -8,27 +8,30 @@ import dataclasses
 
 import numpy as np
 
-from .layout import DIM_BITS, LayerShape
+from . import layout
+from .layout import DESCRIPTOR, DIM_BITS, LayerShape
 
 S = LayerShape
 
 
 def encode(shapes, lanes, n_layers=None, **bases):
     """(n_layers, program words) of shapes packed back to back in the weight and bias
-    memories; ``bases`` maps a layer index to its (w_base, b_base) instead."""
+    memories, outputs at word 0; ``bases`` maps a layer index to its (w_base, b_base) or
+    (w_base, b_base, out_base) instead."""
     words, w, b = [], 0, 0
     for l, s in enumerate(shapes):
-        wb, bb = bases.get(f"l{l}", (w, b))
-        words += s.encode(wb, bb)
+        wb, bb, ob = (*bases.get(f"l{l}", (w, b)), 0)[:3]
+        words += s.encode(wb, bb, ob)
         w, b = w + s.weight_words(lanes), b + s.c_out
     return (len(shapes) if n_layers is None else n_layers), words
 
 
 def decode(words, n_layers):
-    """[(LayerShape, w_base, b_base)] of the first n_layers descriptors of program words
-    (missing words read as 0)."""
+    """[(LayerShape, w_base, b_base, out_base)] of the first n_layers descriptors of program
+    words (missing words read as 0)."""
     words = list(words) + [0] * max(0, 4 * n_layers - len(words))
-    return [S.decode(words[4 * l:4 * l + 4]) for l in range(n_layers)]
+    return [(*S.decode(words[4 * l:4 * l + 4]), layout.out_base(words[4 * l:4 * l + 4]))
+            for l in range(n_layers)]
 
 
 def program_vectors(cfg, rng):
@@ -40,12 +43,14 @@ def program_vectors(cfg, rng):
     base = [conv, dense]
     n, words = encode(base, P)
 
-    def edit(layer, w_base=None, b_base=None, **fields):
+    def edit(layer, w_base=None, b_base=None, out_base=None, **fields):
         out = list(words)
         shape, wb, bb = S.decode(out[4 * layer:4 * layer + 4])
+        ob = layout.out_base(out[4 * layer:4 * layer + 4])
         shape = dataclasses.replace(shape, **fields)
         out[4 * layer:4 * layer + 4] = shape.encode(wb if w_base is None else w_base,
-                                                    bb if b_base is None else b_base)
+                                                    bb if b_base is None else b_base,
+                                                    ob if out_base is None else out_base)
         return out
 
     last = n - 1
@@ -66,6 +71,14 @@ def program_vectors(cfg, rng):
         ("bias one past the last entry", *encode(base, P, l1=(0, cfg.bias_entries - dense.c_out + 1))),
         ("conv logits", *encode([S(1, 2, 3, 2, 2, logits=True)], P)),   # several positions
         ("pool of a 2x2 conv output", *encode([S(1, 3, 3, 2, 2, pool=True), S.dense(2, 2, logits=True)], P)),
+        # output bases: a hidden output and the next layer's input ending at the buffer's
+        # last byte and one word past it; logits ending at the region's last word and past it
+        ("hidden output based to the last byte",
+         *encode([S.dense(1, 8), S.dense(8, 1, logits=True)], P, l0=(0, 0, A // 4 - 2))),
+        ("hidden output based one word past",
+         *encode([S.dense(1, 8), S.dense(8, 1, logits=True)], P, l0=(0, 0, A // 4 - 1))),
+        ("logits based to the last word", *encode([S.dense(2, 2, logits=True)], P, l0=(0, 0, L - 2))),
+        ("logits based one past", *encode([S.dense(2, 2, logits=True)], P, l0=(0, 0, L - 1))),
     ]
     rules = [
         ("no layers", 0, words),
@@ -81,10 +94,12 @@ def program_vectors(cfg, rng):
         ("input plane too big", n, edit(0, height=255, width=255)),
         ("hidden n_out too big", n, edit(0, c_out=A + 1)),
         ("weights past the end", n, edit(last, w_base=cfg.weight_words - 1)),
-        ("weights base huge", n, edit(0, w_base=0xFFFFFFFF)),
+        ("weights base huge", n, edit(0, w_base=DESCRIPTOR["w_base"].mask)),
         ("many tiles", n, edit(last, c_out=min(cfg.weight_words * P, (1 << DIM_BITS) - 1))),
         ("bias past the end", n, edit(last, b_base=cfg.bias_entries - 1)),
-        ("bias base huge", n, edit(0, b_base=0xFFFFFFFF)),
+        ("bias base huge", n, edit(0, b_base=DESCRIPTOR["b_base"].mask)),
+        ("output base huge", n, edit(0, out_base=DESCRIPTOR["out_base"].mask)),
+        ("logits base huge", n, edit(last, out_base=DESCRIPTOR["out_base"].mask)),
         ("chain", n, edit(last, c_in=conv.c_out + 1)),
         ("hidden logits", n, edit(0, logits=True)),
         ("last not logits", n, edit(last, logits=False)),

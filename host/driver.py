@@ -98,6 +98,7 @@ class AcceleratorDriver:
             self.bridge.write(self.region_addr(region), words)
         self.write_csr("n_layers", memory_image.n_layers)
         self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
+        self.write_csr("slot", 0)
         if verify:
             self.verify(memory_image)
         self.compiled = compiled
@@ -113,8 +114,9 @@ class AcceleratorDriver:
                                        f"wrote 0x{words[bad[0]]:08x} ({len(bad)} of {len(words)} words differ)")
         if self.read_csr("n_layers") != memory_image.n_layers:
             raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {memory_image.n_layers}")
-        if self.read_csr("stop_after") != 0:
-            raise AcceleratorError(f"stop_after reads {self.read_csr('stop_after')}, wrote 0")
+        for reg in ("stop_after", "slot"):
+            if self.read_csr(reg) != 0:
+                raise AcceleratorError(f"{reg} reads {self.read_csr(reg)}, wrote 0")
 
     # Runs -----------------------------------------------------------------------------------
     def start(self):
@@ -143,6 +145,7 @@ class AcceleratorDriver:
         if self.model is None:
             raise AcceleratorError("no model loaded: call load() first")
         self.bridge.write(self.region_addr("act0"), program.pack_input(image))
+        self.write_csr("slot", 0)               # input slot 0, logits bank 0, whatever a batch left
         self.start()
         error = self.wait()
         if error != layout.ERR_NONE:
@@ -152,13 +155,14 @@ class AcceleratorDriver:
     def infer(self, image):
         """Run one uint8 image through the loaded model."""
         self._run(image)
-        logits = program.unpack_logits(self.bridge.read(self.region_addr("logits"), self.model.n_out))
+        base = self.compiled.memory_image.out_bases[-1]
+        logits = program.unpack_logits(self.bridge.read(self.region_addr("logits", base), self.model.n_out))
         return Inference(logits, self.read_csr("argmax"), self.read_csr("cycles"))
 
     def run_layers(self, image, k):
         """The output of layer k - 1 (0-based, a max-pool fused into its conv) of the loaded
         model for one image: the program runs its first k layers (the stop_after CSR), which
-        leaves that output in act[k % 2], or the logits for the last layer."""
+        leaves that output in act[k % 2] from its out_base, or the logits for the last layer."""
         if k < 1:
             raise ValueError(f"layers to run: {k}; give 1 up to the program's n_layers (0 would "
                              f"run the whole program: infer does that)")
@@ -168,13 +172,14 @@ class AcceleratorDriver:
         finally:
             self.write_csr("stop_after", 0)    # the next run (the firmware's batch) runs it all
         shape, layer = self.compiled.layers[k - 1]
+        base = self.compiled.memory_image.out_bases[k - 1]
         if k == self.compiled.n_layers:
-            values = program.unpack_logits(self.bridge.read(self.region_addr("logits"), shape.n_out))
+            values = program.unpack_logits(self.bridge.read(self.region_addr("logits", base), shape.n_out))
         else:
-            values = self.activations(k % 2, shape.n_out)
+            values = self.activations(k % 2, shape.n_out, base)
         out_shape = (shape.c_out, *shape.out_hw) if isinstance(layer, Conv2D) else (shape.c_out,)
         return LayerRun(values.reshape(out_shape), self.read_csr("cycles"))
 
-    def activations(self, buffer, n):
-        """The first n uint8 values of activation buffer 0 or 1 (for debugging a layer)."""
-        return program.unpack_acts(self.bridge.read(self.region_addr(f"act{buffer}"), -(-n // 4)), n)
+    def activations(self, buffer, n, base=0):
+        """n uint8 values of activation buffer 0 or 1 from word ``base`` (for debugging a layer)."""
+        return program.unpack_acts(self.bridge.read(self.region_addr(f"act{buffer}", base), -(-n // 4)), n)

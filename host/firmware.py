@@ -24,7 +24,7 @@ from .results import Results
 
 # Bounds on the firmware's own work, for deadlines (each several times what was measured):
 COMMAND_CYCLES = 100_000                   # a command's setup: cache flushes, model checks
-DRIVER_CYCLES_PER_WORD = 40                # per image and logit word the batch runner copies (~11)
+DRIVER_CYCLES_PER_WORD = 40                # per image and logit word the batch runner copies (~7)
 DRIVER_CYCLES_PER_IMAGE = 5_000            # per image: start, polls, timer, results (~2,000)
 BOOT_CYCLES = 10_000_000                   # CPU reset to the BIOS prompt (1.1 M: the banner
                                            # drains through the console FIFO the host reads)
@@ -155,13 +155,21 @@ class Firmware:
                  images=img, image_stride=stride, results=res)
         return self._results(res, res_words, len(images))
 
-    def accel_batch(self, accel, images, chunk=2000, progress=None):
+    def accel_batch(self, accel, images, chunk=2000, progress=None, slots=None):
         """The program loaded on ``accel`` (a host.driver.AcceleratorDriver) on each image,
-        driven by the CPU.
+        driven by the CPU: double-buffered when its program.MemoryImage has two input slots (the
+        CPU fills one slot and reads one logits bank while the accelerator runs the other).
+        Each image's ``driver_cycles`` is the time from the previous image's done to its own
+        (the first: from the batch's start), so their median is the batch's period. ``slots``
+        1 runs single-buffered (to compare); the default is the program's.
 
         Images go through main RAM ``chunk`` at a time, so any number of them fits;
         ``progress(done, total)`` follows the firmware's count of images done.
         """
+        program_slots = accel.compiled.memory_image.slots
+        slots = slots or program_slots
+        if slots not in (1, program_slots):
+            raise FirmwareError(f"slots={slots}: the loaded program has {program_slots} input slot(s)")
         n_logits = accel.model.n_out
         words = -(-accel.model.n_in // 4) + n_logits
         image_cycles = (accel.model_cycles + DRIVER_CYCLES_PER_IMAGE
@@ -172,6 +180,7 @@ class Firmware:
             img, stride, res, res_words = self._layout_batch(part, 0, n_logits)
             self.run(CMD_ACCEL_BATCH, len(part), image_cycles,
                      progress and (lambda done, _, start=start: progress(start + done, len(images))),
-                     images=img, image_stride=stride, results=res, n_layers=accel.compiled.n_layers)
+                     images=img, image_stride=stride, results=res, n_layers=accel.compiled.n_layers,
+                     slots=slots)
             parts.append(self._results(res, res_words, len(part)))
         return Results.concatenate(parts)

@@ -18,7 +18,8 @@ DATA_OFFSET = MAILBOX_OFFSET + 0x1000
 
 FW_MAGIC = 0x4E4E4657                      # "NNFW": the firmware is serving the mailbox
 MAILBOX = ("magic", "request", "done", "command", "status",
-           "model", "images", "n_images", "image_stride", "results", "n_layers", "images_done")
+           "model", "images", "n_images", "image_stride", "results", "n_layers", "images_done",
+           "slots")
 MB = {name: 4 * i for i, name in enumerate(MAILBOX)}          # byte offsets
 
 CMD_CPU_INFER = 1                          # integer model on the CPU in plain C (infer_plain)

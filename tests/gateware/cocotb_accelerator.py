@@ -138,6 +138,7 @@ class Host:
         for region, words in memory_image.regions.items():
             await self.write_region(region, words)
         await self.csr("n_layers", memory_image.n_layers)
+        self.memory_image = memory_image
         return memory_image
 
     async def start(self):
@@ -151,16 +152,17 @@ class Host:
                 return error
         raise AssertionError(f"not done after {limit} cycles")
 
-    async def infer(self, model, image):
-        """Write the input, run, and check logits, argmax, cycles and the last hidden layer."""
-        await self.write_region("act0", program.pack_input(image))
+    async def infer(self, model, image, slot=0):
+        """Write the input into ``slot``, run, and check logits (in bank ``slot``), argmax, cycles
+        and the last hidden layer, each read at the loaded program's out_base."""
+        await self.write_region("act0", program.pack_input(image), slot * self.cfg.slot_words)
+        await self.csr("slot", slot)
         await self.start()
         expect_cycles = cyclemodel.cycles(model, self.cfg)
         error = await self.wait_done(expect_cycles)
         assert error == layout.ERR_NONE, layout.ERROR_NAMES[error]
         acts = model.activations(image[None])
-        logits = program.unpack_logits(await self.read_region("logits", model.n_out))
-        np.testing.assert_array_equal(logits, acts[-1][0])
+        await self.check_logits(model, image, slot)
         assert await self.csr("argmax") == model.predict(image[None])[0]
         assert await self.csr("cycles") == expect_cycles
         shapes = program.check_fits(model, self.cfg)
@@ -168,8 +170,15 @@ class Host:
             n = shapes[-2].n_out
             buf = f"act{(len(shapes) - 1) % 2}"
             # the bytes past n in the last word were never written
-            got = program.unpack_acts(await self.read_region(buf, -(-n // 4), strict=False), n)
+            got = program.unpack_acts(await self.read_region(buf, -(-n // 4), self.memory_image.out_bases[-2],
+                                                             strict=False), n)
             np.testing.assert_array_equal(got, acts[-2][0].ravel())
+
+    async def check_logits(self, model, image, slot):
+        """Logits bank ``slot`` holds the integer model's logits of ``image``."""
+        offset = slot * self.cfg.slot_logits + self.memory_image.out_bases[-1]
+        logits = program.unpack_logits(await self.read_region("logits", model.n_out, offset))
+        np.testing.assert_array_equal(logits, model.logits(image[None])[0])
 
 
 # Models -----------------------------------------------------------------------------------------
@@ -436,7 +445,7 @@ async def program_vectors(host, rng):
         await host.csr("n_layers", n_layers)
         await host.start()
         if expect == layout.ERR_NONE:
-            shapes = [s for s, _, _ in vectors.decode(words, n_layers)]
+            shapes = [s for s, *_ in vectors.decode(words, n_layers)]
             cycles = cyclemodel.shape_cycles(shapes, cfg.lanes)
         else:
             cycles = cyclemodel.rejected_cycles(layer)
@@ -470,10 +479,11 @@ async def stop_after(host, rng):
             assert await host.wait_done(cycles) == layout.ERR_NONE, k
             assert await host.csr("cycles") == cycles, k
             want = expect[k - 1][0].ravel()
+            base = host.memory_image.out_bases[k - 1]
             if k == n:
-                got = program.unpack_logits(await host.read_region("logits", len(want)))
+                got = program.unpack_logits(await host.read_region("logits", len(want), base))
             else:   # the bytes past the output in its last word were never written
-                got = program.unpack_acts(await host.read_region(f"act{k % 2}", -(-len(want) // 4),
+                got = program.unpack_acts(await host.read_region(f"act{k % 2}", -(-len(want) // 4), base,
                                                                  strict=False), len(want))
             np.testing.assert_array_equal(got, want, err_msg=f"layer {k - 1} of {n}")
         await host.csr("stop_after", n + 1)
@@ -494,3 +504,88 @@ async def read_back(host, rng):
         words = [int(v) for v in rng.integers(0, 1 << 32, n, dtype=np.int64)]
         await host.write_region(region, words, offset)
         assert await host.read_region(region, n, offset) == words, region
+
+
+def two_slot_cnn(rng, cfg):
+    """A random CNN of random_cnn whose program keeps act0's two input slots free."""
+    while True:
+        model = random_cnn(rng, cfg)
+        shapes = program.check_fits(model, cfg)
+        if len(shapes) > 2 and program.place_outputs(shapes, cfg)[1] == 2:
+            return model
+
+
+@on(conv8=dict(count=4), headline=dict(count=3))
+async def two_slots(host, rng, count):
+    """The firmware's double-buffered batch: image i + 1 written into the other input slot
+    while image i runs, each run's logits in its own bank, every result exact; the CNN's act0
+    output (conv2's) lies between the slots. Images written during a run do not disturb it."""
+    cfg = host.cfg
+    if cfg == AccelConfig():
+        models = [cnn(rng, (1, 28, 28), [(16, 2, True), (32, 2, True)], [64, 10]),
+                  random_model(rng, [784, 128, 10])]
+    else:
+        models = [two_slot_cnn(rng, cfg) for _ in range(2)] + [random_model(rng, [40, 24, 9, 5])]
+    for model in models:
+        image = await host.load(model)
+        assert image.slots == 2, image.out_bases
+        if len(image.out_bases) > 2:
+            assert image.out_bases[1] >= -(-model.n_in // 4), "act0's output overlaps slot 0"
+        images = [image_for(rng, model) for _ in range(count)]
+        cycles = cyclemodel.cycles(model, cfg)
+        await host.write_region("act0", program.pack_input(images[0]))
+        await host.csr("slot", 0)
+        await host.start()
+        await host.write_region("act0", program.pack_input(images[1]), cfg.slot_words)
+        for i in range(len(images)):
+            assert await host.wait_done(cycles) == layout.ERR_NONE, i
+            assert await host.csr("cycles") == cycles
+            assert await host.csr("argmax") == model.predict(images[i][None])[0]
+            if i + 1 < len(images):
+                await host.csr("slot", (i + 1) % 2)
+                await host.start()
+            await host.check_logits(model, images[i], i % 2)
+            if i + 2 < len(images):
+                await host.write_region("act0", program.pack_input(images[i + 2]), (i % 2) * cfg.slot_words)
+        await host.check_logits(model, images[-2], len(images) % 2)   # the other bank is intact
+        await host.infer(model, images[0], slot=1)                    # and single runs in either
+        await host.infer(model, images[1], slot=0)
+
+
+@on(p4={}, p8={})
+async def output_bases_at_edges(host, rng):
+    """Bases placed by hand: a hidden output ending at act1's last byte, logits ending at the
+    last logit word (slot 0) or bank 1's last (slot 1), the input of slot 1 ending at act0's
+    last byte: exact. One word further each: refused with program.check_program's code."""
+    cfg = host.cfg
+    act_words, half = cfg.act_bytes // 4, cfg.slot_words
+    n_in = 4 * (act_words - half)                     # slot 1's input fills act0's end
+    model = random_model(rng, [n_in, 8, 3])
+    hidden = act_words - 2                            # 8 bytes: the last two words of act1
+    for slot, logit in [(0, cfg.logit_words - 3), (1, cfg.logit_words - cfg.slot_logits - 3)]:
+        image = await host.load(model)
+        words = list(image.regions["program"])
+        shapes = [s for s, *_ in vectors.decode(words, 2)]
+        for l, base in enumerate([hidden, logit]):
+            _, wb, bb = layout.LayerShape.decode(words[4 * l:4 * l + 4])
+            words[4 * l:4 * l + 4] = shapes[l].encode(wb, bb, base)
+        await host.write_region("program", words)
+        host.memory_image.out_bases = [hidden, logit]
+        assert program.check_program(words, 2, cfg, slot=slot) == (layout.ERR_NONE, None)
+        await host.infer(model, image_for(rng, model), slot=slot)
+        for l, code in [(0, layout.ERR_ACT_CAPACITY), (1, layout.ERR_OUTPUT_KIND)]:
+            bad = list(words)
+            _, wb, bb = layout.LayerShape.decode(bad[4 * l:4 * l + 4])
+            bad[4 * l:4 * l + 4] = shapes[l].encode(wb, bb, [hidden, logit][l] + 1)
+            assert program.check_program(bad, 2, cfg, slot=slot) == (code, l)
+            await host.write_region("program", bad)
+            await host.start()
+            assert await host.wait_done(cyclemodel.rejected_cycles(l)) == code
+            assert await host.csr("cycles") == cyclemodel.rejected_cycles(l)
+    # slot 1 of an input one word longer runs past act0
+    model = random_model(rng, [n_in + 4, 8, 3])
+    await host.load(model)
+    await host.csr("slot", 1)
+    await host.start()
+    assert await host.wait_done(cyclemodel.rejected_cycles(0)) == layout.ERR_ACT_CAPACITY
+    await host.infer(model, image_for(rng, model), slot=0)

@@ -126,9 +126,10 @@ def test_layer_shape_round_trip():
     for shape in [LayerShape(3, 5, 7, 2, 9, pool=True), LayerShape.dense(784, 128),
                   LayerShape((1 << layout.DIM_BITS) - 1, 255, 255, 255, (1 << layout.DIM_BITS) - 1,
                              pool=True, logits=True)]:
-        words = shape.encode(0xFFFFFFFF, 12345)
+        words = shape.encode(0xFFFF, 12345, 0xFFFF)
         assert len(words) == 4 and all(0 <= w < 1 << 32 for w in words)
-        assert LayerShape.decode(words) == (shape, 0xFFFFFFFF, 12345)
+        assert LayerShape.decode(words) == (shape, 0xFFFF, 12345)
+        assert layout.out_base(words) == 0xFFFF
     # the unused flag bits are ignored
     words = LayerShape.dense(4, 2).encode(0, 0)
     flags = DESCRIPTOR["flags"]

@@ -127,8 +127,8 @@ def test_check_program_order():
 
 def test_descriptor_round_trip():
     shape = LayerShape(3, 255, 7, 2, 65535, pool=True)
-    words = shape.encode(123456, 789)
-    assert LayerShape.decode(words) == (shape, 123456, 789)
+    words = shape.encode(12345, 789, 4321)
+    assert LayerShape.decode(words) == (shape, 12345, 789) and layout.out_base(words) == 4321
     assert shape.conv_hw == (254, 6) and shape.out_hw == (127, 3) and shape.window == 12
 
 
@@ -182,3 +182,35 @@ def test_last_layer_must_be_dense():
     conv.output = fx.OUTPUT_I32
     with pytest.raises(program.ModelDoesNotFit, match=r"output positions of the last layer \(it must be dense\): needs 30"):
         program.check_fits(IntModel([conv], conv.in_shape), AccelConfig())
+
+
+def test_outputs_placed_clear_of_both_input_slots():
+    """Two slots when act0's outputs fit beside both images: the CNN's conv2 output after slot
+    0's image, the MLP's (none in act0) anywhere; both slots then validate."""
+    cfg = AccelConfig()
+    S = LayerShape
+    cnn = [S(1, 28, 28, 2, 16, pool=True), S(16, 13, 13, 2, 32, pool=True), S.dense(1152, 64),
+           S.dense(64, 10, logits=True)]
+    assert program.place_outputs(cnn, cfg) == ([0, 196, 0, 0], 2)
+    assert program.place_outputs([S.dense(784, 128), S.dense(128, 10, logits=True)], cfg) == ([0, 0], 2)
+    # act0's output ending at slot 1's first word; one word more: one slot, bases 0
+    half = cfg.slot_words
+    wide = [S.dense(4 * 100, 8), S.dense(8, 4 * (half - 100)), S.dense(4 * (half - 100), 3, logits=True)]
+    assert program.place_outputs(wide, cfg) == ([0, 100, 0], 2)
+    wider = [S.dense(4 * 100, 8), S.dense(8, 4 * (half - 99)), S.dense(4 * (half - 99), 3, logits=True)]
+    assert program.place_outputs(wider, cfg) == ([0, 0, 0], 1)
+    # an input of more than half act0, too many logits for two banks: one slot
+    assert program.place_outputs([S.dense(4 * half + 1, 3, logits=True)], cfg) == ([0], 1)
+    assert program.place_outputs([S.dense(4, cfg.slot_logits + 1, logits=True)], cfg) == ([0], 1)
+    assert program.place_outputs([S.dense(4, cfg.slot_logits, logits=True)], cfg) == ([0], 2)
+
+
+@pytest.mark.parametrize("dims", [[13, 7, 5], [40, 9, 6, 3]])
+def test_two_slots_validate_in_both(dims):
+    cfg = AccelConfig(lanes=8, act_bytes=160, logit_words=16)
+    image = program.compile_model(model(dims), cfg)
+    assert image.slots == 2
+    desc = image.regions["program"]
+    assert [layout.out_base(desc[4 * l:4 * l + 4]) for l in range(image.n_layers)] == image.out_bases
+    for slot in (0, 1):
+        assert program.check_program(desc, image.n_layers, cfg, slot=slot) == (layout.ERR_NONE, None)

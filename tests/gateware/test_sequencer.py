@@ -70,7 +70,7 @@ def test_every_vector():
         error, cycles, issued = run(n_layers, words)
         assert error == code, name
         if code == layout.ERR_NONE:
-            shapes = [s for s, _, _ in vectors.decode(words, n_layers)]
+            shapes = [s for s, *_ in vectors.decode(words, n_layers)]
             assert issued == sum(s.weight_words(CFG.lanes) * s.plane * s.phases for s in shapes), name
             assert cycles == idle_drain_cycles(shapes, CFG.lanes), name
         else:
@@ -124,7 +124,7 @@ def test_start_while_busy_is_refused_and_the_run_goes_on():
             yield seq.start.eq(1)
         elif cycle == 31:
             yield seq.start.eq(0)
-    shapes = [s for s, _, _ in vectors.decode(words, n)]
+    shapes = [s for s, *_ in vectors.decode(words, n)]
     assert run(n, words, during=start_again)[:2] == (layout.ERR_BUSY, idle_drain_cycles(shapes, CFG.lanes))
 
 
@@ -154,11 +154,11 @@ def test_soft_reset_returns_to_idle(at):
 
 @pytest.mark.parametrize("fields", [
     dict(c_in=0xFFFF, c_out=0x8001, height=255, width=1, kernel=0x80, flags=0xFF,
-         w_base=0xFFFFFFFF, b_base=0x12345678),
+         w_base=0xFFFF, b_base=0x1234, out_base=0xA5A5),
     dict(c_in=1, c_out=0xFFFF, height=1, width=255, kernel=0x7F, flags=layout.FLAG_POOL,
-         w_base=0x80000000, b_base=0xFFFFFFFF),
+         w_base=0x8000, b_base=0xFFFF, out_base=0xFFFF),
     dict(c_in=0x5A5A, c_out=1, height=0x81, width=0x7E, kernel=1, flags=layout.FLAG_LOGITS | 0x54,
-         w_base=1, b_base=0),
+         w_base=1, b_base=0, out_base=1),
 ], ids=["high", "low", "mixed"])
 def test_descriptor_fields_latched(fields):
     """layout.DESCRIPTOR encoded in Python, decoded by the Sequencer's LOAD (its slices)."""
@@ -180,6 +180,7 @@ def test_descriptor_fields_latched(fields):
                     got[name] = yield getattr(v, name)
                 got["w_base"] = yield seq.addrgen.w_base
                 got["b_base"] = yield seq.b_base
+                got["out_base"] = yield seq.out_base
                 return
 
     run_simulation(bench, tb())

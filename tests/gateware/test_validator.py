@@ -32,8 +32,9 @@ def sizes(s, w_base, b_base, lanes):
                 w_end=w_base + layout.tiles(s.c_out, lanes) * window, b_end=b_base + s.c_out)
 
 
-def simulate(cfg, n_layers, words):
-    """The validator's verdict, layer by layer as the sequencer presents them: (code, layer)."""
+def simulate(cfg, n_layers, words, slot=0):
+    """The validator's verdict, layer by layer as the sequencer presents them, the program
+    run in input ``slot``: (code, layer)."""
     v = ProgramValidator(cfg)
     verdict = []
 
@@ -43,11 +44,14 @@ def simulate(cfg, n_layers, words):
         if (yield v.bad_count):
             verdict.append((layout.ERR_LAYER_COUNT, None))
             return
-        prev = 0
-        for l, (s, w_base, b_base) in enumerate(vectors.decode(words, n_layers)):
-            inputs = dict(layer=l, is_last=int(l == n_layers - 1), prev_out=prev, c_in=s.c_in,
+        prev, in_base = 0, slot * cfg.slot_words
+        for l, (s, w_base, b_base, out_base) in enumerate(vectors.decode(words, n_layers)):
+            last = l == n_layers - 1
+            inputs = dict(layer=l, is_last=int(last), prev_out=prev, c_in=s.c_in,
                           c_out=s.c_out, height=s.height, width=s.width, kernel=s.kernel,
-                          pool=int(s.pool), logits=int(s.logits), **sizes(s, w_base, b_base, cfg.lanes))
+                          pool=int(s.pool), logits=int(s.logits), in_base=in_base,
+                          out_base=out_base + (slot * cfg.slot_logits if last and s.logits else 0),
+                          **sizes(s, w_base, b_base, cfg.lanes))
             for name, value in inputs.items():
                 yield getattr(v, name).eq(value)
             yield
@@ -55,7 +59,7 @@ def simulate(cfg, n_layers, words):
             if code != layout.ERR_NONE:
                 verdict.append((code, l))
                 return
-            prev = inputs["n_out"]
+            prev, in_base = inputs["n_out"], out_base
         verdict.append((layout.ERR_NONE, None))
 
     run_simulation(v, tb())
@@ -70,6 +74,8 @@ def test_validator_block_matches_the_rules(name):
         expect = program.check_program(words, n_layers, cfg)
         assert simulate(cfg, n_layers, words) == expect, vector
         seen.add(expect[0])
+        # in input slot 1 the input and the logits move up by half their region
+        assert simulate(cfg, n_layers, words, 1) == program.check_program(words, n_layers, cfg, slot=1), vector
     # ERR_STOP_AFTER is a run's (stop_after past n_layers), not a program's: test_stop_after* has it
     assert seen == set(layout.ERROR_NAMES) - {layout.ERR_BUSY, layout.ERR_STOP_AFTER}
 
@@ -92,8 +98,25 @@ def test_vectors_reach_each_limit_from_both_sides():
                            ("weights end at the last word", "weights one past the last word", layout.ERR_WEIGHT_RANGE),
                            ("bias ends at the last entry", "bias one past the last entry", layout.ERR_BIAS_RANGE),
                            ("max_layers layers", "too many layers", layout.ERR_LAYER_COUNT),
-                           ("logit_words logits", "too many logits", layout.ERR_OUTPUT_KIND)]:
+                           ("logit_words logits", "too many logits", layout.ERR_OUTPUT_KIND),
+                           ("hidden output based to the last byte", "hidden output based one word past",
+                            layout.ERR_ACT_CAPACITY),
+                           ("logits based to the last word", "logits based one past", layout.ERR_OUTPUT_KIND)]:
         assert (verdicts[at], verdicts[past]) == (ok, code), (at, past)
+
+
+def test_slot_one_moves_input_and_logits():
+    """In slot 1 the input starts at slot_words and the logits at slot_logits: a program
+    valid in slot 0 whose input or logits pass half their region is refused there."""
+    cfg = CONFIGS["p4"]
+    half = 4 * cfg.slot_words
+    for shapes, code in [([S.dense(half, 2, logits=True)], layout.ERR_NONE),
+                         ([S.dense(half + 1, 2, logits=True)], layout.ERR_ACT_CAPACITY),
+                         ([S.dense(4, cfg.slot_logits, logits=True)], layout.ERR_NONE),
+                         ([S.dense(4, cfg.slot_logits + 1, logits=True)], layout.ERR_OUTPUT_KIND)]:
+        n, words = vectors.encode(shapes, cfg.lanes)
+        assert program.check_program(words, n, cfg) == (layout.ERR_NONE, None)
+        assert simulate(cfg, n, words, 1)[0] == program.check_program(words, n, cfg, slot=1)[0] == code
 
 
 def conv(in_shape, c_out, k, output=fx.OUTPUT_U8):

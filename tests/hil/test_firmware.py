@@ -140,3 +140,25 @@ def held_cpu(firmware):
 def test_unresponsive_firmware_times_out(held_cpu):
     with pytest.raises(FirmwareError, match="did not finish"):
         held_cpu.run(CMD_CPU_INFER)
+
+
+@pytest.mark.parametrize("make, slots", [(odd_cnn, 2), (pooled_3x3_cnn, 2),
+                                         (lambda rng: accel_models.random_model(rng, [2100, 20, 5]), 1)],
+                         ids=["odd-cnn", "pooled-3x3", "input-past-half-act0"])
+def test_accel_batch_double_and_single_buffered(firmware, accelerator, make, slots):
+    """The firmware's batch of 1, 2, 3 and 5 images is exact double-buffered (two input slots,
+    two logits banks), and single-buffered for a program whose input leaves no second slot."""
+    rng = np.random.default_rng(5)
+    model = make(rng)
+    assert accelerator.load(model).memory_image.slots == slots
+    cycles = accelerator.model_cycles
+    for n in (1, 2, 3, 5):
+        images = rng.integers(0, 256, (n, *model.input_shape)).astype(np.uint8)
+        r = firmware.accel_batch(accelerator, images)
+        np.testing.assert_array_equal(r.logits, model.logits(images))
+        np.testing.assert_array_equal(r.argmax, model.predict(images))
+        assert set(r.cycles.tolist()) == {cycles}
+        assert (r.driver_cycles >= cycles).all()
+    # a single image from the host afterwards: slot 0, the logits of bank 0
+    out = accelerator.infer(images[0])
+    np.testing.assert_array_equal(out.logits, model.logits(images[:1])[0])

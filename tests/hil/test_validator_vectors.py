@@ -28,7 +28,7 @@ IMAGE_BYTES = 20   # the image the firmware is given: the base vector's (1, 4, 5
 
 def cpu_vectors():
     """(name, n_layers, [LayerShape]): the shared vectors, and the CPU record's own limits."""
-    out = [(name, n, [s for s, _, _ in vectors.decode(words, n)])
+    out = [(name, n, [s for s, *_ in vectors.decode(words, n)])
            for name, n, words in vectors.program_vectors(VECTOR_CFG, np.random.default_rng(1))]
     return out + [
         ("c_out past MAX_DIM", 1, [S(1, 1, 1, 1, MAX_DIM + 1, logits=True)]),
