@@ -54,23 +54,28 @@ class Accelerator(LiteXModule):
         weights = Memory(8*P, cfg.weight_words, name="weights")
         bias    = Memory(layout.BIAS.width, cfg.bias_entries, name="bias")
         program = Memory(layout.DESCRIPTOR.width, cfg.max_layers, name="program")
-        acts    = [Memory(32, cfg.act_bytes // 4, name=f"act{b}") for b in range(2)]
+        # each activation buffer is two banks of 16-bit halfwords, bytes 0-1 and 2-3 of each
+        # word: the datapath reads any two adjacent halfwords (any 3 adjacent bytes) in one cycle
+        banks   = [[Memory(16, cfg.act_bytes // 4, name=f"act{b}_{half}") for half in ("lo", "hi")]
+                   for b in range(2)]
+        acts    = [m for pair in banks for m in pair]
         logits  = Memory(fx.ACC_BITS, cfg.logit_words, name="logits")
         bus_ports = {
             "weights": weights.get_port(write_capable=True, we_granularity=32),
             "bias":    bias.get_port(write_capable=True, we_granularity=32),
             "program": program.get_port(write_capable=True, we_granularity=32),
-            "act0":    acts[0].get_port(write_capable=True, we_granularity=8),
-            "act1":    acts[1].get_port(write_capable=True, we_granularity=8),
+            "act0":    _WordPort(self, banks[0]),
+            "act1":    _WordPort(self, banks[1]),
             "logits":  logits.get_port(),
         }
         w_port = weights.get_port()
         b_port = bias.get_port()
         p_port = program.get_port()
-        a_ports = [m.get_port(write_capable=True, we_granularity=8) for m in acts]
+        a_ports = [[m.get_port(write_capable=True, we_granularity=8) for m in pair] for pair in banks]
         l_port = logits.get_port(write_capable=True)
-        self.specials += [weights, bias, program, *acts, logits,
-                          *bus_ports.values(), w_port, b_port, p_port, *a_ports, l_port]
+        self.specials += [weights, bias, program, *acts, logits, w_port, b_port, p_port,
+                          *(p for pair in a_ports for p in pair), l_port,
+                          *(p for p in bus_ports.values() if not isinstance(p, _WordPort))]
 
         self.window = WishboneWindow(cfg, bus_ports)
         self.bus    = self.window.bus
@@ -142,21 +147,40 @@ class Accelerator(LiteXModule):
             rq.start.eq(mac.published),
         ]
         in_buf = seq.layer[0]          # layer l reads act[l % 2] and writes act[(l + 1) % 2]
+        half   = seq.addr[1:]          # halfword of the input byte: read it and the next one
+        odd    = Signal()              # the read's first halfword is in the hi bank
+        self.sync += odd.eq(half[0])
+        lo_hi  = [Mux(in_buf, pair[1].dat_r, pair[0].dat_r) for pair in zip(*a_ports)]
         self.comb += [
             w_port.adr.eq(seq.w_adr),
-            mac.byte.eq(seq.addr[:2]),
+            mac.byte.eq(seq.addr[0]),
             mac.weights.eq(w_port.dat_r),
-            mac.act_word.eq(Mux(in_buf, a_ports[1].dat_r, a_ports[0].dat_r)),
+            mac.act_word.eq(Mux(odd, Cat(lo_hi[1], lo_hi[0]), Cat(lo_hi[0], lo_hi[1]))),
             b_port.adr.eq(rq.bias_adr),
             rq.bias_dat.eq(b_port.dat_r),
             l_port.adr.eq(rq.out_adr),
             l_port.dat_w.eq(rq.out_dat),
             l_port.we.eq(rq.logit_we),
         ]
-        for b, port in enumerate(a_ports):
+        for b, pair in enumerate(a_ports):
             reads = in_buf == b
-            self.comb += [
-                port.adr.eq(Mux(reads, seq.addr[2:], rq.out_adr[2:])),
-                port.dat_w.eq(rq.out_dat),
-                If(~reads & rq.act_we, port.we.eq(1 << rq.out_adr[:2])),
-            ]
+            for hi, port in enumerate(pair):
+                self.comb += [
+                    port.adr.eq(Mux(reads, (half + (1 - hi))[1:], rq.out_adr[2:])),
+                    port.dat_w.eq(rq.out_dat[:16]),
+                    If(~reads & rq.act_we & (rq.out_adr[1] == hi), port.we.eq(1 << rq.out_adr[0])),
+                ]
+
+
+class _WordPort:
+    """The bus's 32-bit, byte-writable view of an activation buffer's two halfword banks."""
+    def __init__(self, module, pair):
+        lo, hi = (m.get_port(write_capable=True, we_granularity=8) for m in pair)
+        module.specials += [lo, hi]
+        self.adr, self.dat_r, self.dat_w, self.we = Signal(len(lo.adr)), Signal(32), Signal(32), Signal(4)
+        module.comb += [
+            lo.adr.eq(self.adr), hi.adr.eq(self.adr),
+            self.dat_r.eq(Cat(lo.dat_r, hi.dat_r)),
+            lo.dat_w.eq(self.dat_w[:16]), hi.dat_w.eq(self.dat_w[16:]),
+            lo.we.eq(self.we[:2]), hi.we.eq(self.we[2:]),
+        ]
