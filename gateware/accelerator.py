@@ -36,9 +36,13 @@ class Accelerator(LiteXModule):
     RAM in step. The requantizer drains an output position while the next one computes; a
     position of fewer MAC cycles than its tile has lanes waits until the drain bank is free.
     A dense layer is the 1x1 conv over (n_in, 1, 1); one of at most lanes/2 (lanes/4)
-    outputs splits its fan-in over 2 (4) lane groups, which read the bytes of one
-    activation word in the same cycle (the datapath keeps one port per buffer), and the
-    requantizer adds the groups' sums.
+    outputs splits its fan-in over 2 (4) lane groups, which read adjacent bytes in the same
+    cycle, and the requantizer adds the groups' sums. A conv of at most lanes/2 channels
+    runs two adjacent output positions per window in 2 lane groups (their inputs 1 or, with
+    a pool, 2 bytes apart), and the requantizer drains a channel's two outputs, adjacent
+    bytes, in one cycle. The datapath keeps one port per activation buffer (the other is
+    the bus's); each buffer is two banks of halfwords (bytes 0-1 and 2-3 of each word), so
+    one read gives any three adjacent bytes and one write any two.
     """
     def __init__(self, cfg=layout.AccelConfig()):
         self.cfg = cfg
@@ -137,7 +141,10 @@ class Accelerator(LiteXModule):
             mac.publish.eq(seq.publish),
             mac.split.eq(seq.split),
             mac.tail.eq(seq.tail),
+            mac.wide.eq(seq.pair & seq.pool),
             rq.split.eq(seq.split),
+            rq.pair.eq(seq.pair),
+            rq.single.eq(seq.single),
             rq.b_base.eq(seq.b_base),
             rq.c_out.eq(seq.c_out),
             rq.plane.eq(seq.plane),
@@ -162,13 +169,21 @@ class Accelerator(LiteXModule):
             l_port.dat_w.eq(rq.out_dat),
             l_port.we.eq(rq.logit_we),
         ]
-        for b, pair in enumerate(a_ports):
+        # the requantizer writes byte j (and with act_we_next j + 1: the other byte of j's
+        # halfword, or the first of the next halfword, in the other bank)
+        j, j_next = rq.out_adr, Signal(len(rq.out_adr))
+        self.comb += j_next.eq(j + 1)
+        pair_dat = Mux(j[0], Cat(rq.out_dat[8:16], rq.out_dat[:8]), rq.out_dat[:16])
+        for b, bank_pair in enumerate(a_ports):
             reads = in_buf == b
-            for hi, port in enumerate(pair):
+            for hi, port in enumerate(bank_pair):
+                at_j, at_next = j[1] == hi, j_next[1] == hi
+                first  = ~reads & rq.act_we & at_j
+                second = ~reads & rq.act_we_next & at_next
                 self.comb += [
-                    port.adr.eq(Mux(reads, (half + (1 - hi))[1:], rq.out_adr[2:])),
-                    port.dat_w.eq(rq.out_dat[:16]),
-                    If(~reads & rq.act_we & (rq.out_adr[1] == hi), port.we.eq(1 << rq.out_adr[0])),
+                    port.adr.eq(Mux(reads, (half + (1 - hi))[1:], Mux(at_j, j[2:], j_next[2:]))),
+                    port.dat_w.eq(pair_dat),
+                    port.we.eq(Cat((first & ~j[0]) | (second & j[0]), (first & j[0]) | (second & ~j[0]))),
                 ]
 
 

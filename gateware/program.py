@@ -91,19 +91,21 @@ def _words(data):
     return np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), dtype="<u4").tolist()
 
 
-def pack_weights(weights, lanes, groups=1):
+def pack_weights(weights, lanes, groups=1, pairs=1):
     """Words of one layer: per tile, per window step, the weights to its ``lanes`` lanes: the
     tile's channels, or with ``groups`` G (LayerShape.groups) G groups of lanes/G channels,
-    group g taking window element G i + g at step i."""
+    group g taking window element G i + g at step i; with ``pairs`` 2 (LayerShape.pairs)
+    both halves of the lanes hold the same channels (two output positions)."""
     weights = weights.reshape(len(weights), -1)            # [c_out, c_in * k * k]
     n_out, n_in = weights.shape
-    t = layout.tiles(n_out, lanes)
+    width = lanes // pairs
+    t = layout.tiles(n_out, width)
     steps = -(-n_in // groups)
-    padded = np.zeros((t * lanes // groups, steps * groups), dtype=np.int8)
+    padded = np.zeros((t * width // groups, steps * groups), dtype=np.int8)
     padded[:n_out, :n_in] = weights
     # [tile, channel, step, group] -> [tile, step, group, channel]: lane g * lanes/G + c
-    split = padded.reshape(t, lanes // groups, steps, groups).transpose(0, 2, 3, 1)
-    return _words(split.reshape(t * steps, lanes).view(np.uint8))
+    split = padded.reshape(t, width // groups, steps, groups).transpose(0, 2, 3, 1)
+    return _words(np.tile(split.reshape(t * steps, width), (1, pairs)).view(np.uint8))
 
 
 def pack_bias(layer):
@@ -119,7 +121,7 @@ def compile_model(model, cfg):
     w_base = b_base = 0
     for shape, (_, layer) in zip(shapes, layer_shapes(model)):
         program += shape.encode(w_base, b_base)
-        weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes))
+        weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes), shape.pairs(cfg.lanes))
         bias += pack_bias(layer)
         w_base += shape.weight_words(cfg.lanes)
         b_base += shape.c_out
