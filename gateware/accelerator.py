@@ -173,7 +173,8 @@ class Accelerator(LiteXModule):
         # halfword, or the first of the next halfword, in the other bank)
         j, j_next = rq.out_adr, Signal(len(rq.out_adr))
         self.comb += j_next.eq(j + 1)
-        pair_dat = Mux(j[0], Cat(rq.out_dat[8:16], rq.out_dat[:8]), rq.out_dat[:16])
+        y0, y1 = (rq.out_dat[fx.ACT_BITS*p:fx.ACT_BITS*(p + 1)] for p in range(2))
+        pair_dat = Mux(j[0], Cat(y1, y0), Cat(y0, y1))
         for b, bank_pair in enumerate(a_ports):
             reads = in_buf == b
             for hi, port in enumerate(bank_pair):
@@ -196,6 +197,6 @@ class _WordPort:
         module.comb += [
             lo.adr.eq(self.adr), hi.adr.eq(self.adr),
             self.dat_r.eq(Cat(lo.dat_r, hi.dat_r)),
-            lo.dat_w.eq(self.dat_w[:16]), hi.dat_w.eq(self.dat_w[16:]),
-            lo.we.eq(self.we[:2]), hi.we.eq(self.we[2:]),
+            Cat(lo.dat_w, hi.dat_w).eq(self.dat_w),
+            Cat(lo.we, hi.we).eq(self.we),
         ]
