@@ -36,9 +36,13 @@ class Accelerator(LiteXModule):
     RAM in step. The requantizer drains an output position while the next one computes; a
     position of fewer MAC cycles than its tile has lanes waits until the drain bank is free.
     A dense layer is the 1x1 conv over (n_in, 1, 1); one of at most lanes/2 (lanes/4)
-    outputs splits its fan-in over 2 (4) lane groups, which read the bytes of one
-    activation word in the same cycle (the datapath keeps one port per buffer), and the
-    requantizer adds the groups' sums.
+    outputs splits its fan-in over 2 (4) lane groups, which read adjacent bytes in the same
+    cycle, and the requantizer adds the groups' sums. A conv of at most lanes/2 channels
+    runs two adjacent output positions per window in 2 lane groups (their inputs 1 or, with
+    a pool, 2 bytes apart), and the requantizer drains a channel's two outputs, adjacent
+    bytes, in one cycle. The datapath keeps one port per activation buffer (the other is
+    the bus's); each buffer is two banks of halfwords (bytes 0-1 and 2-3 of each word), so
+    one read gives any three adjacent bytes and one write any two.
     """
     def __init__(self, cfg=layout.AccelConfig()):
         self.cfg = cfg
@@ -54,23 +58,28 @@ class Accelerator(LiteXModule):
         weights = Memory(8*P, cfg.weight_words, name="weights")
         bias    = Memory(layout.BIAS.width, cfg.bias_entries, name="bias")
         program = Memory(layout.DESCRIPTOR.width, cfg.max_layers, name="program")
-        acts    = [Memory(32, cfg.act_bytes // 4, name=f"act{b}") for b in range(2)]
+        # each activation buffer is two banks of 16-bit halfwords, bytes 0-1 and 2-3 of each
+        # word: the datapath reads any two adjacent halfwords (any 3 adjacent bytes) in one cycle
+        banks   = [[Memory(16, cfg.act_bytes // 4, name=f"act{b}_{half}") for half in ("lo", "hi")]
+                   for b in range(2)]
+        acts    = [m for pair in banks for m in pair]
         logits  = Memory(fx.ACC_BITS, cfg.logit_words, name="logits")
         bus_ports = {
             "weights": weights.get_port(write_capable=True, we_granularity=32),
             "bias":    bias.get_port(write_capable=True, we_granularity=32),
             "program": program.get_port(write_capable=True, we_granularity=32),
-            "act0":    acts[0].get_port(write_capable=True, we_granularity=8),
-            "act1":    acts[1].get_port(write_capable=True, we_granularity=8),
+            "act0":    _WordPort(self, banks[0]),
+            "act1":    _WordPort(self, banks[1]),
             "logits":  logits.get_port(),
         }
         w_port = weights.get_port()
         b_port = bias.get_port()
         p_port = program.get_port()
-        a_ports = [m.get_port(write_capable=True, we_granularity=8) for m in acts]
+        a_ports = [[m.get_port(write_capable=True, we_granularity=8) for m in pair] for pair in banks]
         l_port = logits.get_port(write_capable=True)
-        self.specials += [weights, bias, program, *acts, logits,
-                          *bus_ports.values(), w_port, b_port, p_port, *a_ports, l_port]
+        self.specials += [weights, bias, program, *acts, logits, w_port, b_port, p_port,
+                          *(p for pair in a_ports for p in pair), l_port,
+                          *(p for p in bus_ports.values() if not isinstance(p, _WordPort))]
 
         self.window = WishboneWindow(cfg, bus_ports)
         self.bus    = self.window.bus
@@ -136,7 +145,10 @@ class Accelerator(LiteXModule):
             mac.publish.eq(seq.publish),
             mac.split.eq(seq.split),
             mac.tail.eq(seq.tail),
+            mac.wide.eq(seq.pair & seq.pool),
             rq.split.eq(seq.split),
+            rq.pair.eq(seq.pair),
+            rq.single.eq(seq.single),
             rq.b_base.eq(seq.b_base),
             rq.c_out.eq(seq.c_out),
             rq.plane.eq(seq.plane),
@@ -146,21 +158,51 @@ class Accelerator(LiteXModule):
             rq.start.eq(mac.published),
         ]
         in_buf = seq.layer[0]          # layer l reads act[l % 2] and writes act[(l + 1) % 2]
+        word   = Signal(len(seq.addr) - 2)   # the input's word, past the layer's in_base (whole words)
+        half   = Cat(seq.addr[1], word)      # halfword of the input byte: read it and the next one
+        odd    = Signal()              # the read's first halfword is in the hi bank
+        self.sync += odd.eq(half[0])
+        lo_hi  = [Mux(in_buf, pair[1].dat_r, pair[0].dat_r) for pair in zip(*a_ports)]
         self.comb += [
+            word.eq(seq.addr[2:] + seq.in_base),
             w_port.adr.eq(seq.w_adr),
-            mac.byte.eq(seq.addr[:2]),
+            mac.byte.eq(seq.addr[0]),
             mac.weights.eq(w_port.dat_r),
-            mac.act_word.eq(Mux(in_buf, a_ports[1].dat_r, a_ports[0].dat_r)),
+            mac.act_word.eq(Mux(odd, Cat(lo_hi[1], lo_hi[0]), Cat(lo_hi[0], lo_hi[1]))),
             b_port.adr.eq(rq.bias_adr),
             rq.bias_dat.eq(b_port.dat_r),
             l_port.adr.eq(rq.out_adr + seq.out_base),
             l_port.dat_w.eq(rq.out_dat),
             l_port.we.eq(rq.logit_we),
         ]
-        for b, port in enumerate(a_ports):
+        # the requantizer writes byte j (and with act_we_next j + 1: the other byte of j's
+        # halfword, or the first of the next halfword, in the other bank)
+        j, j_next = rq.out_adr, Signal(len(rq.out_adr))
+        self.comb += j_next.eq(j + 1)
+        y0, y1 = (rq.out_dat[fx.ACT_BITS*p:fx.ACT_BITS*(p + 1)] for p in range(2))
+        pair_dat = Mux(j[0], Cat(y1, y0), Cat(y0, y1))
+        for b, bank_pair in enumerate(a_ports):
             reads = in_buf == b
-            self.comb += [
-                port.adr.eq(Mux(reads, seq.addr[2:] + seq.in_base, rq.out_adr[2:] + seq.out_base)),
-                port.dat_w.eq(rq.out_dat),
-                If(~reads & rq.act_we, port.we.eq(1 << rq.out_adr[:2])),
-            ]
+            for hi, port in enumerate(bank_pair):
+                at_j, at_next = j[1] == hi, j_next[1] == hi
+                first  = ~reads & rq.act_we & at_j
+                second = ~reads & rq.act_we_next & at_next
+                self.comb += [
+                    port.adr.eq(Mux(reads, (half + (1 - hi))[1:], Mux(at_j, j[2:], j_next[2:]) + seq.out_base)),
+                    port.dat_w.eq(pair_dat),
+                    port.we.eq(Cat((first & ~j[0]) | (second & j[0]), (first & j[0]) | (second & ~j[0]))),
+                ]
+
+
+class _WordPort:
+    """The bus's 32-bit, byte-writable view of an activation buffer's two halfword banks."""
+    def __init__(self, module, pair):
+        lo, hi = (m.get_port(write_capable=True, we_granularity=8) for m in pair)
+        module.specials += [lo, hi]
+        self.adr, self.dat_r, self.dat_w, self.we = Signal(len(lo.adr)), Signal(32), Signal(32), Signal(4)
+        module.comb += [
+            lo.adr.eq(self.adr), hi.adr.eq(self.adr),
+            self.dat_r.eq(Cat(lo.dat_r, hi.dat_r)),
+            Cat(lo.dat_w, hi.dat_w).eq(self.dat_w),
+            Cat(lo.we, hi.we).eq(self.we),
+        ]

@@ -17,6 +17,10 @@ class AddressGenerator(LiteXModule):
     ``init`` loads w_base. With the last element of a window (``last``) the ``*_more`` flags
     say which loop goes on; ``out_index``, ``chan``, ``merge`` and ``publish`` say where the
     window's sums go (see :class:`gateware.macarray.MACArray`).
+
+    With ``pair`` (layout.LayerShape.pairs) a window is the output positions (pr, pc) and
+    (pr, pc + 1), the second one's inputs in the lanes' second group (MACArray): ``addr``
+    is the first's, and ``single`` says that a row's odd last window has only the first.
     """
     def __init__(self, lanes):
         # The layer, from the sequencer.
@@ -25,6 +29,7 @@ class AddressGenerator(LiteXModule):
         self.width  = Signal(G)
         self.hw     = Signal(2*G)          # height * width: input channel stride
         self.pool   = Signal()
+        self.pair   = Signal()             # two adjacent output positions per window
         self.window = Signal(DIM + 2*G)    # c_in k^2 weight words per tile
         self.plane  = Signal(2*G)          # output positions
         self.out_h, self.out_w = Signal(G), Signal(G)
@@ -49,6 +54,7 @@ class AddressGenerator(LiteXModule):
         self.chan      = Signal(DIM)       # channel of its lane 0
         self.merge     = Signal()          # max-merge into the shadow bank (pool phases 1-3)
         self.publish   = Signal()          # last window of its output position
+        self.single    = Signal()          # a pair's second position is past its row
 
         # # #
 
@@ -69,7 +75,9 @@ class AddressGenerator(LiteXModule):
         row_addr  = Signal(DIM)
         chan_addr = Signal(DIM)
         pool, width = self.pool, self.width
-        step_col  = Mux(pool, 2, 1)
+        step_col  = Mux(pool, 2, 1) << self.pair   # input columns from one window to the next
+        pc_next   = Signal(G + 1)
+        pos_next  = Signal(DIM)
         step_row  = Mux(pool, width << 1, width)
 
         # The next window and its first input address.
@@ -77,8 +85,11 @@ class AddressGenerator(LiteXModule):
         next_base = Signal(DIM)
         self.comb += [
             q_next.eq(q + 1),
+            self.single.eq(self.pair & (pc == self.out_w - 1)),
+            pc_next.eq(pc + 1 + self.pair),
+            pos_next.eq(pos + 1 + (self.pair & ~self.single)),
             self.phase_more.eq(pool & (q != 3)),
-            self.col_more.eq(pc != self.out_w - 1),
+            self.col_more.eq((pc != self.out_w - 1) & ~(self.pair & (pc == self.out_w - 2))),
             self.row_more.eq(pr != self.out_h - 1),
             self.tile_more.eq(tile != self.n_tiles - 1),
             If(self.phase_more,
@@ -92,9 +103,9 @@ class AddressGenerator(LiteXModule):
         next_window = If(self.phase_more,
             q.eq(q_next),
         ).Elif(self.col_more,
-            q.eq(0), pc.eq(pc + 1), pos.eq(pos + 1), pos_addr.eq(next_base),
+            q.eq(0), pc.eq(pc_next), pos.eq(pos_next), pos_addr.eq(next_base),
         ).Elif(self.row_more,
-            q.eq(0), pc.eq(0), pr.eq(pr + 1), pos.eq(pos + 1),
+            q.eq(0), pc.eq(0), pr.eq(pr + 1), pos.eq(pos_next),
             row_base.eq(next_base), pos_addr.eq(next_base),
         ).Else(
             q.eq(0), pc.eq(0), pr.eq(0), pos.eq(0), row_base.eq(0), pos_addr.eq(0),

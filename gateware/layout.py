@@ -26,7 +26,9 @@ Tile t's weights are ``window`` consecutive words from w_base + t*window, word i
 the weights of window element i = (ci*k + ky)*k + kx (zero for lanes past c_out). A dense
 layer of at most lanes/2 (lanes/4) outputs splits its fan-in over 2 (4) lane groups
 (:meth:`LayerShape.groups`): word i holds in lane g*lanes/G + c the weight of input G*i + g
-to output c (zero past n_in), so it takes ceil(n_in/G) words and MAC cycles.
+to output c (zero past n_in), so it takes ceil(n_in/G) words and MAC cycles. A conv of at
+most lanes/2 channels computes two adjacent output positions per window
+(:meth:`LayerShape.pairs`): lane lanes/2 + c holds the weight of lane c.
 Layer l reads act[l % 2] and writes act[(l + 1) % 2], or logits if it is last.
 A run with ``stop_after`` = k > 0 ends after layer k - 1, whose output stays in act[k % 2].
 
@@ -43,8 +45,8 @@ import numpy as np
 from nnhil.training import fixedpoint as fx
 
 MAGIC = 0x4E4E484C          # "NNHL"
-VERSION = 5                 # bump on any change to this file's contract (3: lane groups, 4: stop_after,
-                            # 5: output bases and the input slot)
+VERSION = 6                 # bump on any change to this file's contract (3: lane groups, 4: stop_after,
+                            # 5: output bases and the input slot, 6: conv position pairs)
 
 DIM_BITS = 16               # c_in, c_out and output indices are 16-bit
 GEOM_BITS = 8               # height, width and kernel are 8-bit descriptor fields
@@ -356,10 +358,23 @@ class LayerShape:
         """Lane groups that split the fan-in of a dense layer narrow enough for them: 4 when
         c_out <= lanes/4, 2 when c_out <= lanes/2, else 1. Group g of G takes input G i + g
         of word step i (the bytes of one activation word), and the requantizer adds the
-        groups' sums; a conv window's inputs are not adjacent bytes, so a conv keeps 1."""
+        groups' sums. A conv keeps 1 (see :meth:`pairs`)."""
         if (self.height, self.width, self.kernel) != (1, 1, 1):
             return 1
         return next(g for g in (4, 2, 1) if g == 1 or self.c_out <= lanes // g)
+
+    def pairs(self, lanes):
+        """Output positions per window: 2 for a conv of at most lanes/2 channels and two
+        output columns or more, whose two lane groups take the adjacent positions (r, c) and
+        (r, c + 1) (their inputs 1 byte apart, 2 with a pool: one read gives both), and
+        whose requantizer drains both of a channel in one cycle, to adjacent bytes; else 1."""
+        return 2 if self.c_out <= lanes // 2 and self.out_hw[1] >= 2 else 1
+
+    def windows(self, lanes):
+        """Windows (of ``phases`` conv positions each) per tile: a row's odd last position
+        is a pair of its own."""
+        h, w = self.out_hw
+        return h * -(-w // self.pairs(lanes))
 
     def steps(self, lanes):
         """MAC cycles (and weight words) of one window of one tile."""

@@ -23,9 +23,12 @@ class MACArray(LiteXModule):
     while the lanes compute the next position. Both banks load with a clock enable only: no
     data multiplexer in front of 2 x lanes x 32 flip-flops.
 
-    A dense layer of G = 2**split lane groups (layout.LayerShape.groups) gives group g
-    byte byte + g of the activation word: each quarter of the lanes has its own operand
-    register, which takes byte + (its quarter's group). The requantizer adds the groups.
+    A layer of G = 2**split lane groups gives group g byte byte + g of the activation word
+    (the read's four bytes from the even byte below the input: ``byte`` is 0 or 1), or
+    byte + 2 g with ``wide``: each quarter of the lanes has its own operand register, which
+    takes its quarter's group's byte. A dense layer's groups split its fan-in
+    (layout.LayerShape.groups; the requantizer adds them), a conv's two groups take two
+    output positions (LayerShape.pairs: 1 byte apart, 2 with a pool).
 
     A sum never wraps: its window has at most act_bytes < 2**16 inputs, so
     |sum| <= 255 * 128 * 65535 < 2**31, and the comparison is exact.
@@ -37,11 +40,12 @@ class MACArray(LiteXModule):
         self.valid = Signal()
         self.first = Signal()          # first input of a tile: restart the accumulators
         self.last  = Signal()          # last input of a tile
-        self.byte  = Signal(2)         # activation byte within act_word (of lane group 0)
+        self.byte  = Signal(2)         # activation byte within act_word (of lane group 0): 0 or 1
         # The layer: its fan-in split over 2**split lane groups (layout.LayerShape.groups);
         # on a window's last step, the groups past ``tail`` have no input (stale bytes).
         self.split = Signal(2)
         self.tail  = Signal(2)
+        self.wide  = Signal()          # group g takes byte + 2 g (a pooled position pair)
         # RAM data (cycle c+1).
         self.weights  = Signal(8*lanes)
         self.act_word = Signal(32)
@@ -81,7 +85,7 @@ class MACArray(LiteXModule):
             sel = Signal(2, name=f"byte{q}")
             self.comb += [
                 Case(self.split, {0: group.eq(0), 1: group.eq(q >> 1), "default": group.eq(q)}),
-                sel.eq(byte + group),
+                sel.eq(byte + Mux(self.wide, group << 1, group)),
             ]
             self.sync += If(last[0] & (group > self.tail), x.eq(0)).Else(
                 Case(sel, {b: x.eq(self.act_word[8*b:8*(b + 1)]) for b in range(4)}))

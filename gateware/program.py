@@ -106,28 +106,27 @@ def _words(data):
     return np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), dtype="<u4").tolist()
 
 
-def pack_weights(weights, lanes, groups=1):
+def pack_weights(weights, lanes, groups=1, pairs=1):
     """Words of one layer: per tile, per window step, the weights to its ``lanes`` lanes: the
     tile's channels, or with ``groups`` G (LayerShape.groups) G groups of lanes/G channels,
-    group g taking window element G i + g at step i."""
+    group g taking window element G i + g at step i; with ``pairs`` 2 (LayerShape.pairs)
+    both halves of the lanes hold the same channels (two output positions)."""
     weights = weights.reshape(len(weights), -1)            # [c_out, c_in * k * k]
     n_out, n_in = weights.shape
-    t = layout.tiles(n_out, lanes)
+    width = lanes // pairs
+    t = layout.tiles(n_out, width)
     steps = -(-n_in // groups)
-    padded = np.zeros((t * lanes // groups, steps * groups), dtype=np.int8)
+    padded = np.zeros((t * width // groups, steps * groups), dtype=np.int8)
     padded[:n_out, :n_in] = weights
     # [tile, channel, step, group] -> [tile, step, group, channel]: lane g * lanes/G + c
-    split = padded.reshape(t, lanes // groups, steps, groups).transpose(0, 2, 3, 1)
-    return _words(split.reshape(t * steps, lanes).view(np.uint8))
+    split = padded.reshape(t, width // groups, steps, groups).transpose(0, 2, 3, 1)
+    return _words(np.tile(split.reshape(t * steps, width), (1, pairs)).view(np.uint8))
 
 
 def pack_bias(layer):
     """Two words per output channel: its layout.BIAS entry (bias, mult, shift), low word first."""
     entries = layout.BIAS.encode(bias=layer.bias, mult=layer.mult, shift=layer.shift)
     return np.asarray(entries, dtype="<u8").view("<u4").tolist()
-
-
-SLOT_ALIGN = 2    # output bases are even words, so an even/odd-word banked buffer keeps its parity
 
 
 def place_outputs(shapes, cfg):
@@ -137,13 +136,10 @@ def place_outputs(shapes, cfg):
     With two slots, act0 holds the input at word 0 and at cfg.slot_words (layout.py) and the
     logits go to two banks, so the input must fit half of act0 and the logits half of the
     logits region; every hidden output written into act0 (odd layers) then goes after slot
-    0's image, before slot 1 (the other half has no more room), at one base for all of them (a layer's act0 output is dead
-    once the next layer has read it). act1 outputs and the logits start at word 0. A model
-    that does not leave that room runs with one slot, all bases 0 as before."""
-    def align(words):
-        return -(-words // SLOT_ALIGN) * SLOT_ALIGN
-
-    in_words = align(-(-shapes[0].n_in // 4))
+    0's image, before slot 1, at one base for all of them (a layer's act0 output is dead once
+    the next layer has read it). act1 outputs and the logits start at word 0. A model that
+    does not leave that room runs with one slot, all bases 0 as before."""
+    in_words = -(-shapes[0].n_in // 4)
     need = max((-(-s.n_out // 4) for l, s in enumerate(shapes[:-1]) if l % 2), default=0)
     if in_words + need > cfg.slot_words or shapes[-1].c_out > cfg.slot_logits:
         return [0] * len(shapes), 1
@@ -166,7 +162,7 @@ def compile_layers(layers, cfg):
     w_base = b_base = 0
     for shape, out_base, (_, layer) in zip(shapes, out_bases, layers):
         program += shape.encode(w_base, b_base, out_base)
-        weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes))
+        weights += pack_weights(layer.weights, cfg.lanes, shape.groups(cfg.lanes), shape.pairs(cfg.lanes))
         bias += pack_bias(layer)
         w_base += shape.weight_words(cfg.lanes)
         b_base += shape.c_out

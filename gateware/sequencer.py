@@ -24,7 +24,8 @@ class Sequencer(LiteXModule):
 
     A dense layer narrow enough for 2 or 4 lane groups (layout.LayerShape.groups) issues
     its windows as ceil(n_in/G) word steps: the address generator sees c_in/G inputs of
-    stride G.
+    stride G. A conv of at most lanes/2 channels and two output columns or more runs
+    position pairs (layout.LayerShape.pairs: ``pair``) in 2 lane groups.
 
     The window's place reaches the MAC array with its sums (``merge``, ``publish``,
     MAC_LATENCY cycles after issue) and the requantizer with the drain bank (``tile_out``,
@@ -55,6 +56,7 @@ class Sequencer(LiteXModule):
         self.tail   = Signal(2)            # the last lane group with an input on a window's last step
         self.in_base  = Signal(DIM)        # word of its input in the buffer it reads
         self.out_base = Signal(DIM + 1)    # word of its output in the buffer (or logits) it writes
+        self.pair   = Signal()             # two output positions per window (a conv's lane groups)
         # Issue: the input and weight addresses of a MAC cycle.
         self.addr  = Signal(DIM)
         self.w_adr = Signal(32)
@@ -66,6 +68,7 @@ class Sequencer(LiteXModule):
         self.publish   = Signal()
         self.tile_out  = Signal(DIM)
         self.tile_chan = Signal(DIM)
+        self.single    = Signal()          # with tile_out: the pair's second position is past its row
         # The datapath is idle.
         self.mac_busy = Signal()
         self.rq_busy  = Signal()
@@ -102,7 +105,7 @@ class Sequencer(LiteXModule):
         slot     = Signal()
         c_in, c_out = Signal(DIM), self.c_out
         height, width, kernel = Signal(G), Signal(G), Signal(G)
-        pool     = Signal()
+        pool     = self.pool = Signal()
         is_logit = self.logits
         w_base   = Signal(32)
         b_base   = self.b_base
@@ -146,7 +149,8 @@ class Sequencer(LiteXModule):
             conv_h=conv_h, conv_w=conv_w, n_in=n_in, n_out=n_out, plane=plane, w_end=w_end,
             b_end=b_end, stop_after=stop_after, in_base=self.in_base, out_base=self.out_base).items()]
         self.comb += [getattr(ag, name).eq(value) for name, value in dict(
-            c_in=steps_in, kernel=kernel, width=width, hw=stride, pool=pool, window=window, plane=plane,
+            c_in=steps_in, kernel=kernel, width=width, hw=stride, pool=pool, pair=self.pair,
+            window=window, plane=plane,
             out_h=out_h, out_w=out_w, n_tiles=n_tiles, w_base=w_base).items()]
         self.comb += [
             self.addr.eq(ag.addr),
@@ -157,14 +161,14 @@ class Sequencer(LiteXModule):
 
         # The window's place: for the shadow bank when its sums are done, and for the
         # requantizer when they reach the drain bank, PUBLISH_LATENCY cycles later.
-        meta = Cat(ag.out_index, ag.chan, ag.merge, ag.publish)
+        meta = Cat(ag.out_index, ag.chan, ag.single, ag.merge, ag.publish)
         delay = [Signal(len(meta), reset_less=True)
                  for _ in range(cyclemodel.MAC_LATENCY + cyclemodel.PUBLISH_LATENCY)]
         self.sync += [delay[0].eq(meta)] + [delay[n].eq(delay[n - 1]) for n in range(1, len(delay))]
         at_done, at_drain = delay[cyclemodel.MAC_LATENCY - 1], delay[-1]
         self.comb += [
-            Cat(self.merge, self.publish).eq(at_done[2*DIM:]),
-            Cat(self.tile_out, self.tile_chan).eq(at_drain[:2*DIM]),
+            Cat(self.merge, self.publish).eq(at_done[2*DIM + 1:]),
+            Cat(self.tile_out, self.tile_chan, self.single).eq(at_drain[:2*DIM + 1]),
         ]
 
         fsm.act("IDLE",
@@ -228,6 +232,10 @@ class Sequencer(LiteXModule):
             NextValue(w_span, n_tiles * window[:DIM]),
             NextValue(gap_full, Mux(position < P, P - position, 0)),
             NextValue(gap_last, Mux(position < v_last, v_last - position, 0)),
+            NextValue(self.pair, 0),
+            If((c_out <= P // 2) & (out_w > 1),
+                NextValue(self.pair, 1), NextValue(split, 1), NextValue(self.tail, 1),
+            ),
             NextState("SIZE4"),
         )
         fsm.act("SIZE4",

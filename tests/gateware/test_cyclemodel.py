@@ -30,6 +30,18 @@ def test_headline_meets_the_target():
     assert HEADLINE[1].weight_words(cfg.lanes) == 128 // 4
 
 
+def test_default_cnn_meets_the_target():
+    """Issue 13: the default CNN at 55 MACs/cycle or more (7,500 cycles or fewer); its convs
+    run position pairs, conv 2's 64 lanes MAC-bound, conv 1's drain no longer the bound."""
+    lanes = AccelConfig().lanes
+    cnn = [S(1, 28, 28, 2, 16, pool=True), S(16, 13, 13, 2, 32, pool=True),
+           S.dense(1152, 64), S.dense(64, 10, logits=True)]
+    cycles = cyclemodel.shape_cycles(cnn, lanes)
+    assert cycles <= 7500 and sum(s.macs for s in cnn) / cycles >= 55
+    assert [s.pairs(lanes) for s in cnn] == [2, 2, 1, 1]
+    assert [cyclemodel.layer_bound(s, lanes) for s in cnn[:2]] == ["memory port", "MAC"]
+
+
 def test_narrow_dense_layers_split_their_fan_in():
     lanes = 64
     for n_out, groups in [(16, 4), (17, 2), (32, 2), (33, 1)]:
@@ -37,6 +49,16 @@ def test_narrow_dense_layers_split_their_fan_in():
         assert shape.groups(lanes) == groups
         assert shape.weight_words(lanes) == -(-130 // groups)
     assert S(2, 1, 1, 1, 3).groups(lanes) == 4 and S(1, 1, 2, 1, 3).groups(lanes) == 1   # conv keeps 1
+
+
+def test_narrow_convs_run_position_pairs():
+    lanes = 64
+    for c_out, width, pool, pairs, windows in [(32, 9, False, 2, 8 * 4), (32, 9, True, 2, 5 * 2),
+                                                (33, 9, False, 1, 8 * 8), (8, 2, False, 1, 8),
+                                                (8, 3, True, 1, 5), (8, 12, True, 2, 5 * 3)]:
+        shape = S(3, 11 if pool else 9, width, 2, c_out, pool=pool)
+        assert (shape.pairs(lanes), shape.windows(lanes), shape.groups(lanes)) == (pairs, windows, 1)
+    assert S.dense(64, 8).pairs(lanes) == 1
 
 
 @pytest.mark.parametrize("lanes", [4, 8, 16, 32, 64])
@@ -53,23 +75,29 @@ def test_narrow_layers_wait_for_the_shadow_bank():
 
 
 def test_conv_is_mac_or_drain_bound():
-    """One tile: a position costs max(F n, c) cycles: F n MAC cycles, or the drain of c lanes."""
+    """One tile: a window costs max(F n, c) cycles: F n MAC cycles, or the drain of c
+    channels (of both positions of a pair at once)."""
     lanes = 64
     fixed = (cyclemodel.LOAD_CYCLES + cyclemodel.MAC_LATENCY + cyclemodel.PUBLISH_LATENCY
              + cyclemodel.DRAIN_LATENCY + 1)
-    mac_bound = S(16, 13, 13, 2, 32, pool=True)           # n = 64 >= 32 channels
-    assert cyclemodel.layer_cycles(mac_bound, lanes) == 4 * 36 * 64 + 32 + fixed
-    drain_bound = S(1, 28, 28, 2, 16, pool=True)          # n = 4 < 16 channels
-    assert cyclemodel.layer_cycles(drain_bound, lanes) == 169 * 4 * 4 + 16 + fixed   # 4 * 4 = 16 lanes
+    mac_bound = S(16, 13, 13, 2, 32, pool=True)           # n = 64 >= 32 channels, 3 x 6 pairs
+    assert cyclemodel.layer_cycles(mac_bound, lanes) == 4 * 18 * 64 + 32 + fixed
+    wide = S(16, 13, 13, 2, 40, pool=True)                # 40 channels: no pairs
+    assert cyclemodel.layer_cycles(wide, lanes) == 4 * 36 * 64 + 40 + fixed
+    balanced = S(1, 28, 28, 2, 16, pool=True)             # 16 MAC cycles = 16 channels, 7 x 13 pairs
+    assert cyclemodel.layer_cycles(balanced, lanes) == 91 * 16 + 16 + fixed
     narrow = S(1, 28, 28, 2, 24, pool=True)               # 16 MAC cycles < 24 channels
-    assert cyclemodel.layer_cycles(narrow, lanes) == 169 * 16 + 168 * 8 + 24 + fixed
+    assert cyclemodel.layer_cycles(narrow, lanes) == 91 * 16 + 90 * 8 + 24 + fixed
+    unpaired = S(1, 28, 28, 2, 40, pool=True)             # 16 MAC cycles < 40 channels
+    assert cyclemodel.layer_cycles(unpaired, lanes) == 169 * 16 + 168 * 24 + 40 + fixed
 
 
 def test_layer_bounds():
     lanes = 64
     assert cyclemodel.layer_bound(S(1, 28, 28, 2, 24, pool=True), lanes) == "drain"   # 16 < 24
-    assert cyclemodel.layer_bound(S(1, 28, 28, 2, 16, pool=True), lanes) == "memory port"
-    assert cyclemodel.layer_bound(S(16, 13, 13, 2, 32, pool=True), lanes) == "memory port"
+    assert cyclemodel.layer_bound(S(1, 28, 28, 2, 16, pool=True), lanes) == "memory port"   # 2 x 16
+    assert cyclemodel.layer_bound(S(16, 13, 13, 2, 32, pool=True), lanes) == "MAC"   # 2 x 32
+    assert cyclemodel.layer_bound(S(16, 13, 13, 2, 40, pool=True), lanes) == "memory port"
     assert cyclemodel.layer_bound(S.dense(64, 10), lanes) == "memory port"   # 40 of 64 lanes
     assert cyclemodel.layer_bound(S.dense(64, 16), lanes) == "MAC"           # 4 groups of 16
     assert cyclemodel.layer_bound(S.dense(784, 128), lanes) == "MAC"

@@ -87,3 +87,35 @@ def test_drain_bank_holds_until_the_next_publish():
                window(rng, 1)]
     got = simulate(windows)
     assert got == reference(windows) and len(got) == 2
+
+
+def test_lane_groups_take_their_bytes():
+    """Lane group g (a quarter, or with split 1 a half, of the lanes) takes byte byte + g of
+    the activation word, or byte + 2 g with ``wide`` (a pooled conv position pair)."""
+    word = [11, 22, 33, 44]
+    cases = [(split, wide, byte) for split, wide in ((0, 0), (1, 0), (1, 1), (2, 0)) for byte in (0, 1)
+             if byte + (3 if split == 2 else 1 + wide if split else 0) < 4]
+
+    def drained(split, wide, byte):
+        mac, out = MACArray(LANES), []
+
+        def tb():
+            for name, value in dict(split=split, wide=wide, tail=3, valid=1, first=1, last=1,
+                                    byte=byte, publish=1).items():
+                yield getattr(mac, name).eq(value)
+            yield
+            yield mac.valid.eq(0)
+            yield mac.weights.eq(int.from_bytes(bytes([1] * LANES), "little"))
+            yield mac.act_word.eq(int.from_bytes(bytes(word), "little"))
+            for _ in range(MACArray.LATENCY + 2):
+                yield
+            for k in range(LANES):
+                out.append((yield mac.drain[k]))
+
+        run_simulation(mac, tb())
+        return out
+
+    for split, wide, byte in cases:
+        groups = 1 << split
+        expect = [word[byte + (k // (LANES // groups)) * (1 + wide)] for k in range(LANES)]
+        assert drained(split, wide, byte) == expect, (split, wide, byte)

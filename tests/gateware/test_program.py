@@ -56,6 +56,21 @@ def test_weights_follow_the_layout(lanes):
     assert program.check_program(desc, memory_image.n_layers, cfg) == (layout.ERR_NONE, None)
 
 
+@pytest.mark.parametrize("lanes", [4, 64])
+def test_narrow_conv_weights_feed_both_positions_of_a_pair(lanes):
+    """A conv of at most lanes/2 channels: both lane groups (two output positions) hold the
+    channels' weights, window element i at step i."""
+    rng = np.random.default_rng(1)
+    c_out, c_in, k = lanes // 2, 3, 3
+    w = rng.integers(-128, 128, (c_out, c_in, k, k)).astype(np.int8)
+    shape = LayerShape(c_in, 9, 9, k, c_out)
+    assert (shape.groups(lanes), shape.pairs(lanes)) == (1, 2)
+    wide = weight_bytes(program.pack_weights(w, lanes, 1, 2), lanes)
+    assert wide.shape == (shape.weight_words(lanes), lanes) == (c_in * k * k, lanes)
+    for g in range(2):
+        np.testing.assert_array_equal(wide[:, g * c_out:(g + 1) * c_out], w.reshape(c_out, -1).T)
+
+
 def test_input_and_output_words():
     x = np.arange(7, dtype=np.uint8) * 37
     words = program.pack_input(x)

@@ -28,11 +28,12 @@ class Bench(Module):
         self.comb += [port.adr.eq(rq.bias_adr), rq.bias_dat.eq(port.dat_r)]
 
 
-def run(acc, bias, mult, shift, logits=False, plane=1, split=0):
+def run(acc, bias, mult, shift, logits=False, plane=1, split=0, pair=False, single=False, out0=0):
     """Drain ``acc`` (one value per channel) through the requantizer, LANES channels per
     position; returns {output index: value written} and the argmax register. With
     ``split``, ``acc`` is [channel, lane group]: channel c's part g sits in lane
-    g * LANES / 2**split + c, and one position holds every channel."""
+    g * LANES / 2**split + c, and one position holds every channel; with ``pair`` (split 1)
+    the groups are two positions, at output out0 + c plane and the next."""
     acc = np.asarray(acc)
     n = len(acc)
     if split:
@@ -51,11 +52,13 @@ def run(acc, bias, mult, shift, logits=False, plane=1, split=0):
         yield rq.plane.eq(plane)
         yield rq.logits.eq(int(logits))
         yield rq.split.eq(split)
+        yield rq.pair.eq(int(pair))
+        yield rq.single.eq(int(single))
         for chan in range(0, n, LANES):
             for k in range(LANES):
                 yield bench.bank[k].eq(int(acc[chan + k]) if chan + k < len(acc) else 0)
             yield rq.tile_chan.eq(chan)
-            yield rq.tile_out.eq(chan * plane)
+            yield rq.tile_out.eq(out0 + chan * plane)
             yield rq.start.eq(1)
             yield
             yield rq.start.eq(0)
@@ -65,6 +68,9 @@ def run(acc, bias, mult, shift, logits=False, plane=1, split=0):
                     adr, dat = (yield rq.out_adr), (yield rq.out_dat)
                     assert adr not in out, f"output {adr} written twice"
                     out[adr] = dat - (1 << 32) * (dat >> 31) if logits else dat & 0xFF
+                if (yield rq.act_we_next):
+                    assert (yield rq.act_we) and adr + 1 not in out, f"output {adr + 1} written twice"
+                    out[adr + 1] = (dat >> 8) & 0xFF
                 yield
             assert not (yield rq.busy)
         out["argmax"] = yield rq.argmax
@@ -139,3 +145,23 @@ def test_lane_groups_are_summed():
         bias = rng.integers(-1000, 1000, n)
         got = run(parts, bias, np.zeros(n), np.ones(n), logits=True, split=split)
         np.testing.assert_array_equal([got[j] for j in range(n)], parts.sum(axis=1) + bias)
+
+
+def test_position_pairs_are_requantized_side_by_side():
+    """A conv's position pair: channel c's two positions (lanes c and LANES/2 + c) go to the
+    adjacent bytes out0 + c plane and the next in one cycle (both in one halfword or not); a
+    single writes only the first. Cases of every shift in the second position too."""
+    cases = shift_cases()
+    by_shift = {s: [c for c in cases if c[2] == s] for s in range(fx.SHIFT_MIN, fx.SHIFT_MAX + 1)}
+    picked = [group[i * 7 % len(group)] for group in by_shift.values() for i in range(2)]
+    acc, mult, shift = (np.array(v, dtype=np.int64) for v in zip(*picked))
+    n, plane = LANES // 2, 7
+    for start in range(0, len(acc), 2):   # channel c: (acc, mult, shift) of cases 2c' and 2c'+1
+        a = np.stack([acc[start:start + 2], acc[start:start + 2][::-1]])   # [channel, position]
+        m, s = mult[start:start + 2], shift[start:start + 2]
+        out0, single = 3 + start % 3, start % 6 == 4
+        got = run(a, np.zeros(n), m, s, plane=plane, split=1, pair=True, single=single, out0=out0)
+        got.pop("argmax")
+        expect = {out0 + c * plane + p: int(fx.requantize(a[c, p], m[c], s[c]))
+                  for c in range(n) for p in range(1 if single else 2)}
+        assert got == expect

@@ -71,7 +71,7 @@ def test_every_vector():
         assert error == code, name
         if code == layout.ERR_NONE:
             shapes = [s for s, *_ in vectors.decode(words, n_layers)]
-            assert issued == sum(s.weight_words(CFG.lanes) * s.plane * s.phases for s in shapes), name
+            assert issued == sum(s.weight_words(CFG.lanes) * s.windows(CFG.lanes) * s.phases for s in shapes), name
             assert cycles == idle_drain_cycles(shapes, CFG.lanes), name
         else:
             assert (cycles, issued) == (cyclemodel.rejected_cycles(layer), 0), name
@@ -91,7 +91,7 @@ def test_valid_programs_take_the_modelled_cycles(shapes):
     assert program.check_program(words, n, CFG) == (layout.ERR_NONE, None)
     error, cycles, issued = run(n, words)
     assert (error, cycles) == (layout.ERR_NONE, idle_drain_cycles(shapes, CFG.lanes))
-    assert issued == sum(s.weight_words(CFG.lanes) * s.plane * s.phases for s in shapes)
+    assert issued == sum(s.weight_words(CFG.lanes) * s.windows(CFG.lanes) * s.phases for s in shapes)
 
 
 def test_stop_after_runs_a_prefix_of_the_validated_program():
@@ -107,7 +107,7 @@ def test_stop_after_runs_a_prefix_of_the_validated_program():
             assert (cycles, issued) == (cyclemodel.rejected_cycles(layer), 0)
         else:
             ran = shapes[:k] if k else shapes
-            assert issued == sum(s.weight_words(CFG.lanes) * s.plane * s.phases for s in ran), k
+            assert issued == sum(s.weight_words(CFG.lanes) * s.windows(CFG.lanes) * s.phases for s in ran), k
             assert cycles == idle_drain_cycles(shapes, CFG.lanes, k), k
     bad = list(words)
     bad[4 * 2:4 * 3] = S.dense(5, 2, logits=False).encode(*S.decode(words[8:12])[1:])

@@ -53,17 +53,18 @@ def choose_fault(model, image, layer, rng):
     raise AssertionError(f"no weight of layer {layer} changes the logits of this image")
 
 
-def weight_byte(dut, model, layer, channel, element):
-    """(bus address of the 32-bit word, byte in it) of one weight (layout.py's weight packing: a
-    dense layer narrow enough for G lane groups keeps input G i + g of output c in word i, lane
-    g lanes/G + c)."""
+def weight_bytes(dut, model, layer, channel, element):
+    """[(bus address of the 32-bit word, byte in it)] of each lane holding one weight (layout.py's
+    weight packing: a dense layer narrow enough for G lane groups keeps input G i + g of output c
+    in word i, lane g lanes/G + c; a conv of position pairs in lanes c and lanes/2 + c)."""
     lanes = dut.config.lanes
     shapes = program.check_fits(model, dut.config)
     groups = shapes[layer].groups(lanes)
     word = (sum(s.weight_words(lanes) for s in shapes[:layer])
             + channel // lanes * shapes[layer].steps(lanes) + element // groups)
     lane = element % groups * (lanes // groups) + channel % lanes
-    return dut.accelerator.region_addr("weights", word * (lanes // 4) + lane // 4), lane % 4
+    return [(dut.accelerator.region_addr("weights", word * (lanes // 4) + copy // 4), copy % 4)
+            for copy in range(lane, lanes, lanes // 2)[:shapes[layer].pairs(lanes)]]
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
@@ -71,9 +72,11 @@ def test_a_corrupted_weight_is_traced_to_its_layer_and_channel(dut, model, image
     layer = LAYERS[kind]
     compiled = dut.load(model)                             # verified by read-back
     channel, element, value, bad = choose_fault(model, images[0], layer, np.random.default_rng(layer))
-    addr, byte = weight_byte(dut, model, layer, channel, element)
-    good = dut.bridge.read(addr)[0]
-    dut.bridge.write(addr, [good & ~(0xFF << 8 * byte) | (value & 0xFF) << 8 * byte])
+    goods = []
+    for addr, byte in weight_bytes(dut, model, layer, channel, element):   # two copies in the same word too
+        good = dut.bridge.read(addr)[0]
+        goods.append((addr, good))
+        dut.bridge.write(addr, [good & ~(0xFF << 8 * byte) | (value & 0xFF) << 8 * byte])
     try:
         r = dut.infer(images)
         assert (r.logits[0] != model.logits(images[:1])[0]).any()       # the fault matters
@@ -100,7 +103,8 @@ def test_a_corrupted_weight_is_traced_to_its_layer_and_channel(dut, model, image
         assert f"the first at {where}: expected {ref[first]}, measured {faulty[first]}" in report.text()
         assert all(x.n_differ == 0 for x in report.layers[:layer]) and report.cycles_exact
     finally:
-        dut.bridge.write(addr, [good])
+        for addr, good in reversed(goods):
+            dut.bridge.write(addr, [good])
     dut.accelerator.verify(compiled.memory_image)
 
 
