@@ -7,7 +7,10 @@ when there are labels and the CPU's time on a couple of images for the speedup, 
 writes board.json, every image's outputs (results.npz), the on-board confusion matrix
 and a history record. When an image differs, the first few are rerun layer by layer
 (host.divergence: the first diverging layer, channel and position); ``--trace`` does it for
-one image anyway. ``nnhil demo`` runs the project's own models through this same code.
+one image anyway. With several simulations (``--sims``), host.shards shares the CPU
+inferences and the images out among them; where the run's time went (host.timeline) is
+printed and written to board.json. ``nnhil demo`` runs the project's own models through
+this same code.
 """
 import dataclasses
 import functools
