@@ -10,7 +10,8 @@ from pathlib import Path
 from nnhil.training import datasets, modelfile, workflow
 
 from . import history, report
-from .run import Job, add_target_arguments, open_targets, run_job
+from .run import Job, add_target_arguments, open_targets, prepare_host, run_job
+from .timeline import Timeline
 
 
 def add_arguments(p):
@@ -26,12 +27,15 @@ def add_arguments(p):
 
 def run(args, log=print):
     """Every selected model through one SoC session; returns 0 if all are exact."""
+    timeline = Timeline()
     selected = (list(workflow.MODELS.values()) if args.model == "all" else [(args.model, args.dataset)])
-    jobs = [_prepare(arch, dataset, args, log) for arch, dataset in selected]   # train first
+    with timeline.phase("models and images"):
+        jobs = [_prepare(arch, dataset, args, log) for arch, dataset in selected]   # train first
+    prepare_host(jobs, timeline)
     ok = True
-    with open_targets(args, log) as duts:
+    with open_targets(args, log, timeline) as duts:
         for job in jobs:
-            ok &= run_job(job, duts, args, log, kind="demo")
+            ok &= run_job(job, duts, args, log, kind="demo", timeline=timeline)
     if len(jobs) > 1:
         log("")
         records = history.read(Path(args.out) / history.NAME)
@@ -46,9 +50,7 @@ def _prepare(arch, dataset, args, log):
     model, out_dir = workflow.ensure_model(cfg, data, log=log)
     images, labels = data.test[0][:args.images], data.test[1][:args.images]
     fmodel, standardizer, _ = modelfile.load_float(out_dir / "float.npz")
-    float_acc = float((fmodel.predict(standardizer(images.reshape(len(images), -1))) == labels).mean())
     return Job(name=arch, arch=workflow.arch_name(cfg), model=model,
                images=images.reshape((-1,) + tuple(model.input_shape)), labels=labels,
-               classes=data.classes, dataset=data.name, float_acc=float_acc,
-               float_model=(fmodel, standardizer),
+               classes=data.classes, dataset=data.name, float_model=(fmodel, standardizer),
                record={"training_dir": str(out_dir)})

@@ -7,20 +7,29 @@ when there are labels and the CPU's time on a couple of images for the speedup, 
 writes board.json, every image's outputs (results.npz), the on-board confusion matrix
 and a history record. When an image differs, the first few are rerun layer by layer
 (host.divergence: the first diverging layer, channel and position); ``--trace`` does it for
-one image anyway. ``nnhil demo`` runs the project's own models through this same code.
+one image anyway. With several simulations (``--sims``), host.shards shares the CPU
+inferences and the images out among them; where the run's time went (host.timeline) is
+printed and written to board.json. ``nnhil demo`` runs the project's own models through
+this same code.
 """
 import dataclasses
+import functools
 import json
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 
 from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
 
 from . import divergence, history, pace, shards
 from .dut import open_dut
+from .firmware import CPU_CODES
+from .timeline import Timeline
 
 CPU_IMAGES = 2                # the CPU takes millions of cycles per image (each C inference)
 PROGRESS_EVERY_S = 5          # a long batch reports how far it is at most this often
@@ -37,9 +46,10 @@ class Job:
     labels: np.ndarray = None
     classes: tuple = None
     dataset: str = "images"
-    float_acc: float = None   # the float model's accuracy on the same images, when there is one
     float_model: object = None    # (float MLP or CNN, its Standardizer), when there is one
     record: dict = dataclasses.field(default_factory=dict)    # extra fields for the history
+    host_times: dict = None   # the host CPU's own time per image (host_times), before any sim runs
+    reference: object = None  # a Future of the host's own model runs (reference), beside the sims
 
 
 def add_target_arguments(p):
@@ -124,16 +134,12 @@ def job_from_file(args, log=print):
     if args.images:
         images = images[:args.images]
         labels = None if labels is None else labels[:args.images]
-    float_acc = float_model = None
+    float_model = None
     if (path.parent / "float.npz").exists():                             # nnhil train's layout
         float_model = modelfile.load_float(path.parent / "float.npz")[:2]
-        if labels is not None:
-            fmodel, standardizer = float_model
-            float_acc = float((fmodel.predict(standardizer(images.reshape(len(images), -1))) == labels).mean())
     return Job(name=path.stem if path.stem != "quantized" else path.parent.name,
                arch=describe(model), model=model, images=images, labels=labels, classes=classes,
-               dataset=dataset, float_acc=float_acc, float_model=float_model,
-               record={"model_file": str(path)})
+               dataset=dataset, float_model=float_model, record={"model_file": str(path)})
 
 
 def describe(model):
@@ -151,8 +157,8 @@ HOST_IMAGES = 200             # images the host's own CPU times, one at a time a
 
 def host_times(job):
     """The host machine's own microseconds per image (NumPy): the integer model one image at a
-    time and batched, and the float model batched when there is one; measured while the sim
-    waits between commands, so its core is idle."""
+    time and batched, and the float model batched when there is one. Taken before any sim
+    starts (a sim keeps its core busy even between commands), so the cores are idle."""
     images = job.images[:HOST_IMAGES]
 
     def per_image(fn, batches):
@@ -169,6 +175,37 @@ def host_times(job):
     return times
 
 
+def reference(job):
+    """The host's own runs of the job's images: the integer model's logits (every image's
+    check) and the float model's accuracy (None without a float model or labels). BLAS on one
+    thread: it runs beside the sims, one core for itself."""
+    with threadpoolctl.threadpool_limits(1):
+        logits, float_acc = job.model.logits(job.images), None
+        if job.float_model is not None and job.labels is not None:
+            fmodel, standardizer = job.float_model
+            flat = job.images.reshape(len(job.images), -1)
+            float_acc = float((fmodel.predict(standardizer(flat)) == job.labels).mean())
+    return logits, float_acc
+
+
+def prepare_host(jobs, timeline):
+    """The host's own work of each job: its timings now, while no sim runs (call it before
+    the sims start), then its reference in a thread, beside the sims' boot and batches."""
+    for job in jobs:
+        with timeline.phase("host timings"):
+            job.host_times = host_times(job)
+        job.reference = Future()
+
+    def work():                 # a daemon: a run stopped by Ctrl-C does not wait for it
+        for job in jobs:
+            try:
+                with timeline.phase("reference", "host2"):
+                    job.reference.set_result(reference(job))
+            except Exception as e:
+                job.reference.set_exception(e)
+    threading.Thread(target=work, name="nnhil-reference", daemon=True).start()
+
+
 def progress_logger(log):
     """A progress(done, total) that logs at most every PROGRESS_EVERY_S, and the end."""
     last = time.monotonic()
@@ -181,9 +218,12 @@ def progress_logger(log):
     return progress
 
 
-def run_job(job, duts, args, log=print, kind="run"):
-    """One model through the DUTs (its images shared out among them); logs the figures,
-    writes the outputs; True if all is exact."""
+def run_job(job, duts, args, log=print, kind="run", timeline=None):
+    """One model through the DUTs (the CPU inferences and its images shared out among them);
+    logs the figures and where the time went, writes the outputs; True if all is exact."""
+    timeline = timeline or Timeline()
+    if job.reference is None:
+        prepare_host([job], timeline)
     model, images, labels = job.model, job.images, job.labels
     out = Path(args.out)
     board_dir = out / "board" / f"{job.name}-{job.dataset}"
@@ -194,23 +234,28 @@ def run_job(job, duts, args, log=print, kind="run"):
     def traffic():
         return sum(d.bridge.traffic() for d in duts)
     t0, link0 = time.perf_counter(), traffic()
-    for d in duts:
-        d.load(model)
+    shards.run_each(duts, lambda d: d.load(model), "load", timeline)
     load_s, load_bytes = time.perf_counter() - t0, (traffic() - link0) // len(duts)
     log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s"
-        + (f" (on each of {len(duts)} simulations)" if len(duts) > 1 else ""))
-    t0, link0 = time.perf_counter(), traffic()
+        + (f" (on each of {len(duts)} simulations at once)" if len(duts) > 1 else ""))
+    # the CPU's C inferences (millions of cycles an image) first, the longest first, each on
+    # the first free simulation: the others start on the images, and take more of them
+    cpu_tasks = [(f"CPU {code} C", functools.partial(_cpu_infer, model=model, images=images[:CPU_IMAGES],
+                                                     code=code)) for code in ("plain", "optimised")]
+    log(f"{CPU_IMAGES} images in plain and in optimised C on the CPU, {len(images)} through the accelerator"
+        + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
     try:
-        r = shards.infer(duts, images, progress=progress_logger(log))
+        done = shards.run(duts, images, cpu_tasks, progress_logger(log), timeline)
     except shards.ShardError as e:
+        ref = _wait_reference(job, timeline)[0]
         for (lo, hi), part in sorted(e.done.items()):
-            log(f"images {lo}-{hi - 1}: {int(part.exact(model, images[lo:hi]).sum())}/{hi - lo} bit-exact")
+            log(f"images {lo}-{hi - 1}: {int(part.matches(ref[lo:hi]).sum())}/{hi - lo} bit-exact")
         raise
-    batch_s, batch_bytes = time.perf_counter() - t0, traffic() - link0
-    cpu = {code: dut.cpu_infer(model, images[:CPU_IMAGES], code=code) for code in ("optimised", "plain")}
-    ref = model.logits(images)
-    exact = r.exact(model, images)
-    cpu_exact = all(bool(c.exact(model, images[:CPU_IMAGES]).all()) for c in cpu.values())
+    r, cpu = done.results, {code: done.tasks[f"CPU {code} C"] for code in CPU_CODES}
+    batch_s, batch_bytes = done.images_s, done.images_link_bytes
+    ref, float_acc = _wait_reference(job, timeline)
+    exact = r.matches(ref)
+    cpu_exact = all(bool(c.matches(ref[:CPU_IMAGES]).all()) for c in cpu.values())
     accel_cycles, batch_cycles = int(np.median(r.cycles)), int(np.median(r.driver_cycles))
     cpu_cycles, plain_cycles = (int(np.median(cpu[code].driver_cycles)) for code in ("optimised", "plain"))
     model_cycles = dut.accelerator.model_cycles
@@ -219,7 +264,7 @@ def run_job(job, duts, args, log=print, kind="run"):
     summary = {
         "target": dut.target, "model": job.name, "dataset": job.dataset, "arch": job.arch,
         "images": len(images), "model_hash": model.hash, **job.record,
-        "float_test_accuracy": job.float_acc,
+        "float_test_accuracy": float_acc,
         "software_int_accuracy": None if labels is None else float((ref.argmax(1) == labels).mean()),
         "board_accuracy": None if labels is None else float((r.argmax == labels).mean()),
         "bit_exact_images": int(exact.sum()), "differing_images": np.flatnonzero(~exact)[:100].tolist(),
@@ -243,16 +288,20 @@ def run_job(job, duts, args, log=print, kind="run"):
         "board_batch_s": round(batch_bytes / board_pace.link_bytes_per_s
                                + int(r.driver_cycles.sum()) / link.CLOCK_HZ, 2),
     }
-    summary.update(host_times(job))
+    summary.update(job.host_times)
+    outputs = timeline.now()
     np.savez_compressed(board_dir / "results.npz", **dataclasses.asdict(r))
     if labels is not None:
         classes = job.classes or tuple(str(c) for c in range(model.n_out))
         cm = plots.confusion_matrix(labels, r.argmax, len(classes))
         plots.confusion(cm, classes, board_dir / "confusion.png", f"on-board ({dut.target})")
         summary["confusion_png"] = str(board_dir / "confusion.png")
-    (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
     history.append(kind, summary, out / history.NAME)
+    timeline.add("outputs", "host", outputs, timeline.now())
+    summary["time"] = timeline.records()
+    (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
     _log_summary(summary, exact, r, ref, dut, board_dir, args, log)
+    log("\n".join(["time             " + timeline.lines()[0]] + timeline.lines()[1:]))
     traced = np.flatnonzero(~exact)[:divergence.TRACED_IMAGES].tolist()
     if traced:                      # only a failing run pays for the layer-by-layer reruns
         log("")
@@ -264,6 +313,18 @@ def run_job(job, duts, args, log=print, kind="run"):
     if traced or wanted is not None:
         log(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
+
+
+def _cpu_infer(dut, model, images, code):
+    return dut.cpu_infer(model, images, code=code)
+
+
+def _wait_reference(job, timeline):
+    """The job's reference (logits, float accuracy), waiting for its thread if need be."""
+    if job.reference.done():
+        return job.reference.result()
+    with timeline.phase("waiting for the reference"):
+        return job.reference.result()
 
 
 def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
@@ -306,23 +367,28 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"history in {Path(args.out) / history.NAME}, plotted by 'nnhil report'")
 
 
-def open_targets(args, log=print):
-    """The DUTs of a run: the board, or ``--sims`` simulations."""
+def open_targets(args, log=print, timeline=None):
+    """The DUTs of a run: the board, or ``--sims`` simulations, started and their firmware
+    booted all at once."""
     if args.sims < 1 or (args.board and args.sims > 1):
         raise InputError(f"--sims {args.sims}: give a number of simulations, 1 or more, and only "
                          f"without --board")
     return shards.open_all(lambda: open_dut(args.board, args.port, args.baud, args.build_dir,
                                             args.bitstream, args.sim_fallback, log,
-                                            variant=args.variant), args.sims)
+                                            variant=args.variant), args.sims,
+                           ready=lambda d: d.firmware, timeline=timeline)
 
 
 def run(args, log=print):
     """nnhil run: 0 if every image, the CPU inference and the cycles are exact, else 1."""
     if args.full:
         args.images = None
-    job = job_from_file(args, log)
+    timeline = Timeline()
+    with timeline.phase("model and images"):
+        job = job_from_file(args, log)
     if args.trace is not None and not 0 <= args.trace < len(job.images):
         raise InputError(f"--trace {args.trace}: the run has images 0 to {len(job.images) - 1}; "
                          f"give one of them")
-    with open_targets(args, log) as duts:
-        return 0 if run_job(job, duts, args, log) else 1
+    prepare_host([job], timeline)
+    with open_targets(args, log, timeline) as duts:
+        return 0 if run_job(job, duts, args, log, timeline=timeline) else 1

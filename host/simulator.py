@@ -39,7 +39,9 @@ def _die_with_parent():
     """Run in the child before exec: SIGTERM it when the host process dies, however it dies.
 
     The sim and socat run in their own process group (a terminal's Ctrl-C goes to the host,
-    which stops them in order); this covers a host that is killed outright.
+    which stops them in order); this covers a host that is killed outright. The kernel sends
+    it when the *thread* that started the child ends: start sims from a thread that outlives
+    them (host.shards opens them all in the caller's thread).
     """
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 

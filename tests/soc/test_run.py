@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnhil.host import shards
 from nnhil.training import modelfile
 
 pytestmark = pytest.mark.sim
@@ -31,7 +32,15 @@ def run_and_check(model_file, out, images, *args):
     np.testing.assert_array_equal(res["logits"], model.logits(images))
     np.testing.assert_array_equal(res["argmax"], model.predict(images))
     assert f"bit-exact        {len(images)}/{len(images)} images" in r.stdout
-    return r, json.loads((board / "board.json").read_text())
+    summary = json.loads((board / "board.json").read_text())
+    phases = summary["time"]["phases"]
+    assert {"host timings", "reference", "start", "ready", "load", "CPU plain C", "CPU optimised C",
+            "images", "outputs"} <= {p["phase"] for p in phases}
+    # the host's own timings while no sim runs yet (a sim keeps its core busy between commands)
+    assert max(p["end_s"] for p in phases if p["phase"] == "host timings") <= \
+        min(p["start_s"] for p in phases if p["phase"] == "start")
+    assert "time             " in r.stdout
+    return r, summary
 
 
 @pytest.mark.parametrize("train_args", [
@@ -45,6 +54,21 @@ def test_run_a_model_trained_with_other_shapes(fashion, tmp_path, train_args):
                                fashion.test[0][:120], "--images", 120)
     assert summary["cycles_exact"] and summary["cpu_bit_exact"]
     assert summary["board_accuracy"] == summary["software_int_accuracy"]
+
+
+def test_run_over_two_sims(trained, tmp_path):
+    """--sims 2: both simulations started, booted and loaded at once, the CPU inferences and
+    the images shared out between them, the outputs those of one."""
+    t = trained("mlp")
+    _, summary = run_and_check(t.out_dir / "quantized.npz", tmp_path / "run", t.data.test[0][:400],
+                               "--images", 400, "--sims", 2)
+    assert summary["sims"] == 2 and summary["cycles_exact"] and summary["cpu_bit_exact"]
+    assert summary["board_accuracy"] == summary["software_int_accuracy"]
+    phases = summary["time"]["phases"]
+    on = {(p["phase"], p["on"]) for p in phases}
+    assert {(n, f"sim {k}") for n in ("start", "ready", "load") for k in (1, 2)} <= on
+    assert sorted(p["phase"] for p in phases if p["phase"].startswith("CPU")) == ["CPU optimised C", "CPU plain C"]
+    assert sum(p.get("count", 1) for p in phases if p["phase"] == "images") == len(shards.chunks(400, 2))
 
 
 def write_by_hand(path, layers, input_shape):
