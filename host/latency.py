@@ -18,6 +18,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from nnhil.gateware import layout, variants
 from nnhil.training import filelock
 
@@ -31,6 +33,16 @@ def key(arch, dataset, platform, variant=variants.DEFAULT):
     the Arty variant (gateware.variants) unless the default: 'mlp on fashion-mnist, sim, a7-100'
     is the A7-100's sim twin."""
     return f"{arch} on {dataset}, {platform}" + ("" if variant == variants.DEFAULT else f", {variant}")
+
+
+def figures(batch, cpu):
+    """The cycle figures a baseline and a run's record keep: each the median over the images
+    of an accelerator batch (host.results.Results) and of the CPU runs ({"optimised": Results,
+    "plain": Results})."""
+    return {"accelerator_cycles": int(np.median(batch.cycles)),
+            "batch_cycles_per_image": int(np.median(batch.driver_cycles)),
+            "cpu_optimised_cycles_per_inference": int(np.median(cpu["optimised"].driver_cycles)),
+            "cpu_cycles_per_inference": int(np.median(cpu["plain"].driver_cycles))}
 
 
 def setup(compiled):

@@ -26,7 +26,7 @@ import threadpoolctl
 from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
 
-from . import divergence, history, pace, shards
+from . import divergence, history, latency, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES
 from .timeline import Timeline
@@ -256,8 +256,9 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     ref, float_acc = _wait_reference(job, timeline)
     exact = r.matches(ref)
     cpu_exact = all(bool(c.matches(ref[:CPU_IMAGES]).all()) for c in cpu.values())
-    accel_cycles, batch_cycles = int(np.median(r.cycles)), int(np.median(r.driver_cycles))
-    cpu_cycles, plain_cycles = (int(np.median(cpu[code].driver_cycles)) for code in ("optimised", "plain"))
+    cycles = latency.figures(r, cpu)
+    accel_cycles, batch_cycles = cycles["accelerator_cycles"], cycles["batch_cycles_per_image"]
+    cpu_cycles, plain_cycles = cycles["cpu_optimised_cycles_per_inference"], cycles["cpu_cycles_per_inference"]
     model_cycles = dut.accelerator.model_cycles
     macs = dut.compiled.hardware_macs
     board_pace = pace.board(args.baud)
@@ -268,14 +269,13 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         "software_int_accuracy": None if labels is None else float((ref.argmax(1) == labels).mean()),
         "board_accuracy": None if labels is None else float((r.argmax == labels).mean()),
         "bit_exact_images": int(exact.sum()), "differing_images": np.flatnonzero(~exact)[:100].tolist(),
-        "accelerator_cycles": accel_cycles, "model_cycles": model_cycles,
+        **cycles, "model_cycles": model_cycles,
         "cycles_exact": bool((r.cycles == model_cycles).all()),
         "macs": macs, "macs_per_cycle": round(macs / accel_cycles, 1),
         **{f"{k}_used": v for k, v in dut.compiled.usage.items()},
         # the CPU baseline: the optimised C (the speedups), and the plain C that the history
         # has recorded as cpu_cycles_per_inference from the start
-        "batch_cycles_per_image": batch_cycles, "cpu_optimised_cycles_per_inference": cpu_cycles,
-        "cpu_cycles_per_inference": plain_cycles, "cpu_bit_exact": cpu_exact,
+        "cpu_bit_exact": cpu_exact,
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
         "speedup_plain_accelerator": round(plain_cycles / accel_cycles, 1),

@@ -108,8 +108,9 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, rec
     images, runs = cpu
     for code, r_cpu in runs.items():
         np.testing.assert_array_equal(r_cpu.logits, loaded.model.logits(images), err_msg=f"{code} C")
-    cpu_cycles, plain_cycles = (int(np.median(runs[code].driver_cycles)) for code in ("optimised", "plain"))
-    batch_cycles = int(np.median(batch.results.driver_cycles))
+    cycles = latency.figures(batch.results, runs)
+    cpu_cycles, plain_cycles = cycles["cpu_optimised_cycles_per_inference"], cycles["cpu_cycles_per_inference"]
+    batch_cycles = cycles["batch_cycles_per_image"]
     speedup, speedup_plain = cpu_cycles / batch_cycles, plain_cycles / batch_cycles
     print(f"\nCPU {cpu_cycles} cycles/image in optimised C, {plain_cycles} in plain C; accelerator batch "
           f"{batch_cycles} cycles/image with the driver: {speedup:.0f}x, {speedup_plain:.0f}x over the plain C")
@@ -127,10 +128,7 @@ def test_cpu_inference_bit_exact_and_speedup(cpu, batch, loaded, model_name, rec
 def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, history_file,
                                   baselines_path, request):
     images, labels, r = batch
-    measured = {"accelerator_cycles": int(np.median(r.cycles)),
-                "batch_cycles_per_image": int(np.median(r.driver_cycles)),
-                "cpu_optimised_cycles_per_inference": int(np.median(cpu.results["optimised"].driver_cycles)),
-                "cpu_cycles_per_inference": int(np.median(cpu.results["plain"].driver_cycles))}
+    measured = latency.figures(r, cpu.results)
     # a --model file is keyed by its file, on the dataset it records
     arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
     platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
