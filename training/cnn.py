@@ -130,8 +130,8 @@ def pool_backward(dout, arg, x_shape):
 # One matrix product then gives the four window positions' outputs as four contiguous
 # [N*Hp*Wp, Co] blocks, so the pool is three element-wise maxima of contiguous matrices and its
 # backward three masks; the backward is two products with the same matrix (dw, d(im2col)).
-# The large arrays live in a workspace reused from step to step: allocating them afresh each
-# step costs more in page faults than their arithmetic.
+# The large arrays live in a workspace reused from step to step: allocated afresh, each step
+# would page-fault them in again.
 _WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 

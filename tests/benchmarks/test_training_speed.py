@@ -9,9 +9,9 @@ within MAX_TO_PYTORCH times PyTorch's. PyTorch's wall-clock epoch can only be ta
 machine (on one loaded 12-13 it came out at 33x the yardstick, one thread, and at 60x its idle
 time with two), so these two figures stay the idle run's until it is repeated.
 MAX_TO_PYTORCH is what the trainers hold with room for this figure's spread, a guard against
-regressions: the MLP 0.77-0.82x (idle machine, three runs) and 0.58x (loaded 12), the CNN
-0.48x (window-major im2col trainer, loaded 12; the trainer before it, 0.80-0.97x idle, would
-mostly fail it). The CNN is timed on a fifth of the training set (per image the same work;
+regressions: the MLP 0.77-0.82x (idle machine, three runs), 0.58x (loaded 12) and 0.62x
+(loaded 4-5), the CNN 0.48x and 0.50x (window-major im2col trainer, loaded 12 and 4-5; the
+trainer before it, 0.80-0.97x idle, would mostly fail it). The CNN is timed on a fifth of the training set (per image the same work;
 the yardstick shrinks with it).
 """
 import time
