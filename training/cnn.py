@@ -124,84 +124,108 @@ def pool_backward(dout, arg, x_shape):
 
 
 # The trainer's block: conv -> 2x2 max-pool, fused ---------------------------------------------
-# Only the conv outputs a pool window reads are computed, as one [N*Hp*Wp, Co] matrix per
-# window position (top-left, top-right, bottom-left, bottom-right), so the pool is three
-# element-wise maxima of contiguous matrices. The inputs of those positions are gathered once,
-# [N*Hp*Wp, k+1, k+1, C] (input (2p + a, 2q + b) for a, b <= k); kernel row i of window
-# position (dy, dx) reads the contiguous columns (dy + i, dx .. dx + k - 1) of it, so each
-# product is a strided view times a kernel row, without further copies.
+# Only the conv outputs a pool window reads are computed. Their inputs are copied once into a
+# window-major im2col matrix [4 * N*Hp*Wp, k*k*C]: row (window position (dy, dx), pooled
+# position (n, p, q)), column (tap (i, j), channel c) holds input (n, 2p + dy + i, 2q + dx + j, c).
+# One matrix product then gives the four window positions' outputs as four contiguous
+# [N*Hp*Wp, Co] blocks, so the pool is three element-wise maxima of contiguous matrices and its
+# backward three masks; the backward is two products with the same matrix (dw, d(im2col)).
+# The large arrays live in a workspace reused from step to step: allocated afresh, each step
+# would page-fault them in again.
 _WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
-def _window_columns(k, c, dy, dx, i):
-    """The gathered columns kernel row i of window position (dy, dx) reads."""
-    start = ((dy + i) * (k + 1) + dx) * c
-    return slice(start, start + k * c)
+def _buffer(work, name, shape, dtype):
+    """An uninitialised array; with a workspace dict, the one `name` had last time if it fits."""
+    if work is None:
+        return np.empty(shape, dtype)
+    a = work.get(name)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = work[name] = np.empty(shape, dtype)
+    return a
 
 
-def conv_pool_forward(x, w, b):
+def _window_view(a, k, hp, wp):
+    """[2, 2, N, Hp, Wp, k, k, C] view of an [N, H, W, C] array: element (dy, dx, n, p, q, i, j, c)
+    is a[n, 2p + dy + i, 2q + dx + j, c] (inputs of tap (i, j) of pool window position (dy, dx))."""
+    sn, sh, sw, sc = a.strides
+    shape = (2, 2, a.shape[0], hp, wp, k, k, a.shape[3])
+    return np.lib.stride_tricks.as_strided(a, shape, (sh, sw, sn, 2 * sh, 2 * sw, sh, sw, sc))
+
+
+def _kernel_matrix(w):
+    """[Co, C, k, k] kernel as the [(i, j, c), Co] matrix the im2col rows multiply."""
+    return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+
+
+def conv_pool_forward(x, w, b, work=None):
     """maxpool2x2(conv(x, w) + b) on [N,H,W,C] (floor pooling), and the cache for backward.
 
     Equals pool_forward(conv_forward(x, w, b)[0])[0] up to float rounding; the first maximum
-    in (row, column) order wins a tie. The bias is added after the pool (a per-channel constant commutes
-    with the max), on a quarter of the values.
+    in (row, column) order wins a tie. The bias is added after the pool (a per-channel constant
+    commutes with the max), on a quarter of the values. `work` (a dict) keeps the large arrays
+    for the next call; the output and the cache are valid until then.
     """
     n, h, wd, c = x.shape
     co, k = w.shape[0], w.shape[2]
     hp, wp = (h - k + 1) // 2, (wd - k + 1) // 2
     if hp < 1 or wp < 1:
         raise ValueError(f"a {k}x{k} conv and a 2x2 pool do not fit a {h}x{wd} input")
-    gathered = np.empty((n, hp, wp, k + 1, k + 1, c), np.result_type(x, w))
-    for a in range(k + 1):
-        for bb in range(k + 1):
-            gathered[:, :, :, a, bb] = x[:, a:a + 2 * hp:2, bb:bb + 2 * wp:2]
-    cols = gathered.reshape(n * hp * wp, -1)
-    kernel_rows = w.transpose(2, 3, 1, 0).reshape(k, k * c, co)      # row i: [(j, c), co]
-    z = []
-    for dy, dx in _WINDOW:
-        zi = cols[:, _window_columns(k, c, dy, dx, 0)] @ kernel_rows[0]
-        for i in range(1, k):
-            zi += cols[:, _window_columns(k, c, dy, dx, i)] @ kernel_rows[i]
-        z.append(zi)
-    tl, tr, bl, br = z
-    masks = tuple(np.greater(p, q, out=np.empty_like(q)) for p, q in ((tr, tl), (br, bl)))
+    dtype, m = np.result_type(x, w), n * hp * wp
+    view = _window_view(x, k, hp, wp)
+    if c == 1:      # a row's inputs are then runs of k floats: copy tap by tap instead (column-major)
+        cols = _buffer(work, "cols", (k, k, c, 2, 2, n, hp, wp), dtype)
+        np.copyto(cols, view.transpose(5, 6, 7, 0, 1, 2, 3, 4))
+        cols = cols.reshape(k * k * c, 4 * m).T
+    else:
+        cols = _buffer(work, "cols", view.shape, dtype)
+        np.copyto(cols, view)
+        cols = cols.reshape(4 * m, k * k * c)
+    z = np.matmul(cols, _kernel_matrix(w), out=_buffer(work, "z", (4 * m, co), dtype))
+    tl, tr, bl, br = z.reshape(4, m, co)
+    masks = _buffer(work, "masks", (3, m, co), dtype)    # right won (top row, bottom row), bottom won
+    np.greater(tr, tl, out=masks[0])
+    np.greater(br, bl, out=masks[1])
     top, bottom = np.maximum(tl, tr, out=tl), np.maximum(bl, br, out=bl)
-    bottom_won = np.greater(bottom, top, out=np.empty_like(top))
-    out = np.maximum(top, bottom, out=top)
+    np.greater(bottom, top, out=masks[2])
+    out = np.maximum(top, bottom, out=_buffer(work, "out", (m, co), dtype))
     out += b
-    return out.reshape(n, hp, wp, co), (cols, masks + (bottom_won,))
+    return out.reshape(n, hp, wp, co), (cols, masks)
 
 
-def conv_pool_backward(dout, cache, x_shape, w, need_dx=True):
+def conv_pool_backward(dout, cache, x_shape, w, need_dx=True, work=None):
     """Gradients (dx, dw, db) of conv_pool_forward given d(loss)/d(out) [N,Hp,Wp,Co]."""
     cols, (top_right_won, bottom_right_won, bottom_won) = cache
     n, c = x_shape[0], x_shape[3]
     co, k = w.shape[0], w.shape[2]
     hp, wp = dout.shape[1:3]
-    d = dout.reshape(-1, co)
-    bottom = d * bottom_won
-    top = d - bottom
-    tr, br = top * top_right_won, bottom * bottom_right_won
-    dz = (top - tr, tr, bottom - br, br)                 # per window position, as z in forward
-    db = np.ones(len(d), d.dtype) @ d
-    kernel_rows = w.transpose(2, 3, 1, 0).reshape(k, k * c, co)
-    dw = np.zeros_like(kernel_rows)
-    dcols = np.zeros_like(cols) if need_dx else None
-    for (dy, dx), g in zip(_WINDOW, dz):
-        for i in range(k):
-            s = _window_columns(k, c, dy, dx, i)
-            dw[i] += cols[:, s].T @ g
-            if need_dx:
-                dcols[:, s] += g @ kernel_rows[i].T
-    dw = dw.reshape(k, k, c, co).transpose(3, 2, 0, 1)
+    m = n * hp * wp
+    d = dout.reshape(m, co)
+    dz = _buffer(work, "dz", (4, m, co), d.dtype)        # per window position, as z in forward
+    tl, tr, bl, br = dz
+    np.multiply(d, bottom_won, out=bl)                  # the bottom row's share, then the top's
+    np.subtract(d, bl, out=tl)
+    np.multiply(tl, top_right_won, out=tr)
+    tl -= tr
+    np.multiply(bl, bottom_right_won, out=br)
+    bl -= br
+    dz = dz.reshape(4 * m, co)
+    db = np.ones(m, d.dtype) @ d
+    dw = (cols.T @ dz).reshape(k, k, c, co).transpose(3, 2, 0, 1)
     if not need_dx:
         return None, dw, db
-    dgathered = dcols.reshape(n, hp, wp, k + 1, k + 1, c)
-    dxs = np.zeros(x_shape, d.dtype)
-    for a in range(k + 1):
-        for bb in range(k + 1):
-            dxs[:, a:a + 2 * hp:2, bb:bb + 2 * wp:2] += dgathered[:, :, :, a, bb]
-    return dxs, dw, db
+    dcols = np.matmul(dz, _kernel_matrix(w).T, out=_buffer(work, "dcols", cols.shape, d.dtype))
+    dcols = dcols.reshape(2, 2, n, hp, wp, k, k, c)
+    dx = _buffer(work, "dx", tuple(x_shape), d.dtype)
+    dx.fill(0)
+    view = _window_view(dx, k, hp, wp)
+    # a kernel row's taps land on distinct inputs while k <= 2 (the pool's stride): one addition
+    taps = [slice(None)] if k <= 2 else [slice(j, j + 1) for j in range(k)]
+    for dy, dxx in _WINDOW:
+        for i in range(k):
+            for j in taps:
+                view[dy, dxx, :, :, :, i, j] += dcols[dy, dxx, :, :, :, i, j]
+    return dx, dw, db
 
 
 def conv_shapes(input_shape, channels, kernel):
@@ -245,6 +269,14 @@ class CNN:
         self.dense_w = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32)
                         for a, b in zip(sizes[:-1], sizes[1:])]
         self.dense_b = [np.zeros(b, np.float32) for b in sizes[1:]]
+        self._work = [{} for _ in self.channels]     # each conv block's reused arrays
+
+    def __getstate__(self):            # the workspaces are scratch: copies of the model start empty
+        return {k: v for k, v in self.__dict__.items() if k != "_work"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._work = [{} for _ in self.channels]
 
     # the interface train.train() uses ------------------------------------------------------------
     @property
@@ -277,8 +309,8 @@ class CNN:
         c, h, w = self.input_shape
         hcur = x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1)      # NHWC view
         conv_cache = []
-        for wt, b in zip(self.conv_w, self.conv_b):
-            p, cache = conv_pool_forward(hcur, wt, b)
+        for wt, b, work in zip(self.conv_w, self.conv_b, self._work):
+            p, cache = conv_pool_forward(hcur, wt, b, work)
             np.maximum(p, 0, out=p)        # ReLU after the pool: they commute, on a quarter of the values
             conv_cache.append((cache, hcur.shape, p))
             hcur = p
@@ -317,13 +349,14 @@ class CNN:
             if i > 0:
                 d *= acts[i] > 0
         n, ho, wo, co = pooled_shape
-        d = d.reshape(n, co, ho, wo).transpose(0, 2, 3, 1)
+        d = np.ascontiguousarray(d.reshape(n, co, ho, wo).transpose(0, 2, 3, 1))
         nc = len(self.conv_w)
         gcw, gcb = [None] * nc, [None] * nc
         for i in reversed(range(nc)):
             cache, x_shape, p = conv_cache[i]
-            d = d * (p > 0)
-            d, gcw[i], gcb[i] = conv_pool_backward(d, cache, x_shape, self.conv_w[i], need_dx=i > 0)
+            d *= p > 0
+            d, gcw[i], gcb[i] = conv_pool_backward(d, cache, x_shape, self.conv_w[i], need_dx=i > 0,
+                                                   work=self._work[i])
         return gcw + gdw, gcb + gdb
 
     def logits(self, x, batch=1024):

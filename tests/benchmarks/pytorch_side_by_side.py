@@ -3,7 +3,9 @@
     make bench-pytorch          (installs torch into build/torch-venv first, about 5 GB)
 
 Same architectures, batch 64, SGD with momentum, the 55,000 Fashion-MNIST training images,
-`--threads` threads for PyTorch (the NumPy CNN trainer chooses its own BLAS threads). Each
+`--threads` threads for PyTorch, NumPy's BLAS on the threads `nnhil train` pins it to
+(workflow.BLAS_THREADS, one). On a busy machine give PyTorch `--threads 1` too: two threads
+that wait for each other at every operation lose far more to the other jobs than one. Each
 epoch runs in a fresh process after a short warm-up; the frameworks alternate, each round
 in the opposite order; the medians over the rounds are reported, and the median of the
 rounds' NumPy/PyTorch ratios.
@@ -71,10 +73,12 @@ def numpy_epoch(arch, x, y):
     """Seconds (wall, CPU) of one epoch of the project's trainer, and of the BLAS yardstick of
     its FLOPs."""
     import speed
-    speed.numpy_epoch(arch, x[:WARMUP_IMAGES], y[:WARMUP_IMAGES])
-    t0, c0 = time.perf_counter(), time.process_time()
-    speed.numpy_epoch(arch, x, y)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    from nnhil.training import workflow
+    with workflow.pinned_blas():                 # as `nnhil train` runs the trainers
+        speed.numpy_epoch(arch, x[:WARMUP_IMAGES], y[:WARMUP_IMAGES])
+        t0, c0 = time.perf_counter(), time.process_time()
+        speed.numpy_epoch(arch, x, y)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return seconds, cpu, speed.yardstick_seconds(speed.training_flops(arch, len(y)))
 
 
