@@ -205,7 +205,7 @@ static void accel_start(uint32_t slot)
 	nnhil_control_write(ACCEL_CTRL_START);
 }
 
-/* The loaded program on each image. With two slots (the host's program.Image.slots: the
+/* The loaded program on each image. With two slots (the host's program.MemoryImage.slots: the
  * program keeps act0's two input slots free) image k runs in slot k % 2 and writes logits
  * bank k % 2: on done(k) the firmware starts k + 1 in the other slot, then reads k's logits
  * and copies image k + 2 into k's slot while k + 1 runs. With one slot it copies, starts and
