@@ -13,8 +13,8 @@ Directives (each takes no content):
 ``nnhil-pytest-options``    the options of the module(s) named as arguments, a table
 ``nnhil-pytest-markers``    the plugin's markers and the ones pyproject.toml declares
 ``nnhil-record``            the bit fields of a ``layout`` record (argument: its name)
-``nnhil-regions``           the accelerator's memory regions, for each board variant
-``nnhil-errors``            the ``ERR_*`` codes with the comments that explain them
+``nnhil-regions``           the accelerator's memory regions and configuration, for each variant
+``nnhil-constants``         ``layout``'s constants of a prefix (``ERR_``, ``CTRL_``), with their comments
 """
 import argparse
 import contextlib
@@ -145,7 +145,7 @@ def _option_row(names, kw):
     help_text = (kw.get("help") or "") % {"default": default}
     if choices:
         help_text += " (one of: " + ", ".join(map(str, choices)) + ")"
-    if action == "append":
+    if action == "append" and "repeatable" not in help_text:
         help_text += " (repeatable)"
     return [nodes.literal(text=spelled), help_text]
 
@@ -237,16 +237,15 @@ class RegionsDirective(SphinxDirective):
 
     def run(self):
         from nnhil.gateware import layout, variants
-        names = sorted(variants.VARIANTS)
+        names = [variants.DEFAULT] + sorted(set(variants.VARIANTS) - {variants.DEFAULT})
         cfgs = [variants.get(n).accel for n in names]
         headers = ["region"] + [f"{n}: base word, words" for n in names]
         rows = [[nodes.literal(text=r)] + [f"0x{c.region_base[r]:05x}, {c.region_words[r]}" for c in cfgs]
                 for r in layout.REGIONS]
         rows.append(["window (words)"] + [str(c.window_words) for c in cfgs])
-        out = [table(headers, rows)]
-        fields = ", ".join(f"{f} = {getattr(cfgs[0], f)}" for f in layout.AccelConfig.__dataclass_fields__)
-        out.append(nodes.paragraph(text=f"{names[0]}'s configuration (AccelConfig): {fields}."))
-        return out
+        fields = list(layout.AccelConfig.__dataclass_fields__)
+        rows += [[nodes.literal(text=f)] + [str(getattr(c, f)) for c in cfgs] for f in fields]
+        return [table(headers, rows)]
 
 
 def _comment_at(comments, lines, i):
@@ -258,22 +257,27 @@ def _comment_at(comments, lines, i):
     return " ".join(t for t in text if t)
 
 
-class ErrorsDirective(SphinxDirective):
-    """``layout``'s ERR_* codes and the comments that say when each is reported."""
+class ConstantsDirective(SphinxDirective):
+    """``layout``'s constants whose names start with one of the arguments (``ERR_``,
+    ``CTRL_``, ...), with their values and the comments that say what they mean."""
+    required_arguments = 1
+    optional_arguments = 8
     has_content = False
 
     def run(self):
         from nnhil.gateware import layout
         comments, lines = _source_comments(layout)
+        pattern = re.compile(r"((?:%s)\w*)\s*=\s*(.+?)\s*(#|$)" % "|".join(map(re.escape, self.arguments)))
         rows = []
         for i, line in enumerate(lines, 1):
-            m = re.match(r"(ERR_\w+)\s*=\s*(\d+)", line)
-            if not m:
-                continue
-            rows.append([m.group(2), nodes.literal(text=m.group(1)), _comment_at(comments, lines, i)])
-        if len(rows) != len(layout.ERROR_NAMES):
-            self.state.document.reporter.warning("layout.py's ERR_* codes were not all found", line=self.lineno)
-        return [table(["code", "name", "reported when"], rows)]
+            m = pattern.match(line)
+            if m:
+                value = getattr(layout, m.group(1))
+                rows.append([nodes.literal(text=m.group(1)), f"{value} (0x{value:x})" if value > 9 else str(value),
+                             _comment_at(comments, lines, i)])
+        if not rows:
+            self.state.document.reporter.warning(f"layout.py has no constants {self.arguments}", line=self.lineno)
+        return [table(["name", "value", "meaning"], rows)]
 
 
 def setup(app):
@@ -282,5 +286,5 @@ def setup(app):
     app.add_directive("nnhil-pytest-markers", PytestMarkersDirective)
     app.add_directive("nnhil-record", RecordDirective)
     app.add_directive("nnhil-regions", RegionsDirective)
-    app.add_directive("nnhil-errors", ErrorsDirective)
+    app.add_directive("nnhil-constants", ConstantsDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
