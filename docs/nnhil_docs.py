@@ -14,7 +14,8 @@ Directives (each takes no content):
 ``nnhil-pytest-markers``    the plugin's markers and the ones pyproject.toml declares
 ``nnhil-record``            the bit fields of a ``layout`` record (argument: its name)
 ``nnhil-regions``           the accelerator's memory regions and configuration, for each variant
-``nnhil-constants``         ``layout``'s constants of a prefix (``ERR_``, ``CTRL_``), with their comments
+``nnhil-docstring``         a module's docstring as written (a plain-text specification)
+``nnhil-constants``         a module's constants of a prefix (``ERR_``, ``CTRL_``), with their comments
 """
 import argparse
 import contextlib
@@ -258,26 +259,47 @@ def _comment_at(comments, lines, i):
 
 
 class ConstantsDirective(SphinxDirective):
-    """``layout``'s constants whose names start with one of the arguments (``ERR_``,
-    ``CTRL_``, ...), with their values and the comments that say what they mean."""
+    """A module's constants whose names start with one of the arguments (``ERR_``, ``CTRL_``,
+    ...), with their values and the comments that say what they mean; ``:module:`` names the
+    module (default ``nnhil.gateware.layout``)."""
     required_arguments = 1
-    optional_arguments = 8
+    optional_arguments = 16
+    option_spec = {"module": str}
     has_content = False
 
     def run(self):
-        from nnhil.gateware import layout
-        comments, lines = _source_comments(layout)
-        pattern = re.compile(r"((?:%s)\w*)\s*=\s*(.+?)\s*(#|$)" % "|".join(map(re.escape, self.arguments)))
+        module = importlib.import_module(self.options.get("module", "nnhil.gateware.layout"))
+        comments, lines = _source_comments(module)
+        prefixes = "|".join(map(re.escape, self.arguments))
+        pattern = re.compile(r"((?:%s)\w*(?:,\s*(?:%s)\w*)*)\s*=[^=]" % (prefixes, prefixes))
         rows = []
         for i, line in enumerate(lines, 1):
             m = pattern.match(line)
-            if m:
-                value = getattr(layout, m.group(1))
-                rows.append([nodes.literal(text=m.group(1)), f"{value} (0x{value:x})" if value > 9 else str(value),
-                             _comment_at(comments, lines, i)])
+            if not m:
+                continue
+            for name in (n.strip() for n in m.group(1).split(",")):
+                value = getattr(module, name)
+                shown = f"{value} (0x{value:x})" if isinstance(value, int) and value > 9 else repr(value) \
+                    if isinstance(value, str) else str(value)
+                rows.append([nodes.literal(text=name), shown, _comment_at(comments, lines, i)])
         if not rows:
-            self.state.document.reporter.warning(f"layout.py has no constants {self.arguments}", line=self.lineno)
+            self.state.document.reporter.warning(f"{module.__name__} has no constants {self.arguments}",
+                                                 line=self.lineno)
         return [table(["name", "value", "meaning"], rows)]
+
+
+class DocstringDirective(SphinxDirective):
+    """A module's docstring as written (a specification laid out in plain text, formulas
+    aligned), in a literal block (argument: the module)."""
+    required_arguments = 1
+    has_content = False
+
+    def run(self):
+        import inspect
+        text = inspect.getdoc(importlib.import_module(self.arguments[0])) or ""
+        if not text:
+            self.state.document.reporter.warning(f"{self.arguments[0]} has no docstring", line=self.lineno)
+        return [nodes.literal_block(text, text, language="text")]
 
 
 def setup(app):
@@ -287,4 +309,5 @@ def setup(app):
     app.add_directive("nnhil-record", RecordDirective)
     app.add_directive("nnhil-regions", RegionsDirective)
     app.add_directive("nnhil-constants", ConstantsDirective)
+    app.add_directive("nnhil-docstring", DocstringDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
