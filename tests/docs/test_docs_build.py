@@ -72,3 +72,21 @@ def test_readme_is_short_and_its_links_resolve():
         if "://" in target:
             continue
         assert (REPO / target).exists(), f"README links to {target}, which does not exist"
+
+
+def test_a_broken_link_or_anchor_fails_the_build(tmp_path):
+    """The strict build is strict with this configuration: a link to a missing page, to a
+    heading that does not exist and a toctree entry without a page each fail it, by name."""
+    import shutil
+    src = tmp_path / "docs"
+    src.mkdir()
+    for name in ("conf.py", "nnhil_docs.py"):
+        shutil.copy(REPO / "docs" / name, src / name)
+    (src / "index.md").write_text("# Index\n\n```{toctree}\npage\nno-such-page\n```\n")
+    (src / "page.md").write_text("# Page\n\n## A heading\n\nSee [gone](gone.md) and [here](index.md#no-such-heading) "
+                                 "and [fine](#a-heading).\n")
+    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html",
+                        str(src), str(tmp_path / "html")], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    assert "gone.md" in r.stderr and "no-such-heading" in r.stderr and "no-such-page" in r.stderr
+    assert "a-heading" not in r.stderr
