@@ -14,7 +14,7 @@ class CompiledModel:
     memory_image: program.MemoryImage   # the words of each region, and n_layers
     usage: dict                         # program.usage: how much of each memory, by AccelConfig field
     cycles: int                         # per inference (cyclemodel: the hardware counter's figure)
-    hardware_macs: int                  # MACs per inference (cyclemodel.hardware_macs)
+    hardware_macs: int                  # MACs per inference (a pool's dropped row/column skipped)
 
     @classmethod
     def of(cls, model, cfg):

@@ -81,12 +81,3 @@ def rejected_cycles(failing_layer=None):
     """Cycles of a start whose program is rejected: at the layer count or stop_after check
     (None) or a layer."""
     return 2 if failing_layer is None else 2 + VALIDATE_CYCLES * (failing_layer + 1)
-
-
-def hardware_macs(model, cfg):
-    """MACs the accelerator performs for one inference (a pool's dropped row/column skipped)."""
-    return sum(s.macs for s in program.check_fits(model, cfg))
-
-
-def macs_per_cycle(model, cfg):
-    return hardware_macs(model, cfg) / cycles(model, cfg)

@@ -1,9 +1,14 @@
-"""The ``nnhil`` command line."""
+"""nnhil: train small networks in NumPy, quantize them, and run them on a LiteX SoC (in
+Verilator or on an Arty A7), checking every output bit-exact and every cycle count.
+
+Start with `nnhil demo`; `nnhil <command> --help` explains each command, with examples.
+Builds, trained models and run history go under $NNHIL_HOME (default ~/.cache/nnhil)."""
 import argparse
 import dataclasses
 import json
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 from nnhil.gateware import program
@@ -12,6 +17,8 @@ from nnhil.training.cnn import CNNConfig
 from nnhil.training.train import TrainConfig
 
 from .run import InputError
+
+RAW = argparse.RawDescriptionHelpFormatter      # keeps the examples' lines as written
 
 
 def _layers(text):
@@ -27,7 +34,8 @@ def _layers(text):
 def _add_data_args(p):
     p.add_argument("--data-dir", help=f"folder with the gzip IDX files (default ${datasets.DATA_DIR_ENV} "
                                       f"or {datasets.data_dir()})")
-    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(datasets.DATASETS))
+    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(datasets.DATASETS),
+                   help="one of: %(choices)s (default %(default)s)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
 
 
@@ -42,6 +50,7 @@ def _sizes(text):
 
 
 TUPLE_FLAGS = {"layers": _layers, "channels": _sizes}
+CHOICE_FLAGS = {"schedule": TrainConfig.SCHEDULES, "inputs": TrainConfig.INPUTS}
 
 
 def _add_train_args(p):
@@ -55,7 +64,9 @@ def _add_train_args(p):
         defaults = [f"{a} {getattr(c, f.name)}" for a, c in (("mlp", mlp), ("cnn", cnn)) if hasattr(c, f.name)]
         p.add_argument("--" + f.name.replace("_", "-"), default=None,
                        type=TUPLE_FLAGS.get(f.name, type(getattr(cnn, f.name))),
-                       help="default: " + ", ".join(defaults))
+                       choices=CHOICE_FLAGS.get(f.name),
+                       help=("one of: %(choices)s; " if f.name in CHOICE_FLAGS else "")
+                       + "default: " + ", ".join(defaults))
 
 
 def _train_config(args):
@@ -121,9 +132,14 @@ def cmd_resources(args):
 
 
 def cmd_cycles(args):
-    from nnhil.gateware.layout import AccelConfig
+    from nnhil.gateware import variants
     from . import cycles
-    cycles.print_cycles(AccelConfig(lanes=args.lanes))
+    cfg = variants.get(args.variant).accel
+    try:
+        cfg = dataclasses.replace(cfg, lanes=args.lanes) if args.lanes is not None else cfg
+    except ValueError as e:
+        raise SystemExit(f"nnhil cycles: error: --lanes: {e}") from None
+    cycles.print_cycles(cfg)
 
 
 def cmd_demo(args):
@@ -141,56 +157,127 @@ def cmd_report(args):
     print(f"wrote {report.write(args.out)}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="nnhil", description=__doc__)
+def _command(sub, name, help, description, examples):
+    """A subcommand whose --help has a description and examples (lines kept as written)."""
+    return sub.add_parser(name, help=help, description=textwrap.fill(description, 88),
+                          epilog="examples:\n" + textwrap.indent(examples, "  "), formatter_class=RAW)
+
+
+def build_parser():
+    """The ``nnhil`` parser with every subcommand (the docs' CLI reference renders it)."""
+    parser = argparse.ArgumentParser(prog="nnhil", description=__doc__, formatter_class=RAW)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train an MLP or a CNN in NumPy, quantize it, report test accuracy, plot")
+    p = _command(sub, "train", "train an MLP or a CNN in NumPy, quantize it, report test accuracy, plot",
+                 "Train a model in NumPy on Fashion-MNIST or MNIST, quantize it to the integer "
+                 "format the accelerator runs, and write float.npz, quantized.npz, metrics.json "
+                 "and plots. Every hyperparameter is a flag; unset ones take the architecture's "
+                 "default.",
+                 "nnhil train                                  # the default MLP (784-128-10)\n"
+                 "nnhil train --arch cnn --dataset mnist       # the default CNN on MNIST\n"
+                 "nnhil train --layers 784,64,32,10 --out mine # your own shape, into ./mine/")
     _add_data_args(p)
     _add_train_args(p)
-    p.add_argument("--out", help="output folder (default out/<dataset>-<architecture>-<config hash>)")
+    p.add_argument("--out", help="output folder (default: $NNHIL_HOME/out/<dataset>-<architecture>-<config hash>)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("quantize", help="quantize a float model file to the integer format")
+    p = _command(sub, "quantize", "quantize a float model file to the integer format",
+                 "Calibrate a float model file on its dataset's training images and write the "
+                 "quantized model file that nnhil run and the SoC take.",
+                 "nnhil quantize mine/float.npz\n"
+                 "nnhil quantize float.npz --dataset mnist --out q.npz")
     p.add_argument("model", help="float model file (float.npz)")
     p.add_argument("--out", help="quantized model file (default: quantized.npz beside the input)")
     _add_data_args(p)
     p.set_defaults(func=cmd_quantize)
 
-    p = sub.add_parser("eval", help="test-set accuracy of a float or quantized model file")
-    p.add_argument("model")
+    p = _command(sub, "eval", "test-set accuracy of a float or quantized model file",
+                 "Print the test-set accuracy of a float or quantized model file as one JSON line.",
+                 "nnhil eval mine/quantized.npz\n"
+                 "nnhil eval float.npz --dataset mnist")
+    p.add_argument("model", help="a float or quantized model file")
     _add_data_args(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="the main job: train or reuse a model (--model mlp|cnn), run it on the SoC, report")
+    p = _command(sub, "demo", "the main job: train or reuse a model (--model mlp|cnn), run it on the SoC, report",
+                 "The main job: train (or reuse) the project's models, build (or reuse) the "
+                 "simulated SoC, load each model with read-back, run the test images through the "
+                 "accelerator, check every image bit-exact against the integer model and every "
+                 "cycle count against the cycle model, measure the CPU for the speedup, and "
+                 "report. Exits 0 only if everything is exact.",
+                 "nnhil demo                        # the MLP, all 10,000 test images\n"
+                 "nnhil demo --model all            # the three models (make demo)\n"
+                 "nnhil demo --model cnn --images 100 --sims 2\n"
+                 "nnhil demo --board arty --port /dev/ttyUSB1")
     from . import demo
     demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="any quantized model file on the SoC: bit-exact, cycles, accuracy, speedup")
+    p = _command(sub, "run", "any quantized model file on the SoC: bit-exact, cycles, accuracy, speedup",
+                 "Put any quantized model file on the SoC and check it the way the demo checks the"
+                 " project's models: load with read-back, the images through the accelerator, "
+                 "logits and argmax against the integer reference, cycles against the cycle model,"
+                 " accuracy when there are labels, the CPU for the speedup; a differing image is "
+                 "traced layer by layer. Exits 0 only if everything is exact; a model that does "
+                 "not fit is refused before anything is written.",
+                 "nnhil run mine/quantized.npz                 # its dataset's test images, on the sim\n"
+                 "nnhil run mine.npz --images 500 --sims 2     # the first 500, over two simulations\n"
+                 "nnhil run mine.npz --images-npy x.npy --labels-npy y.npy\n"
+                 "nnhil run mine.npz --images 100 --trace 7    # and image 7 layer by layer\n"
+                 "nnhil run mine.npz --board arty --port /dev/ttyUSB1")
     from . import run
     run.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="the models side by side, latency and accuracy history of the runs")
+    p = _command(sub, "report", "the models side by side, latency and accuracy history of the runs",
+                 "Write report.md (the models side by side) and history.png (latency and accuracy "
+                 "of the recorded runs) from the run history.",
+                 "nnhil report")
     p.add_argument("--out", default="out/report", help="output folder (default out/report)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("build", help="build the SoC: a cached Verilator model, or the Arty A7 gateware")
+    p = _command(sub, "build", "build the SoC: a cached Verilator model, or the Arty A7 gateware",
+                 "Build the SoC: the Verilator model of the simulation (cached by everything that "
+                 "shapes it), or the Arty A7 gateware, BIOS and Vivado project (the bitstream too "
+                 "when Vivado is on PATH and the routed design meets timing). Prints the build "
+                 "directory.",
+                 "nnhil build                          # the sim (about 40 s cold, under 1 s cached)\n"
+                 "nnhil build --target arty --variant a7-100\n"
+                 "nnhil build --lanes 32                # a sim with a 32-lane accelerator")
     from nnhil.gateware import build_cli
     build_cli.add_arguments(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("resources", help="Yosys estimate of the accelerator (cells, timing) and the Arty SoC; check they fit")
+    p = _command(sub, "resources", "Yosys estimate of the accelerator (cells, timing) and the Arty SoC; check they fit",
+                 "Synthesise the accelerator and the Arty SoC with Yosys (synth_xilinx): cells, "
+                 "block RAM, DSPs, the logic-only timing of every path against the 100 MHz budget,"
+                 " and whether the SoC fits the variant's part. Exits 1 if something misses. Takes"
+                 " minutes.",
+                 "nnhil resources --target accelerator\n"
+                 "nnhil resources --variant a7-100")
     from nnhil.gateware import resources
     resources.add_arguments(p)
     p.set_defaults(func=cmd_resources)
 
-    p = sub.add_parser("cycles", help="cycles per inference of the default MLP and CNN, layer by layer")
-    p.add_argument("--lanes", type=int, default=64)
+    p = _command(sub, "cycles", "cycles per inference of the default MLP and CNN, layer by layer",
+                 "Print the cycle model's cycles per inference of the default MLP and CNN, layer "
+                 "by layer, with MACs per cycle and what bounds each layer (MAC, drain or memory "
+                 "port). Needs no build: the figures are the cycle model's, which the RTL is "
+                 "tested against.",
+                 "nnhil cycles\n"
+                 "nnhil cycles --variant a7-100\n"
+                 "nnhil cycles --lanes 128")
+    from nnhil.gateware import variants
+    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                   help="the Arty A7 whose accelerator configuration is modelled (default %(default)s)")
+    p.add_argument("--lanes", type=int,
+                   help="parallel MAC lanes (a power of two >= 4; default: the variant's)")
     p.set_defaults(func=cmd_cycles)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     # a kill (CI timeout, systemd) unwinds like Ctrl-C: the sim and socat are stopped in order
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
