@@ -112,6 +112,8 @@ def cmd_eval(args):
 
 def cmd_build(args):
     from nnhil.gateware import build_cli
+    from . import doctor
+    doctor.require("sim" if args.target == "sim" else "firmware")
     build_cli.run(args)
 
 
@@ -142,7 +144,9 @@ def cmd_report(args):
 
 
 def main(argv=None):
+    import nnhil
     parser = argparse.ArgumentParser(prog="nnhil", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {nnhil.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train an MLP or a CNN in NumPy, quantize it, report test accuracy, plot")
@@ -190,13 +194,20 @@ def main(argv=None):
     p.add_argument("--lanes", type=int, default=64)
     p.set_defaults(func=cmd_cycles)
 
+    from . import doctor
+    p = sub.add_parser("doctor", help="the tools and C libraries nnhil needs beside pip's: found or missing, versions",
+                       description=doctor.DESCRIPTION, epilog="examples:\n  nnhil doctor\n  nnhil doctor --apt-packages",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    doctor.add_arguments(p)
+    p.set_defaults(func=lambda args: doctor.run(args.apt_packages))
+
     args = parser.parse_args(argv)
     # a kill (CI timeout, systemd) unwinds like Ctrl-C: the sim and socat are stopped in order
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,
-            RuntimeError, OSError) as e:
+            RuntimeError, OSError) as e:     # host.doctor.MissingTools too
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
