@@ -196,6 +196,7 @@ def nnhil_dut(request, nnhil_suite_property):
     if board_name and not port:
         place = _place(config, opt("place"))
         if place:
+            from nnhil.host import lab
             port, program = lab.hold(config, place), place.program   # released at the end of the run
     _unwind_on_sigterm(config)
     with contextlib.ExitStack() as stack:

@@ -24,8 +24,6 @@ _EXPORTS = {
     "open_dut": ("nnhil.host.dut", "open_dut"),
     "DUT": ("nnhil.host.dut", "DUT"),
     "BoardNotFound": ("nnhil.host.dut", "BoardNotFound"),
-    "load_model": ("nnhil.training.modelfile", "load_quantized"),
-    "save_model": ("nnhil.training.modelfile", "save_quantized"),
     "ModelFileError": ("nnhil.training.modelfile", "ModelFileError"),
     "IntModel": ("nnhil.training.intmodel", "IntModel"),
     "Dense": ("nnhil.training.intmodel", "Dense"),
@@ -37,7 +35,23 @@ _EXPORTS = {
     "Inference": ("nnhil.host.results", "Inference"),
     "MissingTools": ("nnhil.host.doctor", "MissingTools"),
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "load_model", "save_model", *_EXPORTS]
+
+
+def load_model(path):
+    """The quantized model of the file ``path`` (an :class:`IntModel`), validated layer by layer.
+
+    A file that is not a quantized nnhil model, or is damaged, raises :class:`ModelFileError`
+    naming the file and the fault (the format: docs/onnx.md and the README's "Model files")."""
+    from nnhil.training import modelfile
+    return modelfile.load_quantized(path)
+
+
+def save_model(path, model):
+    """Write ``model`` (an :class:`IntModel`) to ``path`` as a quantized nnhil model file;
+    returns the hash of its arrays (the model hash the history and reports record)."""
+    from nnhil.training import modelfile
+    return modelfile.save_quantized(path, model)
 
 
 def __getattr__(name):

@@ -74,18 +74,22 @@ def test_the_wheel_holds_the_package_its_sources_and_no_tests(dist):
     assert out.count("PASSED") == 2, out
 
 
-def test_installed_cli_version_api_and_plugin_beside_pytest_embedded(venv):
+def test_installed_cli_version_api_and_plugin_beside_pytest_embedded(venv, tmp_path):
     python, bin_ = venv / "bin" / "python", venv / "bin"
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert run([bin_ / "nnhil", "--version"], 60, cwd=venv).split() == ["nnhil", version]
     assert run([python, "-m", "nnhil", "--version"], 60, cwd=venv).split() == ["nnhil", version]
+    # the public API: a model made, saved, loaded back and run by the integer reference
     out = run([python, "-c", "import nnhil, numpy as np; m = nnhil.IntModel([nnhil.Dense("
-               "np.ones((2, 3), np.int8), np.zeros(2, np.int32), np.ones(2, np.uint16), np.zeros(2, np.uint8), "
-               "nnhil.OUTPUT_I32)], (3,)); print(nnhil.__file__, nnhil.__version__, m.logits(np.full((1, 3), 255, np.uint8)), "
-               "nnhil.open_dut.__module__, nnhil.Results.__module__, nnhil.load_model.__module__)"], 60, cwd=venv)
-    file, got, *rest = out.split(maxsplit=2)
+               "np.full((2, 3), -128, np.int8), np.array([7, -2**31 + 195840], np.int32), np.ones(2, np.uint16), "
+               "np.zeros(2, np.uint8), nnhil.OUTPUT_I32)], (3,)); nnhil.save_model('m.npz', m); "
+               "print(nnhil.__file__, nnhil.__version__, nnhil.load_model('m.npz').logits(np.full((1, 3), 255, np.uint8)).tolist(), "
+               "nnhil.open_dut.__module__, nnhil.Results.__module__, nnhil.Conv2D.__module__, sep='|')"], 60, cwd=tmp_path)
+    file, got, logits, *modules = out.strip().split("|")
     assert Path(file).is_relative_to(venv) and got == version, out
-    assert "[[765 765]]" in rest[0] and "nnhil.host.dut nnhil.host.results nnhil.training.modelfile" in rest[0], out
+    # 3 * 255 * -128 = -97920, plus the biases (the second's worst case 97920 inside int32)
+    assert logits == str([[-97913, -2**31 + 97920]]), out
+    assert modules == ["nnhil.host.dut", "nnhil.host.results", "nnhil.training.intmodel"], out
     # both plugins load: each one's options are there, pytest starts
     help_ = run([bin_ / "pytest", "--help"], 120, cwd=venv)
     assert "--nnhil-port=PORT" in help_ and "--nnhil-target={sim,arty}" in help_, help_[-2000:]
