@@ -112,8 +112,6 @@ def cmd_eval(args):
 
 def cmd_build(args):
     from nnhil.gateware import build_cli
-    from . import doctor
-    doctor.require("sim" if args.target == "sim" else "firmware")
     build_cli.run(args)
 
 
@@ -141,6 +139,15 @@ def cmd_run(args):
 def cmd_report(args):
     from . import report
     print(f"wrote {report.write(args.out)}")
+
+
+def _require_tools(args):
+    """Stop before any work (a demo trains first) if a tool the command needs is missing."""
+    from . import doctor
+    if args.command in ("demo", "run"):
+        doctor.require("firmware", *(() if getattr(args, "board", None) else ("sim",)))
+    elif args.command == "build":
+        doctor.require("sim" if args.target == "sim" else "firmware")
 
 
 def main(argv=None):
@@ -205,6 +212,7 @@ def main(argv=None):
     # a kill (CI timeout, systemd) unwinds like Ctrl-C: the sim and socat are stopped in order
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        _require_tools(args)
         return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,
             RuntimeError, OSError) as e:     # host.doctor.MissingTools too

@@ -156,7 +156,7 @@ def problem(*uses):
     gone = missing(uses)
     if not gone:
         return None
-    what = "; ".join(USES[u] for u in uses)
+    what = "; ".join(USES[u] for u in uses if any(u in t.uses for t in gone))
     return (f"missing {', '.join(t.name for t in gone)}, needed to {what}.\n"
             f"Install with: {install_hint(gone)}\n(`nnhil doctor` lists every tool nnhil uses)")
 

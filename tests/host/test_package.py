@@ -199,12 +199,13 @@ def test_doctor_names_a_missing_tool_and_commands_stop_before_work(tmp_path):
     board_tool = [] if shutil.which("openFPGALoader") else ["openfpgaloader"]    # not on this CI
     assert r.stdout.rstrip().splitlines()[-1].split() == ["sudo", "apt-get", "install", "-y", "verilator",
                                                           *board_tool], r.stdout
-    # a command that needs it stops first, with the same line, having built nothing
-    r = subprocess.run([nnhil, "build", "--target", "sim"], env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.startswith("nnhil: error: missing verilator, needed to build and run "
-                                                     "the Verilator simulation"), r.stderr[-3000:]
-    assert "Install with: sudo apt-get install -y verilator\n" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "home").exists()
+    # a command that needs it stops first, with the same line, having built (or trained) nothing
+    for command in (["build", "--target", "sim"], ["demo"], ["run", "model.npz"]):
+        r = subprocess.run([nnhil, *command], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.startswith("nnhil: error: missing verilator, needed to build and run "
+                                                         "the Verilator simulation of the SoC.\n"), (command, r.stderr)
+        assert "Install with: sudo apt-get install -y verilator\n" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "home").exists()
     # the plugin's dut says the same, no traceback from LiteX
     project = shutil.copytree(ROOT / "examples" / "my-model", tmp_path / "my-model")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:labgrid"],
