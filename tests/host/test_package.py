@@ -96,6 +96,17 @@ def test_installed_cli_version_api_and_plugin_beside_pytest_embedded(venv, tmp_p
     assert "--port=PORT" in help_ and "--build-dir=BUILD_DIR" in help_, help_[-2000:]
 
 
+SIGTERM_TESTS = """
+import signal
+
+def test_before_nnhil_holds_a_target():
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+def test_while_it_holds_one(nnhil_dut):
+    assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+"""
+
+
 def home_with(sim_build, home):
     """An NNHIL_HOME whose sim build is ``sim_build``: its files linked, its firmware/ its own.
 
@@ -126,6 +137,11 @@ def test_a_users_project_runs_on_the_sim_and_leaves_the_checkout_building(venv, 
     out = run([bin_ / "pytest", "-q", "-p", "no:cacheprovider", "-rs"], 900, cwd=project, env=env)
     assert "1 passed" in out, out[-3000:]
     assert sorted(p for p in (home / "build").glob("sim-*") if not p.name.endswith(".lock")) == builds
+    # SIGTERM is the project's own until nnhil holds a target, then a kill unwinds like Ctrl-C
+    (project / "test_sigterm.py").write_text(SIGTERM_TESTS)
+    out = run([bin_ / "pytest", "-q", "-p", "no:cacheprovider", "test_sigterm.py"], 300, cwd=project, env=env)
+    assert "2 passed" in out, out[-3000:]
+    (project / "test_sigterm.py").unlink()
     # the ini selects a board: none attached, so the test skips naming the plugin's options
     out = run([bin_ / "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-o", "nnhil_target=arty"], 120,
               cwd=project, env=env)
