@@ -145,12 +145,11 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         return
     if board_name:
         log(f"{o['target']} {board_name}: no board found, running on the simulation ({o['sim_fallback']})")
-    doctor.require("firmware")
+    doctor.require("firmware", *(() if isinstance(sim, Simulator) else ("sim",)))   # all that is missing, at once
     with contextlib.ExitStack() as stack:
         if callable(sim):
             sim = sim()
         if sim is None:
-            doctor.require("sim")
             sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())

@@ -205,10 +205,12 @@ def nnhil_dut(request, nnhil_suite_property):
                 board_name, port, opt("baud"), opt("build_dir"), opt("bitstream"), opt("sim_fallback"),
                 log=print, sim=lambda: request.getfixturevalue("nnhil_sim"), program=program,
                 variant=opt("variant"), option_names=OPTION_NAMES))
-        except duts.BoardNotFound as e:
-            pytest.skip(f"{e}; or --nnhil-place for a labgrid place")
-        except MissingTools as e:
-            pytest.fail(str(e), pytrace=False)
+        except (duts.BoardNotFound, MissingTools) as e:
+            d = e                   # skipped or failed outside the handler: the message alone, no traceback
+        if isinstance(d, duts.BoardNotFound):
+            pytest.skip(f"{d}; or --nnhil-place for a labgrid place")
+        if isinstance(d, MissingTools):
+            pytest.fail(str(d), pytrace=False)
         _record_target(d, nnhil_suite_property)
         yield d
 
