@@ -6,8 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
-APT_PACKAGES := build-essential python3-venv verilator iverilog gcc-riscv64-unknown-elf \
-                libevent-dev libjson-c-dev zlib1g-dev socat ser2net
+# the Debian packages: host/doctor.py's one declaration (standard library only: runs before the venv)
+APT_PACKAGES := $(shell $(PYTHON) host/doctor.py --apt-packages)
 # Tests and CI use the shared copy of the datasets beside the checkout when it exists;
 # otherwise the official files are downloaded (and verified) into ~/.cache/nnhil/data.
 # Builds, trained models and run history go to $NNHIL_HOME (default ~/.cache/nnhil).
@@ -35,7 +35,7 @@ system-packages:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml host/doctor.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "nnhil setup: Python >= 3.11 is needed, $(PYTHON) is $$($(PYTHON) -V)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,28 +1,101 @@
-"""This repository's own fixtures: its datasets and its three trained models.
+"""This repository's own options, markers and fixtures: its datasets, its three trained models.
 
-The options, markers and the ``dut`` fixture come from nnhil's pytest plugin
-(``host/pytest_plugin.py``, installed with the package as a ``pytest11`` entry point).
+The SoC under test comes from nnhil's pytest plugin (``host/pytest_plugin.py``, installed with
+the package as a ``pytest11`` entry point): ``nnhil_dut`` and the ``--nnhil-*`` options. What
+only this suite needs lives here, not in the plugin every user's pytest loads (docs/plugin.md):
+the HIL suite's options, the markers ``sim``/``board``/``serial``, pytest-benchmark's tests kept
+out of a ``pytest -n`` run, and the short fixture names its tests use.
 """
+import os
+import signal
+import warnings
 from pathlib import Path
 
 import pytest
 
+from nnhil.host.pytest_plugin import option
 from nnhil.training import workflow
 
 LATENCY_BASELINES = Path(__file__).resolve().parent / "tests" / "baselines" / "latency.json"
+DEFAULT_IMAGES = 300
+FULL_IMAGES = 10_000
+XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 
 def pytest_addoption(parser):
-    parser.getgroup("nnhil").addoption("--runslow", action="store_true",
-                                       help="also run tests marked slow (long trainings, synthesis)")
+    group = parser.getgroup("nnhil-suite", "nnhil's own test suite")
+    group.addoption("--runslow", action="store_true", help="also run tests marked slow (long trainings, synthesis)")
+    group.addoption("--model", action="append", default=[], metavar="PATH",
+                    help="a quantized model file to run the HIL suite on (repeatable)")
+    group.addoption("--images", type=int, default=DEFAULT_IMAGES,
+                    help=f"test images run on the target (default {DEFAULT_IMAGES})")
+    group.addoption("--full", action="store_true", help=f"run all {FULL_IMAGES} test images")
+    group.addoption("--update-baselines", action="store_true",
+                    help="rewrite the latency baselines with the measured cycles")
+    group.addoption("--baselines", metavar="PATH",
+                    help="the latency baselines file (default: nnhil-baselines.json in the rootdir "
+                         "for the models of --model, else tests/baselines/latency.json)")
 
 
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        # a pytest run started by a test of an xdist worker inherits the worker's variables:
+        # pytest-benchmark would take it for a worker and time nothing
+        for name in XDIST_VARIABLES:
+            os.environ.pop(name, None)
+    # a kill (make test under a CI timeout) unwinds like Ctrl-C from the start of the run
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+@pytest.hookimpl(tryfirst=True)          # before -m selects by marker
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
+    target = option(config, "target")
+    runslow = config.getoption("--runslow")
     for item in items:
-        if "slow" in item.keywords:
+        if "slow" in item.keywords and not runslow:
             item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
+        if "sim" in item.keywords and target != "sim":
+            item.add_marker(pytest.mark.skip(reason=f"tests the simulation itself; this run is on {target}"))
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.serial)
+    if hasattr(config, "workerinput"):
+        serial = [item for item in items if "serial" in item.keywords]
+        if serial:
+            items[:] = [item for item in items if "serial" not in item.keywords]
+            config.hook.pytest_deselected(items=serial)
+            warnings.warn(pytest.PytestWarning(
+                f"{len(serial)} tests need the machine to themselves (marked serial, or timed by "
+                f"pytest-benchmark) and were left out of this pytest -n run; run them without -n: "
+                f"pytest -m serial (" + ", ".join(item.nodeid for item in serial[:5])
+                + (", ..." if len(serial) > 5 else "") + ")"))
+
+
+# The plugin's fixtures under the short names this suite's tests use (a conftest's fixture wins
+# over any plugin's, pytest-embedded's ``dut`` too).
+@pytest.fixture(scope="session")
+def dut(nnhil_dut):
+    return nnhil_dut
+
+
+@pytest.fixture(scope="session")
+def sim(nnhil_sim):
+    return nnhil_sim
+
+
+@pytest.fixture(scope="session")
+def sim_build(nnhil_sim_build):
+    return nnhil_sim_build
+
+
+@pytest.fixture(scope="session")
+def suite_property(nnhil_suite_property):
+    return nnhil_suite_property
+
+
+@pytest.fixture(scope="session")
+def n_images(request):
+    """How many test images a HIL test runs: --images, or all with --full."""
+    return FULL_IMAGES if request.config.getoption("--full") else request.config.getoption("--images")
 
 
 @pytest.fixture(scope="session")

@@ -24,3 +24,4 @@ autodoc_typehints = "none"          # signatures as written; the docstrings say 
 # types from other packages that a docstring names; nitpicky mode would call them unresolved
 nitpick_ignore_regex = [("py:class", r"(numpy|np|pathlib|Path|serial|pytest)\..*")]
 smartquotes = False                 # option names keep their two hyphens
+autodoc_preserve_defaults = True    # a default shows as written (CLI_OPTIONS), not as its repr

@@ -157,6 +157,15 @@ def cmd_report(args):
     print(f"wrote {report.write(args.out)}")
 
 
+def _require_tools(args):
+    """Stop before any work (a demo trains first) if a tool the command needs is missing."""
+    from . import doctor
+    if args.command in ("demo", "run"):
+        doctor.require("firmware", *(() if getattr(args, "board", None) else ("sim",)))
+    elif args.command == "build":
+        doctor.require("sim" if args.target == "sim" else "firmware")
+
+
 def _command(sub, name, help, description, examples):
     """A subcommand whose --help has a description and examples (lines kept as written)."""
     return sub.add_parser(name, help=help, description=textwrap.fill(description, 88),
@@ -165,7 +174,9 @@ def _command(sub, name, help, description, examples):
 
 def build_parser():
     """The ``nnhil`` parser with every subcommand (the docs' CLI reference renders it)."""
+    import nnhil
     parser = argparse.ArgumentParser(prog="nnhil", description=__doc__, formatter_class=RAW)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {nnhil.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _command(sub, "train", "train an MLP or a CNN in NumPy, quantize it, report test accuracy, plot",
@@ -273,6 +284,12 @@ def build_parser():
     p.add_argument("--lanes", type=int,
                    help="parallel MAC lanes (a power of two >= 4; default: the variant's)")
     p.set_defaults(func=cmd_cycles)
+
+    from . import doctor
+    p = _command(sub, "doctor", "the tools and C libraries nnhil needs beside pip's: found or missing, versions",
+                 doctor.DESCRIPTION, "nnhil doctor\nnnhil doctor --apt-packages")
+    doctor.add_arguments(p)
+    p.set_defaults(func=lambda args: doctor.run(args.apt_packages))
     return parser
 
 
@@ -281,9 +298,10 @@ def main(argv=None):
     # a kill (CI timeout, systemd) unwinds like Ctrl-C: the sim and socat are stopped in order
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        _require_tools(args)
         return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,
-            RuntimeError, OSError) as e:
+            RuntimeError, OSError) as e:     # host.doctor.MissingTools too
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nnhil.gateware import buildcache, link, variants
 
-from . import board
+from . import board, doctor
 from .bridge import Bridge
 from .driver import AcceleratorDriver, AcceleratorError
 from .firmware import Firmware
@@ -27,15 +27,22 @@ class VariantMismatch(board.BoardError):
     """The SoC runs another accelerator configuration than the Arty variant asked for."""
 
 
-def check_variant(dut, variant):
+# How the messages name the options of open_dut's arguments: the CLI's (``nnhil run``); the
+# pytest plugin passes its own (``--nnhil-port``, ...).
+CLI_OPTIONS = {"target": "--board", "port": "--port", "sim_fallback": "--sim-fallback",
+               "variant": "--variant", "build_dir": "--build-dir"}
+
+
+def check_variant(dut, variant, option_names=CLI_OPTIONS):
     """BoardError unless ``dut`` runs ``variant``'s accelerator configuration (gateware.variants)."""
     want = variants.get(variant).accel
     if dut.config != want:
         runs = [v.name for v in variants.VARIANTS.values() if v.accel == dut.config]
+        flag = option_names["variant"]
         raise VariantMismatch(
-            f"--variant {variant} has the accelerator {want}, but the {dut.target} SoC of {dut.build_dir} "
-            f"runs {dut.config}" + (f": that is --variant {runs[0]}" if runs else "") +
-            f"; pass the --variant (and --build-dir) of what it runs")
+            f"{flag} {variant} has the accelerator {want}, but the {dut.target} SoC of {dut.build_dir} "
+            f"runs {dut.config}" + (f": that is {flag} {runs[0]}" if runs else "") +
+            f"; pass the {flag} (and {option_names['build_dir']}) of what it runs")
 
 
 class DUT:
@@ -101,43 +108,51 @@ class DUT:
 
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
-             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT):
+             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT,
+             option_names=CLI_OPTIONS):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
     ``variant`` (gateware.variants: "a7-35", "a7-100") picks the board's part and default build,
     and on the simulation its sim twin (the variant's accelerator); a SoC running another
     configuration is refused (VariantMismatch). Without a board attached, raises BoardNotFound,
     or with ``sim_fallback`` runs on the simulation and says so. The simulation is ``sim`` (a
-    running Simulator) if given; ``program(bitstream)`` loads a bitstream (default: openFPGALoader
-    for the variant; a lab's exporter for a labgrid place).
+    running Simulator, or a function that returns one) if given; ``program(bitstream)`` loads a
+    bitstream (default: openFPGALoader for the variant; a lab's exporter for a labgrid place).
+    A tool the target needs that is not installed stops it first (host.doctor.MissingTools).
+    ``option_names`` are the caller's names of these arguments, for the messages.
     """
     v = variants.get(variant)
+    o = option_names
     if board_name:
         port = port or board.find_arty()
         if port is None and not sim_fallback:
-            raise BoardNotFound(f"--board {board_name}: no board found (looked for "
-                                f"{board.describe_search()}); pass --port, or --sim-fallback to "
-                                f"run on the simulation")
+            raise BoardNotFound(f"{o['target']} {board_name}: no board found (looked for "
+                                f"{board.describe_search()}); pass {o['port']}, or {o['sim_fallback']} "
+                                f"to run on the simulation")
     if board_name and port:
+        doctor.require("firmware", *(("board",) if bitstream and program is None else ()))
         if bitstream:
             (program or functools.partial(board.program, variant=v.name))(bitstream)
         build_dir = Path(build_dir or buildcache.build_arty(v.accel, variant=v.name, log=log))
         if not (build_dir / "csr.json").exists():
-            raise board.BoardError(f"no csr.json in {build_dir}: pass the --build-dir of what the "
+            raise board.BoardError(f"no csr.json in {build_dir}: pass the {o['build_dir']} of what the "
                                    f"board runs, or build it with 'nnhil build --target arty "
                                    f"--variant {v.name}'")
         with Bridge(port, build_dir / "csr.json", baudrate=baud) as bridge:
             d = DUT(board_name, bridge, build_dir)
-            check_variant(d, v.name)
+            check_variant(d, v.name, o)
             yield d
         return
     if board_name:
-        log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
+        log(f"{o['target']} {board_name}: no board found, running on the simulation ({o['sim_fallback']})")
+    doctor.require("firmware", *(() if isinstance(sim, Simulator) else ("sim",)))   # all that is missing, at once
     with contextlib.ExitStack() as stack:
+        if callable(sim):
+            sim = sim()
         if sim is None:
             sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
         d = DUT("sim", bridge, sim.build.dir, sim=sim)
-        check_variant(d, v.name)
+        check_variant(d, v.name, o)
         yield d

@@ -155,9 +155,9 @@ class Place:
         board.program(remote, board=jtag.board, cable=jtag.ftdi_serial, via=conn.get_prefix() + ["--"])
 
 
-def place_from_options(config):
-    """The place a pytest run names: ``--lg-place``, or the one RemotePlace of ``--lg-env``; or None."""
-    name = config.getoption("--lg-place")
+def place_from_options(config, name=None):
+    """The place a pytest run names: ``name`` (the plugin's ``--nnhil-place``), or the one
+    RemotePlace of labgrid's ``--lg-env``; or None."""
     coordinator = config.getoption("--lg-coordinator", None)   # None too without labgrid's plugin
     env = config.stash.get(LABGRID_ENV_KEY, None)
     if name is None and env is not None:
@@ -165,7 +165,7 @@ def place_from_options(config):
                   for place in target_factory.normalize_config(t)[0].get("RemotePlace", {})]
         if len(places) != 1:
             raise pytest.UsageError(f"{env.config_file} names {len(places)} RemotePlace resources: "
-                                    f"the board tests need exactly one (or pass --lg-place)")
+                                    f"the board tests need exactly one (or pass --nnhil-place)")
         name = places[0]
         coordinator = coordinator or env.config.get_option("coordinator_address")
     return None if name is None else Place(name, coordinator)

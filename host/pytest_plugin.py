@@ -1,47 +1,80 @@
-"""nnhil's pytest plugin: where the tests run (``--sim`` or ``--board arty``) and the ``dut`` fixture.
+"""nnhil's pytest plugin: the SoC under test as the session fixture ``nnhil_dut``.
 
-Installed with the package (entry point ``pytest11``), so any project's tests can use it:
+Installed with the package (entry point ``pytest11``), so it loads into every pytest run of
+the environment: everything it adds is prefixed ``nnhil`` (options ``--nnhil-*``, ini keys
+``nnhil_*``, fixtures ``nnhil_*``) so that it lives beside other plugins (pytest-embedded
+has its own ``--port``, ``--baud``, ``--build-dir``, ``--target`` and ``dut``; labgrid owns
+``--lg-*``). A project's tests::
 
     from nnhil.host.pytest_plugin import assert_bit_exact
 
-    def test_my_model(dut, tmp_path):
-        dut.load(model)
-        assert_bit_exact(dut, images, dut.infer(images), tmp_path)
+    def test_my_model(nnhil_dut, tmp_path):
+        nnhil_dut.load(model)
+        assert_bit_exact(nnhil_dut, images, nnhil_dut.infer(images), tmp_path)
 
 A mismatch fails with host.divergence's report: the differing images, and for the first few
 the first diverging layer, channel and position (heatmaps and traces in ``tmp_path``).
 
-By default the SoC runs in Verilator (``--sim``). ``--board arty`` runs the same tests on
-a Digilent Arty A7 through its serial port (``--port``, or the Arty's FTDI found on USB);
-``--variant a7-100`` picks the Arty A7-100 (its bitstream, build and accelerator; on the
-simulation, its sim twin);
-without a board the ``dut`` tests skip saying what was looked for, unless
-``--sim-fallback`` sends them to the simulation. Markers: ``board`` (runs on the DUT),
-``sim`` (tests the simulation itself, skipped with ``--board``) and ``serial``.
-
-``pytest -n N`` (pytest-xdist) spreads the tests over N workers: each has its own session
-fixtures, so its own simulation on its own port. Tests that need the machine to themselves
-(marked ``serial``, and every pytest-benchmark test, which pytest-benchmark does not time
-under xdist) are left out of such a run, with a warning: run them after it, without ``-n``:
-``pytest -m serial``.
+By default the SoC runs in Verilator; ``--nnhil-target arty`` runs the same tests on a
+Digilent Arty A7 (its port given, held through a labgrid place, or its FTDI found on USB).
+Every option can be set in the ini file instead (``nnhil_target = arty``); the command line
+wins. The target is resolved by host.dut.open_dut alone, as for ``nnhil run``. docs/plugin.md
+lists the options and what the plugin leaves to a project's own conftest.py.
 """
+import contextlib
+import dataclasses
+import importlib.util
 import os
 import signal
-import warnings
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from nnhil.gateware import link, variants
+from nnhil.host.doctor import MissingTools
 
-DEFAULT_IMAGES = 300
-FULL_IMAGES = 10_000
-MARKERS = {
-    "board": "runs on the SoC under test: the simulation by default, a board with --board",
-    "sim": "tests the simulation itself (skipped with --board)",
-    "serial": "needs the machine to itself (a timing, every core loaded): left out of a pytest -n run",
-}
-XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+TARGETS = ("sim", "arty")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One plugin option: ``--nnhil-<name>`` on the command line, ``nnhil_<name>`` in the ini file."""
+    name: str
+    help: str
+    type: type = str
+    default: object = None
+    choices: tuple = None
+    flag: bool = False          # store_true; "true"/"false" in the ini file
+
+    @property
+    def cli(self):
+        return "--nnhil-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self):
+        return "nnhil_" + self.name
+
+
+OPTIONS = (
+    Option("target", "where the tests run: the Verilator simulation, or an Arty A7 board",
+           choices=TARGETS, default="sim"),
+    Option("variant", "the Arty A7 variant (gateware/variants.py): its part and accelerator, on the "
+                      "board and in its sim twin", choices=tuple(sorted(variants.VARIANTS)),
+           default=variants.DEFAULT),
+    Option("port", "the board's serial port, any pyserial URL (default: find the Arty's FTDI UART)"),
+    Option("baud", "baud rate of the board's UART", type=int, default=link.BAUD),
+    Option("bitstream", "program this bitstream into the board first (openFPGALoader)"),
+    Option("place", "acquire this labgrid place and use its board (coordinator: --lg-coordinator "
+                    "or LG_COORDINATOR); a RemotePlace in labgrid's --lg-env does the same"),
+    Option("build_dir", "build directory of what the board runs (csr.json, software)"),
+    Option("sim_fallback", "with a board target and no board found, run on the simulation "
+                           "instead of skipping", type=bool, default=False, flag=True),
+    Option("home", "where builds, trained models and run history go (default: $NNHIL_HOME, "
+                   "else ~/.cache/nnhil)"),
+)
+BY_NAME = {o.name: o for o in OPTIONS}
+OPTION_NAMES = {o.name: o.cli for o in OPTIONS}      # how host.dut's messages name them
 
 
 def assert_bit_exact(dut, images, results, out_dir=None):
@@ -54,90 +87,60 @@ def assert_bit_exact(dut, images, results, out_dir=None):
 
 def pytest_addoption(parser):
     group = parser.getgroup("nnhil", "nnhil: the SoC under test")
-    group.addoption("--sim", action="store_true", help="run on the Verilator simulation (the default)")
-    group.addoption("--board", choices=["arty"], help="run on a real board")
-    group.addoption("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
-                    help="the Arty A7 variant (gateware/variants.py): its part and accelerator, on the "
-                         "board and in its sim twin (default %(default)s)")
-    group.addoption("--port", help="the board's serial port (default: find the Arty's FTDI UART)")
-    group.addoption("--baud", type=int, default=link.BAUD,
-                    help="baud rate of the board's UART (default: the build's, %(default)s)")
-    group.addoption("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
-    group.addoption("--lg-place", metavar="NAME",
-                    help="with --board: acquire this labgrid place and use its board (coordinator: "
-                         "--lg-coordinator or LG_COORDINATOR); a RemotePlace in --lg-env does the same")
-    group.addoption("--build-dir", help="build directory of what the board runs (csr.json, software)")
-    group.addoption("--sim-fallback", action="store_true",
-                    help="with --board and no board found, run on the simulation instead of skipping")
-    group.addoption("--model", action="append", default=[], metavar="PATH",
-                    help="a quantized model file to run the HIL suite on (repeatable)")
-    group.addoption("--images", type=int, default=DEFAULT_IMAGES,
-                    help=f"test images run on the target (default {DEFAULT_IMAGES})")
-    group.addoption("--full", action="store_true", help=f"run all {FULL_IMAGES} test images")
-    group.addoption("--update-baselines", action="store_true",
-                    help="rewrite the latency baselines with the measured cycles")
-    group.addoption("--baselines", metavar="PATH",
-                    help="the latency baselines file (default: nnhil-baselines.json in the rootdir)")
-    group.addoption("--nnhil-home", metavar="DIR",
-                    help="where builds, trained models and run history go (default: $NNHIL_HOME, "
-                         "else ~/.cache/nnhil)")
+    for o in OPTIONS:
+        default = f" (default {o.default})" if o.default not in (None, False) else ""
+        if o.flag:
+            group.addoption(o.cli, action="store_true", default=None, dest=o.ini, help=o.help)
+        else:
+            group.addoption(o.cli, type=o.type, choices=o.choices, dest=o.ini, help=o.help + default,
+                            metavar=None if o.choices else o.name.upper())
+        parser.addini(o.ini, f"{o.help}{default}; {o.cli} overrides it",
+                      type="bool" if o.flag else "string", default=None)
+
+
+def option(config, name):
+    """The value of option ``name`` (OPTIONS): the command line's, else the ini file's, else its default."""
+    o = BY_NAME[name]
+    value = config.getoption(o.ini)
+    if value is not None:
+        return value
+    value = config.getini(o.ini)
+    if value in (None, ""):
+        return o.default
+    if o.flag:
+        return value
+    try:
+        value = o.type(value)
+    except ValueError:
+        raise pytest.UsageError(f"{o.ini} = {value!r} in the ini file: expected {o.type.__name__}") from None
+    if o.choices and value not in o.choices:
+        raise pytest.UsageError(f"{o.ini} = {value!r} in the ini file: expected one of {', '.join(o.choices)}")
+    return value
 
 
 def pytest_configure(config):
-    if not hasattr(config, "workerinput"):
-        # a pytest run started by a test of an xdist worker inherits the worker's variables:
-        # pytest-benchmark would take it for a worker and time nothing
-        for name in XDIST_VARIABLES:
-            os.environ.pop(name, None)
-    for name, text in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
-    if config.getoption("--sim") and config.getoption("--board"):
-        raise pytest.UsageError("--sim and --board exclude each other")
-    if config.getoption("--nnhil-home"):   # the environment: subprocesses and sims see it too
-        from nnhil.training import home
-        os.environ[home.ENV] = str(Path(config.getoption("--nnhil-home")).resolve())
-    # a kill unwinds like Ctrl-C, so session fixtures stop the sim and socat
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    for o in OPTIONS:           # a bad ini value stops the run before any test
+        option(config, o.name)
+    home = option(config, "home")
+    if home:                    # the environment: subprocesses and sims see it too
+        from nnhil.training import home as homes
+        os.environ[homes.ENV] = str(Path(home).resolve())
 
 
-@pytest.hookimpl(tryfirst=True)          # before -m selects by marker
-def pytest_collection_modifyitems(config, items):
-    board = config.getoption("--board")
-    for item in items:
-        if "sim" in item.keywords and board:
-            item.add_marker(pytest.mark.skip(reason=f"tests the simulation itself; this run is on --board {board}"))
-        if "benchmark" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.serial)
-    if hasattr(config, "workerinput"):
-        serial = [item for item in items if "serial" in item.keywords]
-        if serial:
-            items[:] = [item for item in items if "serial" not in item.keywords]
-            config.hook.pytest_deselected(items=serial)
-            warnings.warn(pytest.PytestWarning(
-                f"{len(serial)} tests need the machine to themselves (marked serial, or timed by "
-                f"pytest-benchmark) and were left out of this pytest -n run; run them without -n: "
-                f"pytest -m serial (" + ", ".join(item.nodeid for item in serial[:5])
-                + (", ..." if len(serial) > 5 else "") + ")"))
-
-
-@pytest.fixture(scope="session")
-def n_images(request):
-    """How many test images a HIL test runs: --images, or all with --full."""
-    return FULL_IMAGES if request.config.getoption("--full") else request.config.getoption("--images")
-
-
-@pytest.fixture(scope="session")
-def sim_build(request):
-    """The sim model of --variant's accelerator, its sim twin (built once, then taken from its cache)."""
-    from nnhil.gateware import buildcache
-    return buildcache.build_sim(variants.get(request.config.getoption("--variant")).accel)
+def _unwind_on_sigterm(config):
+    """Once a sim or board is held: a kill (a CI timeout) unwinds like Ctrl-C, so the session
+    fixtures stop the sim and socat and release a lab place; restored when the run ends. Left
+    alone if the run (or the project) installed its own handler."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
 WORKER_PROPERTIES = "nnhil_suite_properties"    # the key of a worker's in its workeroutput
 
 
 @pytest.fixture(scope="session")
-def suite_property(request, record_testsuite_property):
+def nnhil_suite_property(request, record_testsuite_property):
     """record_testsuite_property, also under pytest -n: a worker's properties go to the
     controller when the worker ends, and into the JUnit report named 'name[gw0]'."""
     config = request.config
@@ -158,49 +161,79 @@ def pytest_testnodedown(node, error):
 
 
 @pytest.fixture(scope="session")
-def sim(sim_build, suite_property):
+def nnhil_sim_build(request):
+    """The sim model of the variant's accelerator, its sim twin (built once, then taken from its cache)."""
+    from nnhil.gateware import buildcache
+    from nnhil.host import doctor
+    missing = doctor.problem("sim")
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    return buildcache.build_sim(variants.get(option(request.config, "variant")).accel)
+
+
+@pytest.fixture(scope="session")
+def nnhil_sim(request, nnhil_sim_build, nnhil_suite_property):
     """The sim, booted once; its boot time (bounded by Simulator.start_timeout) goes to the JUnit report."""
     from nnhil.host.simulator import Simulator
-    with Simulator(sim_build) as s:
-        suite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
+    _unwind_on_sigterm(request.config)
+    with Simulator(nnhil_sim_build) as s:
+        nnhil_suite_property("sim_boot_to_answer_s", round(s.boot_seconds, 2))
         yield s
 
 
 @pytest.fixture(scope="session")
-def dut(request, suite_property):
-    """The SoC under test (host.dut.DUT): the session's simulation, or the board of --board.
+def nnhil_dut(request, nnhil_suite_property):
+    """The SoC under test (host.dut.DUT), as host.dut.open_dut resolves the options: the
+    session's simulation (``nnhil_sim``), or the board. Skips if a board is asked for and none
+    is found. It holds the target's one link for the whole session (a sim serves one client at
+    a time)."""
+    from nnhil.host import dut as duts
 
-    It holds the target's one link for the whole session (a sim serves one client at a time).
-    """
-    from nnhil.host import board, dut as duts
-
-    opt = request.config.getoption
-    name, port, place = opt("--board"), opt("--port"), None
-    if name and not port:
-        from nnhil.host import lab
-        place = lab.place_from_options(request.config)
+    config = request.config
+    opt = lambda name: option(config, name)     # noqa: E731
+    board_name = None if opt("target") == "sim" else opt("target")
+    port, program = opt("port"), None
+    if board_name and not port:
+        place = _place(config, opt("place"))
         if place:
-            port = lab.hold(request.config, place)      # released at the end of the run
-    if name and not port:
-        port = board.find_arty()
-        if port is None and not opt("--sim-fallback"):
-            pytest.skip(f"--board {name}: no board found (looked for {board.describe_search()}); "
-                        f"pass --port or --lg-place, or --sim-fallback to run on the simulation")
-    sim = None if name and port else request.getfixturevalue("sim")
-    with duts.open_dut(name, port, opt("--baud"), opt("--build-dir"), opt("--bitstream"),
-                       opt("--sim-fallback"), log=print, sim=sim,
-                       program=place.program if place else None, variant=opt("--variant")) as d:
-        _record_target(d, suite_property)
+            from nnhil.host import lab
+            port, program = lab.hold(config, place), place.program   # released at the end of the run
+    _unwind_on_sigterm(config)
+    with contextlib.ExitStack() as stack:
+        try:
+            d = stack.enter_context(duts.open_dut(
+                board_name, port, opt("baud"), opt("build_dir"), opt("bitstream"), opt("sim_fallback"),
+                log=print, sim=lambda: request.getfixturevalue("nnhil_sim"), program=program,
+                variant=opt("variant"), option_names=OPTION_NAMES))
+        except (duts.BoardNotFound, MissingTools) as e:
+            d = e                   # skipped or failed outside the handler: the message alone, no traceback
+        if isinstance(d, duts.BoardNotFound):
+            pytest.skip(f"{d}; or --nnhil-place for a labgrid place")
+        if isinstance(d, MissingTools):
+            pytest.fail(str(d), pytrace=False)
+        _record_target(d, nnhil_suite_property)
         yield d
+
+
+def _place(config, name):
+    """The labgrid place of ``name`` or of labgrid's --lg-env (host.lab), or None; labgrid is
+    the extra "lab", so without it there is none (and a name is an error saying so)."""
+    if importlib.util.find_spec("labgrid") is None:
+        if name:
+            raise pytest.UsageError(f"--nnhil-place {name}: labgrid is not installed; pip install 'nnhil[lab]'")
+        return None
+    from nnhil.host import lab
+    return lab.place_from_options(config, name)
 
 
 def _record_target(d, record):
     import importlib.metadata
-    import subprocess
 
     record("target", d.target)
     record("gateware_build", d.build_dir.name)
+    record("nnhil_version", importlib.metadata.version("nnhil"))
     record("litex_version", importlib.metadata.version("litex"))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent)
-    record("git_commit", commit.stdout.strip() if commit.returncode == 0 else "unknown")
+    source = Path(__file__).resolve().parents[1]        # a checkout (an editable install) has its commit
+    if (source / ".git").exists():
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=source)
+        record("git_commit", commit.stdout.strip() if commit.returncode == 0 else "unknown")

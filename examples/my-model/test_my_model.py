@@ -1,16 +1,16 @@
-"""My model on the SoC under test: `pytest` (the simulation) or `pytest --board arty`."""
+"""My model on the SoC under test: `pytest` (the simulation) or `pytest --nnhil-target arty` (a board)."""
 import numpy as np
 
-from nnhil.training import modelfile
+import nnhil
 
 
-def test_my_model_is_bit_exact_in_the_modelled_cycles(dut):
-    model = modelfile.load_quantized("model.npz")
+def test_my_model_is_bit_exact_in_the_modelled_cycles(nnhil_dut):
+    model = nnhil.load_model("model.npz")
     images = np.load("images.npy")
-    dut.load(model)
-    r = dut.infer(images)
+    nnhil_dut.load(model)
+    r = nnhil_dut.infer(images)
     np.testing.assert_array_equal(r.logits, model.logits(images))
     assert (r.argmax == model.predict(images)).all()
-    assert (r.cycles == dut.accelerator.model_cycles).all()
-    cpu = dut.cpu_infer(model, images[:1])
+    assert (r.cycles == nnhil_dut.accelerator.model_cycles).all()
+    cpu = nnhil_dut.cpu_infer(model, images[:1])
     assert cpu.exact(model, images[:1]).all()

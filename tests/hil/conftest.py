@@ -1,5 +1,6 @@
 """Fixtures of the hardware-in-the-loop tests: the DUT's bridge, accelerator and firmware, and each
-model (the project's trained ones, or the files given with --model) loaded and run on test images."""
+model (the project's trained ones, or the files given with --model) loaded and run on test images.
+The options (--model, --images, --baselines, ...) are the repository's conftest.py's."""
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,8 +37,8 @@ def history_file(tmp_path_factory, request):
 
 @pytest.fixture(scope="session")
 def baselines_path(request, repo_baselines):
-    """--baselines; else this repository's for its own models, and a user's own file (in the
-    rootdir, as the plugin's option says) for the models of --model."""
+    """--baselines; else this repository's for its own models, and a file in the rootdir (as
+    --baselines's help says) for the models of --model."""
     given = request.config.getoption("--baselines")
     if given:
         return Path(given)

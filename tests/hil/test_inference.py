@@ -9,7 +9,7 @@ import pytest
 from nnhil.gateware import cyclemodel, layout, program, variants
 from nnhil.host import driver as drv, history, latency
 from nnhil.host.testmodels import random_default_model
-from nnhil.host.pytest_plugin import assert_bit_exact
+from nnhil.host.pytest_plugin import assert_bit_exact, option
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import IntModel
 
@@ -77,7 +77,7 @@ def test_batch_hides_image_io(batch, loaded, accelerator, firmware, request, rec
     print(f"\n{double:.0f} cycles per image with the driver double-buffered ({double / run:.3f}x the run's "
           f"{run}), {serial:.0f} single-buffered: {cpu_work:.0f} of CPU work per image")
     assert double <= DOUBLE_BUFFERED_RATIO * max(run, cpu_work)
-    if loaded.name in MODELS and request.config.getoption("--variant") == variants.DEFAULT:
+    if loaded.name in MODELS and option(request.config, "variant") == variants.DEFAULT:
         assert double <= DOUBLE_BUFFERED_RATIO * run, f"{double / run:.3f}x the accelerator's {run} cycles"
 
 
@@ -132,7 +132,7 @@ def test_latency_against_baseline(batch, cpu, loaded, accelerator, bridge, dut, 
     # a --model file is keyed by its file, on the dataset it records
     arch, dataset = MODELS.get(loaded.name, (loaded.name, loaded.data.name))
     platform = bridge.csr.constants["config_platform_name"]     # what the SoC was built for
-    name = latency.key(arch, dataset, platform, request.config.getoption("--variant"))
+    name = latency.key(arch, dataset, platform, option(request.config, "variant"))
     ran = latency.setup(accelerator.compiled)
     record = {**measured, "target": dut.target, "platform": platform, "images": len(labels), "model": arch,
               "dataset": dataset, "model_hash": loaded.model.hash,

@@ -1,8 +1,14 @@
 """Under pytest -n, the tests that need the machine to themselves are left out, loudly, and run
-(timed for real) in a serial pass; a pytest run started from a worker's test is no worker."""
+(timed for real) in a serial pass; a pytest run started from a worker's test is no worker.
+That is this repository's conftest.py (not the installed plugin's): a project of three tests
+with a copy of it."""
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+CONFTEST = Path(__file__).resolve().parents[2] / "conftest.py"
 
 TESTS = '''
 import time
@@ -29,7 +35,8 @@ def pytest_in(project, *args, **env):
 
 
 def test_serial_tests_leave_a_distributed_run_and_run_in_a_serial_one(tmp_path):
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:pytest_embedded\n")
+    shutil.copy(CONFTEST, tmp_path)
     (tmp_path / "test_mixed.py").write_text(TESTS)
     out = pytest_in(tmp_path, "-n", "2")
     ran, warned = out.split("warnings summary")

@@ -31,14 +31,14 @@ test -f "$last" || { echo "unable to open $last" >&2; exit 1; }
 
 @contextlib.contextmanager
 def board_run(lab, *args, select=HIL_SUBSET, bitstream=None, stand_in_dir=None):
-    """``pytest --board arty --lg-place`` on the HIL subset, as a CI job on another host would run it;
+    """``pytest --nnhil-target arty --nnhil-place`` on the HIL subset, as a CI job on another host would run it;
     killed on leaving the block if it still runs."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")      # results arrive as they happen
     if stand_in_dir:
         env["PATH"] = f"{stand_in_dir}{os.pathsep}{env['PATH']}"
     cmd = [sys.executable, "-m", "pytest", "tests/hil", "-k", select, "--images", "20", "-p", "no:cacheprovider",
-           "--board", "arty", "--build-dir", str(lab.build_dir), *args,
-           *(["--bitstream", str(bitstream)] if bitstream else [])]
+           "--nnhil-target", "arty", "--nnhil-build-dir", str(lab.build_dir), *args,
+           *(["--nnhil-bitstream", str(bitstream)] if bitstream else [])]
     # SIGINT at its default in the run, as in a terminal: a CI job or shell that started this
     # suite in the background without job control hands its children SIGINT ignored
     run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -54,7 +54,7 @@ def board_run(lab, *args, select=HIL_SUBSET, bitstream=None, stand_in_dir=None):
 
 
 def place_args(lab, place=None):
-    return ["--lg-coordinator", lab.address, "--lg-place", place or lab.PLACE]
+    return ["--lg-coordinator", lab.address, "--nnhil-place", place or lab.PLACE]
 
 
 def read_until(run, text, timeout=120):

@@ -1,4 +1,4 @@
-"""The Arty A7-100 through its sim twin: the HIL suite with --board arty --variant a7-100 on the
+"""The Arty A7-100 through its sim twin: the HIL suite with --nnhil-target arty --nnhil-variant a7-100 on the
 board's code path, and the seed's 90%+ MLP, which only the larger part holds, bit-exact."""
 import dataclasses
 import subprocess
@@ -28,15 +28,15 @@ def twin():
 
 
 def test_hil_suite_with_variant_a7_100_on_its_sim_twin(twin, headline):
-    """The HIL suite with --board arty --variant a7-100 against the twin behind a pty (the
+    """The HIL suite with --nnhil-target arty --nnhil-variant a7-100 against the twin behind a pty (the
     /dev/ttyUSB1 path), as test_bridge's board-path run does for the A7-35: the MLP only (headline
     caches it in out/), the tests of the simulation itself left out; its latency baselines are
     the twin's own."""
     with twin.pty() as tty:
         r = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).parents[1] / "hil"), "-q",
                             "-p", "no:cacheprovider", "-m", "not sim", "-k", "not cnn",
-                            "--board", "arty", "--variant", "a7-100", "--port", tty,
-                            "--build-dir", str(twin.build.dir), "--images", "100"],
+                            "--nnhil-target", "arty", "--nnhil-variant", "a7-100", "--nnhil-port", tty,
+                            "--nnhil-build-dir", str(twin.build.dir), "--images", "100"],
                            capture_output=True, text=True, timeout=600)
     summary = r.stdout.strip().splitlines()[-1]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

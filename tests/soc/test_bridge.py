@@ -110,7 +110,7 @@ def test_second_user_of_a_port_is_refused(sim, sim_build):
 
 
 def test_board_code_path_on_the_sim_pty(sim, sim_build, every_model):
-    """The HIL suite with --board arty against the sim behind a pty: the /dev/ttyUSB1 code path.
+    """The HIL suite with --nnhil-target arty against the sim behind a pty: the /dev/ttyUSB1 code path.
 
     It runs in this run's working directory, so it finds the models every_model cached in out/;
     the tests of the simulation itself (marker sim, such as the loaded-core batches) are left
@@ -119,8 +119,8 @@ def test_board_code_path_on_the_sim_pty(sim, sim_build, every_model):
     with sim.pty() as tty:
         r = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).parents[1] / "hil"), "-q",
                             "-p", "no:cacheprovider", "-m", "not sim", "-k", "not cnn",
-                            "--board", "arty", "--port", tty,
-                            "--build-dir", str(sim_build.dir), "--images", "100"],
+                            "--nnhil-target", "arty", "--nnhil-port", tty,
+                            "--nnhil-build-dir", str(sim_build.dir), "--images", "100"],
                            capture_output=True, text=True, timeout=600)
     summary = r.stdout.strip().splitlines()[-1]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
