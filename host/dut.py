@@ -27,6 +27,20 @@ class VariantMismatch(board.BoardError):
     """The SoC runs another accelerator configuration than the Arty variant asked for."""
 
 
+class FaultBuildRefused(board.BoardError):
+    """An ordinary run found the selftest's fault build (or the selftest an ordinary one)."""
+
+
+def check_fault_build(dut, want):
+    """FaultBuildRefused unless ``dut`` is a fault build exactly when ``want`` (gateware.faults)."""
+    if dut.identity.fault_build != want:
+        raise FaultBuildRefused(
+            f"the {dut.target} SoC of {dut.build_dir} is a selftest fault build: only 'nnhil selftest' "
+            f"runs it; pass the --build-dir of an ordinary build" if not want else
+            f"the {dut.target} SoC of {dut.build_dir} is not a selftest fault build: the selftest "
+            f"needs one (it builds it when it starts the simulation itself)")
+
+
 def check_variant(dut, variant):
     """BoardError unless ``dut`` runs ``variant``'s accelerator configuration (gateware.variants)."""
     want = variants.get(variant).accel
@@ -101,7 +115,8 @@ class DUT:
 
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
-             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT):
+             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT,
+             sim_variant=buildcache.SimVariant()):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
     ``variant`` (gateware.variants: "a7-35", "a7-100") picks the board's part and default build,
@@ -109,7 +124,9 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
     configuration is refused (VariantMismatch). Without a board attached, raises BoardNotFound,
     or with ``sim_fallback`` runs on the simulation and says so. The simulation is ``sim`` (a
     running Simulator) if given; ``program(bitstream)`` loads a bitstream (default: openFPGALoader
-    for the variant; a lab's exporter for a labgrid place).
+    for the variant; a lab's exporter for a labgrid place). ``sim_variant`` (a
+    buildcache.SimVariant) is the sim build to run; a fault build is refused on a board and,
+    unless asked for, on the simulation (FaultBuildRefused).
     """
     v = variants.get(variant)
     if board_name:
@@ -129,15 +146,17 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         with Bridge(port, build_dir / "csr.json", baudrate=baud) as bridge:
             d = DUT(board_name, bridge, build_dir)
             check_variant(d, v.name)
+            check_fault_build(d, False)
             yield d
         return
     if board_name:
         log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
     with contextlib.ExitStack() as stack:
         if sim is None:
-            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log)))
+            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log, variant=sim_variant)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
         d = DUT("sim", bridge, sim.build.dir, sim=sim)
         check_variant(d, v.name)
+        check_fault_build(d, sim_variant.faults)
         yield d
