@@ -8,9 +8,11 @@ ordinary datapath, n the hardware fault ``HARDWARE[n - 1]``, so one Verilator bu
 whole campaign. The ordinary build generates none of it (:func:`site` returns the ordinary
 expression unchanged when there is no select signal), so its Verilog is what it was before.
 
-Each fault names the checks that can catch it (:data:`CHECKS`) and the coverage ``edge``
-(host.coverage) that says whether the images exercised it: a fault whose edge the images
-never reached is "not exercised" with the edge's reason, not a weakness of the harness.
+Firmware faults are firmware variants built with the C macro :func:`define`; link faults
+corrupt what the campaign's host writes. Each fault names the checks that can catch it
+(:data:`CHECKS`) and the coverage ``edge`` (host.coverage) that says whether the images
+exercised it: a fault whose edge the images never reached is "not exercised" with the
+edge's reason, not a weakness of the harness.
 """
 from dataclasses import dataclass
 
@@ -22,8 +24,10 @@ CHECKS = {
     "accuracy":   "accuracy equal to the integer model's",
     "divergence": "the layer-by-layer divergence report",
     "repeat":     "the images shuffled and repeated give the first pass's results",
+    "completes":  "the run finishes without an error or a timeout",
 }
 VALUES = ("logits", "accuracy", "divergence", "repeat")   # what a wrong value can meet
+FIRMWARE = ("logits", "accuracy", "repeat")   # the layer-by-layer report runs without the firmware
 
 FAULT_BUILD_ID = 0x4E464C54     # "NFLT": the fault_build CSR of a fault build
 
@@ -45,7 +49,7 @@ FAULTS = (
     Fault("round_dropped", "the rounding constant 2**(shift-1) dropped (truncation)",
           "requantizer", VALUES, "rounding"),
     Fault("round_off_by_one", "the rounding constant one bit too high, 2**shift",
-          "requantizer", VALUES, "rounding"),
+          "requantizer", VALUES, "rounding_high"),
     Fault("saturation_short", "the clamp to 255 tests bits 9 and up: 256..511 wrap",
           "requantizer", VALUES, "saturation_wrap"),
     Fault("relu_broken", "ReLU broken: negative values become 255",
@@ -78,10 +82,23 @@ FAULTS = (
           "macarray", VALUES, "second_image"),
     Fault("stage_longer", "the requantizer one pipeline stage longer than the schedule",
           "requantizer", ("cycles",), ""),
+    Fault("image_copy_short", "the firmware copies each image one word short",
+          "firmware", FIRMWARE, "image_tail"),
+    Fault("logits_wrong_slot", "the firmware reads the logits from the other slot's bank",
+          "firmware", FIRMWARE, "two_slots"),
+    Fault("weight_bit_flip", "one bit flipped in a weight word during the load",
+          "link", ("readback",) + VALUES, ""),
+    Fault("image_byte_flip", "one image byte flipped in transit",
+          "link", ("logits", "accuracy"), ""),
 )
 BY_NAME = {f.name: f for f in FAULTS}
 HARDWARE = tuple(f for f in FAULTS if f.kind == "hardware")
 SELECT_BITS = len(HARDWARE).bit_length()
+
+
+def define(fault):
+    """The C macro a firmware fault's variant is built with (firmware/main.c)."""
+    return f"NNHIL_FAULT_{fault.name.upper()}"
 
 
 def code(name):

@@ -172,6 +172,14 @@ def main(argv=None):
     run.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
+    from . import selftest
+    p = sub.add_parser("selftest", help="how well the checks catch a broken accelerator: the model once per injected fault",
+                       description=selftest.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  nnhil selftest out/mnist-cnn.../quantized.npz --images 300\n"
+                              "  nnhil selftest model.npz --images-npy x.npy --faults relu_broken,maxpool_min --strict")
+    selftest.add_arguments(p)
+    p.set_defaults(func=lambda args: selftest.run(args))
+
     p = sub.add_parser("report", help="the models side by side, latency and accuracy history of the runs")
     p.add_argument("--out", default="out/report", help="output folder (default out/report)")
     p.set_defaults(func=cmd_report)

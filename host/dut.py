@@ -89,6 +89,14 @@ class DUT:
             self._firmware = fw
         return self._firmware
 
+    def boot_firmware(self, defines=None):
+        """Boot the firmware built with ``defines`` (C macros; None: the ordinary one) and
+        make it this DUT's (the selftest's firmware faults)."""
+        fw = Firmware(self.bridge, build_firmware(self.build_dir, defines))
+        fw.boot()
+        self._firmware = fw
+        return fw
+
     def load(self, model, verify=True):
         """Put ``model`` on the accelerator (refused before any write if it does not fit);
         with verify, read every word back. Returns its gateware.compiled.CompiledModel."""
