@@ -146,6 +146,8 @@ def one_fault(dut, compiled, images, labels, ref, cov, fault):
         dut.load(compiled.model)            # the clean model again
     else:
         caught, layer, acc, error = run_checks(dut, compiled, images, labels, ref, fault, traced)
+    if error:                               # a run that failed may leave the firmware waiting
+        dut.boot_firmware()
     by = [c for c, hit in caught.items() if hit]
     if by:
         verdict, reason = "caught", error or ""

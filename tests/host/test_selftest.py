@@ -67,7 +67,7 @@ REQUIRED = {
     "weight_bit_flip": {"readback"}, "image_byte_flip": {"logits"},
 }
 ONLY = {"mlp": {"acc_24_bits", "split_group_dropped", "out_base_ignored", "argmax_ties_last",
-                "lane_weight_stuck", "image_copy_short"},
+                "image_copy_short"},
         "cnn": {"kernel_row_stride", "pair_wrong_address", "maxpool_min"}}
 
 
@@ -124,7 +124,7 @@ def test_every_fault_is_caught_by_its_checks(campaigns):
 def test_what_the_cnn_cannot_reach_is_not_exercised(campaigns):
     verdicts = {v.fault: v for v in campaigns["cnn"][2]}
     expected = {"out_base_ignored": "out_base", "acc_24_bits": "beyond_2_23", "argmax_ties_last": "argmax_tie",
-                "image_copy_short": "image_tail", "lane_weight_stuck": "last_lane"}
+                "image_copy_short": "image_tail"}     # (its pool drops the row of the last input word)
     for name, edge in expected.items():
         assert (verdicts[name].verdict, verdicts[name].reason) == ("not exercised", coverage.EDGES[edge][1]), name
 
