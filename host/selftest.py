@@ -21,8 +21,9 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from nnhil.gateware import buildcache, faults as fault_list
+from nnhil.gateware import buildcache, faults as fault_list, variants
 from nnhil.gateware.compiled import CompiledModel
+from nnhil.training import datasets, home
 
 from . import coverage, divergence, shards
 from .driver import AcceleratorError
@@ -259,7 +260,8 @@ def add_arguments(p):
                    help="all, or comma-separated names of gateware/faults.py (default: all): "
                         + ", ".join(fault_list.BY_NAME))
     p.add_argument("--strict", action="store_true", help="also fail on faults the images did not exercise")
-    p.add_argument("--dataset", help="its test images (default: the dataset the model was trained on)")
+    p.add_argument("--dataset", choices=sorted(datasets.DATASETS),
+                   help="its test images (default: the dataset the model was trained on, if recorded)")
     p.add_argument("--data-dir", help="folder with the gzip IDX files")
     p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
     p.add_argument("--labels-npy", help="their labels: a .npy of integers, one per image")
@@ -267,13 +269,14 @@ def add_arguments(p):
     n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
     n.add_argument("--full", action="store_true", help=f"all images ({run.FULL_IMAGES} of a dataset's test set)")
     p.add_argument("--sims", type=int, default=1, help="share the faults over this many simulations (default 1)")
-    p.add_argument("--variant", default="a7-35", help="the accelerator of this Arty variant's sim twin")
-    p.add_argument("--out", default=None, help="where the reports go: board/<model>-<dataset>/ (default: as nnhil run)")
+    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
+                   help="the accelerator of this Arty variant's sim twin (default: %(default)s)")
+    p.add_argument("--out", default=str(home.out()),
+                   help="the reports go to board/<model>-<dataset>/ in it, as nnhil run's (default: %(default)s)")
 
 
 def run(args, log=print):
     """nnhil selftest: 0 if no fault survived (with --strict: and every fault was exercised)."""
-    from nnhil.training import home
     from . import run as run_mod
     names = "all" if args.faults == "all" else [n.strip() for n in args.faults.split(",") if n.strip()]
     try:
@@ -297,7 +300,7 @@ def run(args, log=print):
     seconds = time.perf_counter() - t0
     log(cov.text())
     log(table(verdicts))
-    out_dir = Path(args.out or home.out()) / "board" / f"{job.name}-{job.dataset}"
+    out_dir = Path(args.out) / "board" / f"{job.name}-{job.dataset}"
     paths = write_reports(out_dir, verdicts, cov, args.strict, seconds,
                           {"model": job.name, "dataset": job.dataset, "images": len(job.images)})
     bad = failed(verdicts, args.strict)

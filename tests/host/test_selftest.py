@@ -19,7 +19,8 @@ from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import IntModel, MaxPool2D
 from tests.gateware import accel_models as am
 
-pytestmark = pytest.mark.sim
+# with pytest -n --dist loadgroup one worker runs them all: one fault simulation, booted once
+pytestmark = [pytest.mark.sim, pytest.mark.xdist_group("selftest-fault-build")]
 IMAGES = 4
 
 
@@ -167,3 +168,26 @@ def test_bad_fault_names_fail_before_any_work(capsys):
     from nnhil.host import cli
     assert cli.main(["selftest", "no-such-model.npz", "--faults", "relu_broken,stuck_pixel"]) == 2
     assert "--faults: unknown fault stuck_pixel: the faults are" in capsys.readouterr().err
+
+
+def test_command_line(tmp_path, capsys):
+    """nnhil selftest on a model file and .npy images: the table, the reports beside the run's
+    outputs, exit 0; with --strict the fault the model cannot reach fails it (exit 1)."""
+    from nnhil.host import cli
+    from nnhil.training import modelfile
+    rng = np.random.default_rng(7)
+    model = am.model_of([am.dense(rng, 20, 12, False, wlo=0, bias_scale=0), am.dense(rng, 12, 4, True)])
+    model.layers[0].bias[:] = np.abs(model.layers[0].bias)           # nothing negative: no ReLU edge
+    modelfile.save_quantized(tmp_path / "quantized.npz", model)
+    np.save(tmp_path / "x.npy", images_for(rng, model))
+    args = ["selftest", str(tmp_path / "quantized.npz"), "--images-npy", str(tmp_path / "x.npy"),
+            "--faults", "cycles_from_1,relu_broken", "--out", str(tmp_path / "out")]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "cycles_from_1" in out and "1 caught, 1 not exercised, 0 survived of 2 faults" in out
+    board_dir = tmp_path / "out" / "board" / f"{tmp_path.name}-x"       # <model's folder>-<images>
+    report = json.loads((board_dir / "selftest.json").read_text())
+    assert [(f["fault"], f["verdict"]) for f in report["faults"]] == [("cycles_from_1", "caught"),
+                                                                       ("relu_broken", "not exercised")]
+    assert 'skipped="1"' in (board_dir / "selftest-junit.xml").read_text()
+    assert cli.main(args + ["--strict"]) == 1
