@@ -29,6 +29,8 @@ EDGES = {
                          "no hidden output is sensitive to a doubled rounding constant"),
     "beyond_2_23":      ("MAC accumulators (lane-group sums) beyond +-2**23",
                          "no MAC accumulator went beyond +-2**23"),
+    "lanes":            ("lanes that hold a channel (of the build's lanes)", "the layer uses no lane"),
+    "lane_groups":      ("lane groups: a split fan-in's, or a pair's two positions", "one lane group"),
     "last_lane":        ("outputs weight bit 0 of the last lane stuck at 1 would change",
                          "no output depends on the last lane's even weights (the lane unused, or clamped)"),
     "partial_tile":     ("layers whose last tile has 2 or more channels but not all lanes",
@@ -205,6 +207,8 @@ def measure(compiled, images, slots_used=None):
             if pairs == 2:
                 h, wo = shape.out_hw
                 counts.add("pairs", np.ones((n, h * (wo // 2)), bool))
+        counts["lanes"] = min(shape.c_out, lanes) * G * pairs
+        counts["lane_groups"] = G * pairs
         # a partial last tile (a split fan-in's or a pair's sweep ends at its c_out channels)
         v = shape.c_out - (layout.tiles(shape.c_out, lanes) - 1) * lanes
         counts.add("partial_tile", every & (2 <= v < lanes))

@@ -65,3 +65,16 @@ def test_pool_edges_and_the_unread_last_word():
     (_, c), _ = cov.layers
     assert c["pool_differs"] == 2 and c["pool_tie"] == 2     # image 2's all-zero window ties too
     assert cov.run["image_tail"] == 0 and cov.reason("image_tail") == coverage.EDGES["image_tail"][1]
+
+
+def test_lanes_used():
+    """On 8 lanes: 2 outputs split over four groups use 8 lanes, 3 outputs over two groups 6,
+    a conv of 3 channels in position pairs 6, 11 outputs in two tiles all 8 of the first."""
+    rng = np.random.default_rng(0)
+    conv = Conv2D(rng.integers(-5, 5, (3, 1, 2, 2)).astype(np.int8), np.zeros(3, np.int32),
+                  np.ones(3, np.uint16), np.full(3, 4, np.uint8), fx.OUTPUT_U8, (1, 3, 4))
+    w = lambda o, i: rng.integers(-5, 5, (o, i))
+    model = IntModel([conv, dense(w(11, 18), 0, 1, 4), dense(w(3, 11), 0, 1, 4), dense(w(2, 3), 0, 1, 1, last=True)],
+                     input_shape=(1, 3, 4))
+    cov = coverage.measure(CompiledModel.of(model, CFG), np.zeros((1, 1, 3, 4), np.uint8))
+    assert [(c["lanes"], c["lane_groups"]) for _, c in cov.layers] == [(6, 2), (8, 1), (6, 2), (8, 4)]
