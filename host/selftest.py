@@ -31,6 +31,7 @@ from .dut import open_dut
 from .firmware_abi import FirmwareError
 
 REPEAT_SEED = 26              # the order of the shuffled pass
+CLEAN_IMAGES = 4              # run exact after each fault, no fault selected
 
 
 class SelftestError(RuntimeError):
@@ -149,6 +150,7 @@ def one_fault(dut, compiled, images, labels, ref, cov, fault):
         caught, layer, acc, error = run_checks(dut, compiled, images, labels, ref, fault, traced)
     if error:                               # a run that failed may leave the firmware waiting
         dut.boot_firmware()
+    _clean(dut, compiled, images[:CLEAN_IMAGES], ref[:CLEAN_IMAGES], f"after {fault.name}")
     by = [c for c, hit in caught.items() if hit]
     if by:
         verdict, reason = "caught", error or ""
@@ -157,6 +159,16 @@ def one_fault(dut, compiled, images, labels, ref, cov, fault):
         verdict, reason = ("not exercised", why) if why else ("survived", "")
     return Verdict(fault.name, fault.stands_for, verdict, by, reason, layer, acc,
                    round(time.perf_counter() - t0, 1))
+
+
+def _clean(dut, compiled, images, ref, when):
+    """SelftestError unless the DUT, no fault selected, gives exact results and cycles: a
+    fault's leftovers must not decide the next fault's verdict."""
+    r = _batch(dut, images)
+    bad = np.flatnonzero(~r.matches(ref) | (r.cycles != compiled.cycles))
+    if bad.size:
+        raise SelftestError(f"with no fault selected, {when}, {bad.size} of {len(images)} images differ "
+                            f"from the integer model or the cycle model: that fault left state behind")
 
 
 def baseline(dut, compiled, images, ref):

@@ -191,3 +191,18 @@ def test_command_line(tmp_path, capsys):
                                                                        ("relu_broken", "not exercised")]
     assert 'skipped="1"' in (board_dir / "selftest-junit.xml").read_text()
     assert cli.main(args + ["--strict"]) == 1
+
+
+def test_state_left_behind_stops_the_campaign(fault_dut):
+    """The check after each fault (no fault selected, a few images exact) stops the campaign
+    when the DUT still misbehaves: here the fault is still selected."""
+    rng = np.random.default_rng(3)
+    model = mlp(rng)
+    x = images_for(rng, model)
+    compiled = fault_dut.load(model)
+    fault_dut.accelerator.write_csr("fault_select", faults.code("relu_broken"))
+    try:
+        with pytest.raises(selftest.SelftestError, match="after relu_broken, 4 of 4 images differ"):
+            selftest._clean(fault_dut, compiled, x, model.logits(x), "after relu_broken")
+    finally:
+        fault_dut.accelerator.write_csr("fault_select", 0)
