@@ -199,6 +199,18 @@ static void copy_words(volatile uint32_t *dst, const uint32_t *src, uint32_t n)
 		dst[i] = src[i];
 }
 
+/* The selftest's firmware faults (gateware/faults.py), each built in only with its macro. */
+#ifdef NNHIL_FAULT_IMAGE_COPY_SHORT
+#define IMAGE_WORDS(words) ((words) - 1)
+#else
+#define IMAGE_WORDS(words) (words)
+#endif
+#ifdef NNHIL_FAULT_LOGITS_WRONG_SLOT
+#define LOGITS_BANK(slot) ((slot) ^ 1)
+#else
+#define LOGITS_BANK(slot) (slot)
+#endif
+
 static void accel_start(uint32_t slot)
 {
 	nnhil_slot_write(slot);
@@ -232,13 +244,13 @@ static uint32_t accel_batch(void)
 	if (!n)
 		return STATUS_OK;
 	t0 = now();
-	copy_words(act0, images, words);
+	copy_words(act0, images, IMAGE_WORDS(words));
 	accel_start(0);
 	if (slots == 2 && n > 1)
-		copy_words(act0 + ACCEL_SLOT_WORDS, images + words, words);
+		copy_words(act0 + ACCEL_SLOT_WORDS, images + words, IMAGE_WORDS(words));
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t slot = slots == 2 ? k & 1 : 0, status, t1;
-		volatile uint32_t *logits = out + slot * ACCEL_SLOT_LOGITS;
+		volatile uint32_t *logits = out + LOGITS_BANK(slot) * ACCEL_SLOT_LOGITS;
 		while (!((status = nnhil_status_read()) & ACCEL_STATUS_DONE))
 			;
 		rec[2] = nnhil_cycles_read();
@@ -252,9 +264,9 @@ static uint32_t accel_batch(void)
 			rec[RESULT_HEADER + j] = logits[j];
 		if (slots == 2) {
 			if (k + 2 < n)
-				copy_words(act0 + slot * ACCEL_SLOT_WORDS, images + (k + 2) * words, words);
+				copy_words(act0 + slot * ACCEL_SLOT_WORDS, images + (k + 2) * words, IMAGE_WORDS(words));
 		} else if (k + 1 < n) {
-			copy_words(act0, images + (k + 1) * words, words);
+			copy_words(act0, images + (k + 1) * words, IMAGE_WORDS(words));
 			accel_start(0);
 		}
 		rec[1] = t1 - t0;

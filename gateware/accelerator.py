@@ -16,7 +16,7 @@ from litex.soc.interconnect.csr import CSRField, CSRStatus, CSRStorage
 
 from nnhil.training import fixedpoint as fx
 
-from . import layout
+from . import faults as fault_list, layout
 from .layout import DIM_BITS as DIM
 from .macarray import MACArray
 from .requantizer import Requantizer
@@ -43,8 +43,13 @@ class Accelerator(LiteXModule):
     bytes, in one cycle. The datapath keeps one port per activation buffer (the other is
     the bus's); each buffer is two banks of halfwords (bytes 0-1 and 2-3 of each word), so
     one read gives any three adjacent bytes and one write any two.
+
+    ``faults`` makes a fault build for the selftest (gateware.faults: a sim-only build
+    variant, never an AccelConfig field): the ``fault_select`` CSR picks one of the fault
+    sites at run time, and ``fault_build`` identifies the build. Without it nothing of that
+    is generated.
     """
-    def __init__(self, cfg=layout.AccelConfig()):
+    def __init__(self, cfg=layout.AccelConfig(), faults=False):
         self.cfg = cfg
         P = cfg.lanes
         depths = {"weight_words": cfg.weight_words, "bias_entries": cfg.bias_entries,
@@ -83,9 +88,10 @@ class Accelerator(LiteXModule):
 
         self.window = WishboneWindow(cfg, bus_ports)
         self.bus    = self.window.bus
-        self.mac    = mac = MACArray(P)
-        self.requant = rq = Requantizer(cfg, mac.drain)
-        self.sequencer = seq = Sequencer(cfg)
+        select = Signal(fault_list.SELECT_BITS) if faults else None
+        self.mac    = mac = MACArray(P, select)
+        self.requant = rq = Requantizer(cfg, mac.drain, select)
+        self.sequencer = seq = Sequencer(cfg, select)
 
         # CSRs -------------------------------------------------------------------------------
         self.control = CSRStorage(description="Starts or aborts a run.", fields=[
@@ -178,7 +184,8 @@ class Accelerator(LiteXModule):
         # the requantizer writes byte j (and with act_we_next j + 1: the other byte of j's
         # halfword, or the first of the next halfword, in the other bank)
         j, j_next = rq.out_adr, Signal(len(rq.out_adr))
-        self.comb += j_next.eq(j + 1)
+        self.comb += j_next.eq(j + fault_list.site(select, "pair_wrong_address", 1, 2))
+        act_out_base = fault_list.site(select, "out_base_ignored", seq.out_base, 0)
         y0, y1 = (rq.out_dat[fx.ACT_BITS*p:fx.ACT_BITS*(p + 1)] for p in range(2))
         pair_dat = Mux(j[0], Cat(y1, y0), Cat(y0, y1))
         for b, bank_pair in enumerate(a_ports):
@@ -188,10 +195,18 @@ class Accelerator(LiteXModule):
                 first  = ~reads & rq.act_we & at_j
                 second = ~reads & rq.act_we_next & at_next
                 self.comb += [
-                    port.adr.eq(Mux(reads, (half + (1 - hi))[1:], Mux(at_j, j[2:], j_next[2:]) + seq.out_base)),
+                    port.adr.eq(Mux(reads, (half + (1 - hi))[1:], Mux(at_j, j[2:], j_next[2:]) + act_out_base)),
                     port.dat_w.eq(pair_dat),
                     port.we.eq(Cat((first & ~j[0]) | (second & j[0]), (first & j[0]) | (second & ~j[0]))),
                 ]
+
+        if faults:
+            self.fault_select = CSRStorage(fault_list.SELECT_BITS, description="Selftest fault build: "
+                "0 runs the ordinary datapath, n the fault gateware.faults.HARDWARE[n - 1].")
+            self.fault_build = CSRStatus(32, reset=fault_list.FAULT_BUILD_ID, description="Selftest fault "
+                "build: faults.FAULT_BUILD_ID; ordinary runs refuse this build.")
+            self.comb += [select.eq(self.fault_select.storage),
+                          mac.run_start.eq(seq.start & ~seq.busy)]
 
 
 class _WordPort:

@@ -3,6 +3,7 @@ from migen import *
 
 from litex.gen import LiteXModule
 
+from . import faults
 from .layout import DIM_BITS as DIM, GEOM_BITS as G
 
 
@@ -21,8 +22,10 @@ class AddressGenerator(LiteXModule):
     With ``pair`` (layout.LayerShape.pairs) a window is the output positions (pr, pc) and
     (pr, pc + 1), the second one's inputs in the lanes' second group (MACArray): ``addr``
     is the first's, and ``single`` says that a row's odd last window has only the first.
+
+    ``select``: a fault build's fault_select (gateware.faults), None in an ordinary build.
     """
-    def __init__(self, lanes):
+    def __init__(self, lanes, select=None):
         # The layer, from the sequencer.
         self.c_in   = Signal(DIM)
         self.kernel = Signal(G)
@@ -79,6 +82,7 @@ class AddressGenerator(LiteXModule):
         pc_next   = Signal(G + 1)
         pos_next  = Signal(DIM)
         step_row  = Mux(pool, width << 1, width)
+        row_step  = faults.site(select, "kernel_row_stride", width, width + 1)   # next kernel row
 
         # The next window and its first input address.
         q_next    = Signal(2)
@@ -135,7 +139,7 @@ class AddressGenerator(LiteXModule):
                     kx.eq(kx + 1), addr.eq(addr + 1),
                 ).Elif(~last_ky,
                     kx.eq(0), ky.eq(ky + 1),
-                    row_addr.eq(row_addr + width), addr.eq(row_addr + width),
+                    row_addr.eq(row_addr + row_step), addr.eq(row_addr + row_step),
                 ).Elif(~last_ci,
                     kx.eq(0), ky.eq(0), ci.eq(ci + 1),
                     chan_addr.eq(chan_addr + self.hw), row_addr.eq(chan_addr + self.hw),

@@ -32,10 +32,18 @@ BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
 
 # Every source whose text shapes the sim model.
 SOURCES = [Path(__file__).resolve().parent / n for n in
-           ("soc.py", "simsoc.py", "buildcache.py", "accelerator.py", "layout.py", "cyclemodel.py",
+           ("soc.py", "simsoc.py", "buildcache.py", "accelerator.py", "layout.py", "cyclemodel.py", "faults.py",
             "wishbone_window.py", "sequencer.py", "validator.py", "addrgen.py", "macarray.py",
             "requantizer.py")] + \
           [REPO / "training" / "fixedpoint.py"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SimVariant:
+    """A sim build variant, part of the build key: ``trace`` (waveforms), ``faults`` (the
+    selftest's fault build, gateware.faults)."""
+    trace: bool = False
+    faults: bool = False
 
 
 class BuildError(RuntimeError):
@@ -140,13 +148,15 @@ def _tools_on_path():
 
 
 def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=None,
-              jobs=2, log=print):
-    """The sim model for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
+              jobs=2, log=print, variant=SimVariant()):
+    """The sim model for ``cfg`` and ``variant`` (a :class:`SimVariant`), built or taken from
+    the cache; returns a :class:`SimBuild`."""
     from litex.build.sim.config import SimConfig
     from litex.soc.integration.builder import Builder
 
     _tools_on_path()
-    key, digest = build_key("sim", cfg, main_ram_size=main_ram_size)
+    params = {"variant": dataclasses.asdict(variant)} if variant != SimVariant() else {}
+    key, digest = build_key("sim", cfg, main_ram_size=main_ram_size, **params)
     out_root = Path(out_root or home.builds())
     result = SimBuild(out_root / f"sim-{digest}")
     # a second builder of the same model waits for the first (at most one build) and reuses it
@@ -163,7 +173,7 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
         sim_config = SimConfig()
         sim_config.add_clocker("sys_clk", freq_hz=SIM_CLK_FREQ)
         sim_config.add_module(SIM_MODULE, "serial", args={"port": 0})
-        soc = sim_soc(cfg, main_ram_size)
+        soc = sim_soc(cfg, main_ram_size, variant)
         builder = Builder(soc, output_dir=str(result.dir), compile_gateware=False,
                           csr_json=str(result.csr_json), csr_csv=str(result.dir / "csr.csv"))
         builder.build(sim_config=sim_config, extra_mods=[SIM_MODULE], extra_mods_path=str(mods),

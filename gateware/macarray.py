@@ -5,7 +5,7 @@ from litex.gen import LiteXModule
 
 from nnhil.training import fixedpoint as fx
 
-from . import cyclemodel
+from . import cyclemodel, faults
 
 
 class MACArray(LiteXModule):
@@ -32,10 +32,13 @@ class MACArray(LiteXModule):
 
     A sum never wraps: its window has at most act_bytes < 2**16 inputs, so
     |sum| <= 255 * 128 * 65535 < 2**31, and the comparison is exact.
+
+    ``select``: a fault build's fault_select (gateware.faults), None in an ordinary build;
+    a fault build has the input ``run_start`` (a run starts).
     """
     LATENCY = cyclemodel.MAC_LATENCY   # issue of a tile's last input to tile_done
 
-    def __init__(self, lanes):
+    def __init__(self, lanes, select=None):
         # Issue (cycle c).
         self.valid = Signal()
         self.first = Signal()          # first input of a tile: restart the accumulators
@@ -77,6 +80,13 @@ class MACArray(LiteXModule):
             self.busy.eq((valid != 0) | self.published),
         ]
 
+        restart = first[2]             # the accumulators restart at a window's first product
+        if select is not None:         # acc_not_cleared: not at a run's first window
+            self.run_start = Signal()
+            fresh = Signal()
+            self.sync += If(self.run_start, fresh.eq(1)).Elif(valid[2], fresh.eq(0))
+            restart = faults.site(select, "acc_not_cleared", restart, restart & ~fresh)
+
         quarter = lanes // 4
         xs = []
         for q in range(4):
@@ -96,10 +106,16 @@ class MACArray(LiteXModule):
             prod = Signal((fx.WEIGHT_BITS + fx.ACT_BITS + 1, True), reset_less=True)
             acc  = Signal((fx.ACC_BITS, True), reset_less=True)
             shadow = Signal((fx.ACC_BITS, True), reset_less=True)
+            weight = self.weights[8*k:8*(k + 1)]
+            if k == lanes - 1:
+                weight = faults.site(select, "lane_weight_stuck", weight, weight | 1)
+            total = Mux(restart, 0, acc) + prod
             self.sync += [
-                w.eq(self.weights[8*k:8*(k + 1)]),
+                w.eq(weight),
                 prod.eq(w * x),
-                If(valid[2], acc.eq(Mux(first[2], 0, acc) + prod)),
-                If(last[3] & ~(self.merge & (shadow > acc)), shadow.eq(acc)),
+                If(valid[2], acc.eq(faults.site(select, "acc_24_bits", total,
+                                                Cat(total[:24], Replicate(total[23], 8))))),
+                If(last[3] & ~(self.merge & faults.site(select, "maxpool_min", shadow > acc, shadow < acc)),
+                   shadow.eq(acc)),
                 If(self.published, self.drain[k].eq(shadow)),
             ]

@@ -1,11 +1,12 @@
 """The accelerator's requantizer: accumulators to uint8 activations or int32 logits, one channel per cycle."""
 from migen import *
+from migen.fhdl.bitcontainer import value_bits_sign
 
 from litex.gen import LiteXModule
 
 from nnhil.training import fixedpoint as fx
 
-from . import cyclemodel, layout
+from . import cyclemodel, faults, layout
 from .layout import DIM_BITS as DIM, address_bits
 
 
@@ -21,10 +22,12 @@ class Requantizer(LiteXModule):
     bytes out + c plane and the next (``act_we_next``; not for a ``single``, a row's odd
     last position). Hidden layers write uint8 results to the output activation buffer; the
     last layer writes acc + bias to the logits RAM and keeps the argmax (first maximum wins).
+
+    ``select``: a fault build's fault_select (gateware.faults), None in an ordinary build.
     """
     LATENCY = cyclemodel.DRAIN_LATENCY   # sweep of a lane to its write
 
-    def __init__(self, cfg, bank):
+    def __init__(self, cfg, bank, select=None):
         # Layer parameters, held by the sequencer during a layer.
         self.b_base = Signal(32)
         self.c_out  = Signal(DIM)
@@ -59,7 +62,8 @@ class Requantizer(LiteXModule):
         j      = Signal(DIM)
         c      = Signal(DIM)
         both   = Signal()              # the window's pair has its second position
-        last_k = (k == lanes - 1) | (c == self.c_out - 1)
+        last_k = faults.site(select, "partial_tile_lane_dropped", (k == lanes - 1) | (c == self.c_out - 1),
+            (k == lanes - 1) | (c == self.c_out - 1) | ((c + 2 == self.c_out) & (k != lanes - 2)))
         self.sync += [
             If(active, k.eq(k + 1), j.eq(j + self.plane), c.eq(c + 1), If(last_k, active.eq(0))),
             If(self.start, active.eq(1), k.eq(0), j.eq(self.tile_out), c.eq(self.tile_chan),
@@ -68,14 +72,16 @@ class Requantizer(LiteXModule):
         ]
         c_read = Signal(DIM, reset_less=True)   # the bias is read a cycle after the sweep
         self.sync += c_read.eq(c)
-        self.comb += self.bias_adr.eq(self.b_base + c_read)
+        self.comb += self.bias_adr.eq(self.b_base + faults.site(select, "neighbour_requant", c_read, c_read + 1))
 
         # Pipeline: stage n holds the lane swept n cycles earlier.
         valid = Signal(self.LATENCY)
         index = [Signal(DIM + 1, reset_less=True) for _ in range(self.LATENCY)]   # j, both
         self.sync += [valid.eq(Cat(active, valid[:-1])), If(self.flush, valid.eq(0))]
         self.sync += [index[0].eq(Cat(j, both))] + [index[n].eq(index[n - 1]) for n in range(1, self.LATENCY)]
-        self.comb += self.busy.eq(active | (valid != 0))
+        busy = active | (valid != 0)
+        if select is None:
+            self.comb += self.busy.eq(busy)
 
         bias  = Signal((fx.ACC_BITS, True))
         mult  = Signal(fx.MULT_BITS, reset_less=True)
@@ -99,6 +105,10 @@ class Requantizer(LiteXModule):
                 "default": [part[g].eq(by_quarter(g*n, n)[kq]) for g in (1, 2, 3)],
             }),
         ]
+        if select is not None:   # the last lane group's sum lost after the multiplexers
+            dropped = faults.active(select, "split_group_dropped")
+            self.sync += [If(dropped & (self.split == 1) & ~self.pair, part[1].eq(0)),
+                          If(dropped & (self.split == 2), part[3].eq(0))]
         # stage 2: their sum, or with pair the two positions' values; the bias RAM answers
         # during stage 2.
         acc = [Signal((fx.ACC_BITS, True), reset_less=True, name=f"acc{p}") for p in range(2)]
@@ -129,26 +139,40 @@ class Requantizer(LiteXModule):
                 prod[0].eq(t[0] * mult),
                 prod[1].eq(prod[0]),
                 # stage 6: round half up.
-                rnd.eq(prod[1] + half[2]),
+                rnd.eq(prod[1] + faults.site(select, "round_off_by_one",
+                    faults.site(select, "round_dropped", half[2], 0), half[2] << 1)),
                 # stage 7: ReLU, then a logical shift of the non-negative value.
                 neg.eq(rnd < 0),
                 q.eq(rnd[:fx.PRODUCT_BITS + 1] >> shift[3]),
             ]
             self.sync += [t[n].eq(t[n - 1]) for n in range(1, len(t))]
             # Write stage: clamp to uint8.
-            self.comb += If(neg, out.eq(0)).Elif(q[fx.ACT_BITS:] != 0, out.eq(fx.ACT_MAX)).Else(out.eq(q))
+            self.comb += If(neg, out.eq(faults.site(select, "relu_broken", 0, fx.ACT_MAX))).Elif(
+                faults.site(select, "saturation_short", q[fx.ACT_BITS:] != 0, q[fx.ACT_BITS + 1:] != 0),
+                out.eq(fx.ACT_MAX)).Else(out.eq(q))
             total.append(t)
             y.append(out)
         total = total[0]
-        self.comb += [
-            self.out_adr.eq(index[-1][:DIM]),
-            self.out_dat.eq(Mux(self.logits, total[4], Replicate(Cat(y[0], y[1]), 2))),
-            self.act_we.eq(valid[-1] & ~self.logits),
-            self.act_we_next.eq(valid[-1] & index[-1][DIM]),
-            self.logit_we.eq(valid[-1] & self.logits),
+        writes = [   # the write stage: (output, its value)
+            (self.out_adr, index[-1][:DIM]),
+            (self.out_dat, Mux(self.logits, total[4], Replicate(Cat(y[0], y[1]), 2))),
+            (self.act_we, valid[-1] & ~self.logits),
+            (self.act_we_next, valid[-1] & index[-1][DIM]),
+            (self.logit_we, valid[-1] & self.logits),
         ]
+        logit = total[4]
+        if select is not None:   # stage_longer: the write stage registered once more
+            longer = faults.active(select, "stage_longer")
+            late = [Signal(value_bits_sign(value)) for _, value in writes]
+            late_logit = Signal(value_bits_sign(logit))
+            self.sync += [r.eq(value) for r, (_, value) in zip(late, writes)] + [late_logit.eq(logit)]
+            writes = [(out, Mux(longer, r, value)) for r, (out, value) in zip(late, writes)]
+            logit = Mux(longer, late_logit, logit)
+            self.comb += self.busy.eq(busy | (longer & (late[2] | late[3] | late[4])))
+        self.comb += [out.eq(value) for out, value in writes]
         best = Signal((fx.ACC_BITS, True), reset_less=True)
-        self.sync += If(self.logit_we & ((self.out_adr == 0) | (total[4] > best)),
-            best.eq(total[4]),
+        self.sync += If(self.logit_we & ((self.out_adr == 0) |
+                                         faults.site(select, "argmax_ties_last", logit > best, logit >= best)),
+            best.eq(logit),
             self.argmax.eq(self.out_adr),
         )

@@ -3,7 +3,7 @@ from migen import *
 
 from litex.gen import LiteXModule
 
-from . import cyclemodel, layout
+from . import cyclemodel, faults, layout
 from .addrgen import AddressGenerator
 from .layout import DIM_BITS as DIM, GEOM_BITS as G
 from .validator import ProgramValidator
@@ -30,8 +30,10 @@ class Sequencer(LiteXModule):
     The window's place reaches the MAC array with its sums (``merge``, ``publish``,
     MAC_LATENCY cycles after issue) and the requantizer with the drain bank (``tile_out``,
     ``tile_chan``, PUBLISH_LATENCY cycles later).
+
+    ``select``: a fault build's fault_select (gateware.faults), None in an ordinary build.
     """
-    def __init__(self, cfg):
+    def __init__(self, cfg, select=None):
         P = cfg.lanes
         # Control and status (the CSRs).
         self.start      = Signal()
@@ -77,7 +79,7 @@ class Sequencer(LiteXModule):
 
         self.fsm = fsm = ResetInserter()(FSM(reset_state="IDLE"))
         self.validator = v = ProgramValidator(cfg)
-        self.addrgen = ag = ResetInserter()(AddressGenerator(P))
+        self.addrgen = ag = ResetInserter()(AddressGenerator(P, select))
         self.comb += [fsm.reset.eq(self.soft_reset), ag.reset.eq(self.soft_reset)]
 
         idle       = fsm.ongoing("IDLE")
@@ -88,7 +90,7 @@ class Sequencer(LiteXModule):
         count      = Signal(32)
         self.comb += [self.busy.eq(~idle), self.cycles.eq(count)]
         self.sync += [
-            If(idle, If(start, count.eq(0))).Else(count.eq(count + 1)),
+            If(idle, If(start, count.eq(faults.site(select, "cycles_from_1", 0, 1)))).Else(count.eq(count + 1)),
             If(start & ~idle, self.error.eq(layout.ERR_BUSY)),
             If(fail_count, self.error.eq(layout.ERR_LAYER_COUNT)),
             If(fail_stop, self.error.eq(layout.ERR_STOP_AFTER)),
@@ -195,7 +197,8 @@ class Sequencer(LiteXModule):
             NextValue(pool, flags[layout.FLAGS["pool"].offset]),
             # layer 0 reads its slot of act0, a later layer where the one before (hidden, or
             # rejected already) wrote; the logits go to bank `slot`
-            NextValue(self.in_base, Mux(layer == 0, Mux(slot, cfg.slot_words, 0), self.out_base)),
+            NextValue(self.in_base, Mux(layer == 0, Mux(faults.site(select, "input_slot_ignored", slot, 0),
+                                                        cfg.slot_words, 0), self.out_base)),
             NextValue(self.out_base, d[layout.DESCRIPTOR["out_base"].bits] +
                       Mux(flags[layout.FLAGS["logits"].offset] & slot, cfg.slot_logits, 0)),
             ag.clear.eq(1),

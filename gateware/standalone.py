@@ -17,9 +17,9 @@ WB_SIGNALS = ("cyc", "stb", "we", "adr", "dat_w", "sel", "ack", "dat_r")
 
 
 class Standalone(LiteXModule):
-    def __init__(self, cfg):
+    def __init__(self, cfg, faults=False):
         self.cd_sys = ClockDomain()
-        self.accel = Accelerator(cfg)
+        self.accel = Accelerator(cfg, faults=faults)
         self.wb2csr = wishbone.Wishbone2CSR(bus_csr=csr_bus.Interface(data_width=32))
         self.csrbank = csr_bus.CSRBankArray(self,
             lambda name, memory: 0 if name == "accel" and memory is None else None, data_width=32)

@@ -240,6 +240,14 @@ def build_parser():
     run.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
+    from . import selftest
+    p = _command(sub, "selftest", "how well the checks catch a broken accelerator: the model once per injected fault",
+                 selftest.__doc__,
+                 "nnhil selftest out/mnist-cnn.../quantized.npz --images 300\n"
+                 "nnhil selftest model.npz --images-npy x.npy --faults relu_broken,maxpool_min --strict")
+    selftest.add_arguments(p)
+    p.set_defaults(func=lambda args: selftest.run(args))
+
     p = _command(sub, "report", "the models side by side, latency and accuracy history of the runs",
                  "Write report.md (the models side by side) and history.png (latency and accuracy "
                  "of the recorded runs) from the run history.",

@@ -7,7 +7,7 @@ the host never assumes a build configuration: it reads it and refuses what canno
 import time
 from dataclasses import dataclass, fields
 
-from nnhil.gateware import cyclemodel, layout, program
+from nnhil.gateware import cyclemodel, faults, layout, program
 from nnhil.gateware.compiled import CompiledModel
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import Conv2D
@@ -29,6 +29,7 @@ class Identity:
     layout_version: int
     format_version: int
     config: layout.AccelConfig
+    fault_build: bool = False       # the selftest's fault build (gateware.faults)
 
 
 class AcceleratorDriver:
@@ -79,7 +80,9 @@ class AcceleratorDriver:
         ident = Identity(magic, version & ((1 << layout.VERSION_FORMAT_SHIFT) - 1),
                          version >> layout.VERSION_FORMAT_SHIFT,
                          layout.AccelConfig(**{f.name: self.read_csr(f.name)
-                                               for f in fields(layout.AccelConfig)}))
+                                               for f in fields(layout.AccelConfig)}),
+                         self._csr("fault_build") in self.bridge.csr.registers
+                         and self.read_csr("fault_build") == faults.FAULT_BUILD_ID)
         if ident.layout_version != layout.VERSION:
             raise IdentificationMismatch(f"the bitstream has register layout version {ident.layout_version}, "
                                          f"this host speaks {layout.VERSION}: rebuild the gateware")

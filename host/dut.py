@@ -33,6 +33,20 @@ CLI_OPTIONS = {"target": "--board", "port": "--port", "sim_fallback": "--sim-fal
                "variant": "--variant", "build_dir": "--build-dir"}
 
 
+class FaultBuildRefused(board.BoardError):
+    """An ordinary run found the selftest's fault build (or the selftest an ordinary one)."""
+
+
+def check_fault_build(dut, want):
+    """FaultBuildRefused unless ``dut`` is a fault build exactly when ``want`` (gateware.faults)."""
+    if dut.identity.fault_build != want:
+        raise FaultBuildRefused(
+            f"the {dut.target} SoC of {dut.build_dir} is a selftest fault build: only 'nnhil selftest' "
+            f"runs it; pass the --build-dir of an ordinary build" if not want else
+            f"the {dut.target} SoC of {dut.build_dir} is not a selftest fault build: the selftest "
+            f"needs one (it builds it when it starts the simulation itself)")
+
+
 def check_variant(dut, variant, option_names=CLI_OPTIONS):
     """BoardError unless ``dut`` runs ``variant``'s accelerator configuration (gateware.variants)."""
     want = variants.get(variant).accel
@@ -82,6 +96,14 @@ class DUT:
             self._firmware = fw
         return self._firmware
 
+    def boot_firmware(self, defines=None):
+        """Boot the firmware built with ``defines`` (C macros; None: the ordinary one) and
+        make it this DUT's (the selftest's firmware faults)."""
+        fw = Firmware(self.bridge, build_firmware(self.build_dir, defines))
+        fw.boot()
+        self._firmware = fw
+        return fw
+
     def load(self, model, verify=True):
         """Put ``model`` on the accelerator (refused before any write if it does not fit);
         with verify, read every word back. Returns its gateware.compiled.CompiledModel."""
@@ -109,7 +131,7 @@ class DUT:
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
              sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT,
-             option_names=CLI_OPTIONS):
+             option_names=CLI_OPTIONS, sim_variant=buildcache.SimVariant()):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
     ``variant`` (gateware.variants: "a7-35", "a7-100") picks the board's part and default build,
@@ -120,6 +142,8 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
     bitstream (default: openFPGALoader for the variant; a lab's exporter for a labgrid place).
     A tool the target needs that is not installed stops it first (host.doctor.MissingTools).
     ``option_names`` are the caller's names of these arguments, for the messages.
+    ``sim_variant`` (a buildcache.SimVariant) is the sim build to run; a fault build is refused
+    on a board and, unless asked for, on the simulation (FaultBuildRefused).
     """
     v = variants.get(variant)
     o = option_names
@@ -141,6 +165,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         with Bridge(port, build_dir / "csr.json", baudrate=baud) as bridge:
             d = DUT(board_name, bridge, build_dir)
             check_variant(d, v.name, o)
+            check_fault_build(d, False)
             yield d
         return
     if board_name:
@@ -150,9 +175,10 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         if callable(sim):
             sim = sim()
         if sim is None:
-            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log)))
+            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log, variant=sim_variant)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
         d = DUT("sim", bridge, sim.build.dir, sim=sim)
         check_variant(d, v.name, o)
+        check_fault_build(d, sim_variant.faults)
         yield d

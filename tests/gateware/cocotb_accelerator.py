@@ -17,7 +17,7 @@ from cocotb.triggers import FallingEdge, RisingEdge
 
 from nnhil.gateware import cyclemodel, layout, program, vectors
 from nnhil.gateware.layout import AccelConfig
-from tests.gateware import accel_models
+from tests.gateware import accel_models, cycle_literals
 from tests.gateware.accel_models import EDGE_VALUES, cnn, random_model
 from nnhil.training import fixedpoint as fx
 
@@ -392,6 +392,18 @@ async def cnn_headline_shape(host, rng):
     model = cnn(rng, (1, 28, 28), [(16, 2, True), (32, 2, True)], [64, 10])
     await host.load(model)
     await host.infer(model, image_for(rng, model))
+
+
+@on(conv8={})
+async def hand_derived_cycles(host, rng):
+    """The hardware counter equals the cycle counts derived by hand from the documented
+    schedule (cycle_literals.py), not only the cycle model it shares its depths with."""
+    assert host.cfg.lanes == cycle_literals.LANES
+    for name, in_shape, layers, cycles in cycle_literals.CASES:
+        model = cycle_literals.build(rng, in_shape, layers)
+        await host.load(model)
+        await host.infer(model, image_for(rng, model))
+        assert await host.csr("cycles") == cycles, name
 
 
 @on(**SMALL, p64={})

@@ -2,9 +2,11 @@
 
 The simulation tests compare the model with the hardware counter for many shapes.
 """
+import numpy as np
 import pytest
 
 from nnhil.gateware import cyclemodel, layout
+from tests.gateware import cycle_literals
 from nnhil.gateware.layout import AccelConfig
 
 S = layout.LayerShape
@@ -113,3 +115,15 @@ def test_pool_computes_only_the_positions_it_keeps():
 
 def test_rejected_programs_are_short():
     assert cyclemodel.rejected_cycles() < cyclemodel.rejected_cycles(0) < cyclemodel.rejected_cycles(1)
+
+
+@pytest.mark.parametrize("case", cycle_literals.CASES, ids=[c[0] for c in cycle_literals.CASES])
+def test_model_equals_hand_derived_literals(case):
+    """The cycle model against figures derived by hand from the documented schedule
+    (tests/gateware/cycle_literals.py): a changed depth constant in cyclemodel.py fails here,
+    although the RTL, which imports it, would still agree with the model."""
+    name, in_shape, layers, cycles = case
+    model = cycle_literals.build(np.random.default_rng(0), in_shape, layers)
+    cfg = AccelConfig(lanes=cycle_literals.LANES, weight_words=512, bias_entries=128,
+                      act_bytes=512, logit_words=16, max_layers=4)
+    assert cyclemodel.cycles(model, cfg) == cycles
