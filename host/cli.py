@@ -11,6 +11,8 @@ from nnhil.training import datasets, modelfile, workflow
 from nnhil.training.cnn import CNNConfig
 from nnhil.training.train import TrainConfig
 
+from nnhil.training.onnx_import import ImportRefused
+
 from .run import InputError
 
 
@@ -190,13 +192,26 @@ def main(argv=None):
     p.add_argument("--lanes", type=int, default=64)
     p.set_defaults(func=cmd_cycles)
 
+    from . import onnx_import_cmd
+    p = sub.add_parser("import", help="an ONNX model (float, or QDQ from quantize_static) into a model file",
+                       description=onnx_import_cmd.__doc__, epilog=onnx_import_cmd.EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx_import_cmd.add_arguments(p)
+    p.set_defaults(func=lambda a: onnx_import_cmd.run(a.onnx, a.out, a.input_range, a.dataset))
+    from . import onnx_export_cmd
+    p = sub.add_parser("export", help="a quantized model file as an integer ONNX graph, bit-exact on ONNX Runtime",
+                       description=onnx_export_cmd.__doc__, epilog=onnx_export_cmd.EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx_export_cmd.add_arguments(p)
+    p.set_defaults(func=lambda a: onnx_export_cmd.run(a.model, a.out))
+
     args = parser.parse_args(argv)
     # a kill (CI timeout, systemd) unwinds like Ctrl-C: the sim and socat are stopped in order
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,
-            RuntimeError, OSError) as e:
+            RuntimeError, OSError, ImportRefused) as e:
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ import threadpoolctl
 from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
 
-from . import divergence, history, latency, pace, shards
+from . import divergence, history, latency, oracle, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES
 from .timeline import Timeline
@@ -289,6 +289,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
                                + int(r.driver_cycles.sum()) / link.CLOCK_HZ, 2),
     }
     summary.update(job.host_times)
+    summary.update(oracle.check(job, r, log))
     outputs = timeline.now()
     np.savez_compressed(board_dir / "results.npz", **dataclasses.asdict(r))
     if labels is not None:
