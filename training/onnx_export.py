@@ -120,3 +120,45 @@ def export(model, path):
     import onnx
     onnx.save(to_onnx(model), str(path))
     return path
+
+
+def float_to_onnx(model, standardizer, linear="gemm", softmax=False):
+    """The float graph of a float MLP or CNN in the node patterns torch.onnx.export writes
+    (Conv, Relu, MaxPool, Flatten, then Gemm transB=1, or MatMul + Add with ``linear="matmul"``
+    as the dynamo exporter writes a Linear), with the standardiser as Sub/Div at the input:
+    the graph takes pixel / 255, float32 [N, C, H, W] (a CNN) or [N, n_in] (an MLP)."""
+    from onnx import TensorProto, checker, helper
+    b = _Builder()
+    x = b.op("Sub", ["input", b.const("mean", np.float32(standardizer.mean))])
+    x = b.op("Div", [x, b.const("std", np.float32(standardizer.std))])
+    conv_w = getattr(model, "conv_w", [])
+    for w, bias in zip(conv_w, getattr(model, "conv_b", [])):
+        k = w.shape[2]
+        x = b.op("Conv", [x, b.const("conv.weight", w.astype(np.float32)), b.const("conv.bias", bias.astype(np.float32))],
+                 dilations=[1, 1], group=1, kernel_shape=[k, k], pads=[0, 0, 0, 0], strides=[1, 1])
+        x = b.op("Relu", [x])
+        x = b.op("MaxPool", [x], ceil_mode=0, kernel_shape=[2, 2], pads=[0, 0, 0, 0], strides=[2, 2])
+    if conv_w:
+        x = b.op("Flatten", [x], axis=1)
+    dense_w = model.dense_w if conv_w else model.weights
+    dense_b = model.dense_b if conv_w else model.biases
+    for i, (w, bias) in enumerate(zip(dense_w, dense_b)):        # w [n_in, n_out]
+        if linear == "gemm":
+            x = b.op("Gemm", [x, b.const("fc.weight", w.T.astype(np.float32)), b.const("fc.bias", bias.astype(np.float32))],
+                     alpha=1.0, beta=1.0, transB=1)
+        else:
+            x = b.op("MatMul", [x, b.const("fc.weight_T", w.astype(np.float32))])
+            x = b.op("Add", [x, b.const("fc.bias", bias.astype(np.float32))])
+        if i < len(dense_w) - 1:
+            x = b.op("Relu", [x])
+    if softmax:
+        x = b.op("Softmax", [x], axis=1)
+    b.nodes[-1].output[0] = "output"
+    shape = ["N", *model.input_shape] if conv_w else ["N", model.sizes[0]]
+    n_out = dense_w[-1].shape[1]
+    graph = helper.make_graph(b.nodes, "float", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", n_out])], b.inits)
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="nnhil")
+    onnx_model.ir_version = 8
+    checker.check_model(onnx_model, full_check=True)
+    return onnx_model

@@ -563,7 +563,8 @@ def int_model(chain, input_range, classes=None, meta=None):
     weighted = [l for l in chain.layers if l.kind in ("conv", "dense")]
     for layer in chain.layers:
         if layer.kind == "pool":
-            layers.append(MaxPool2D(layers[-1].shape_out))
+            layers.append(MaxPool2D(shape))
+            shape = layers[-1].shape_out
             continue
         if layer.kind == "flatten":
             continue
