@@ -132,12 +132,13 @@ def float_to_onnx(model, standardizer, linear="gemm", softmax=False):
     x = b.op("Sub", ["input", b.const("mean", np.float32(standardizer.mean))])
     x = b.op("Div", [x, b.const("std", np.float32(standardizer.std))])
     conv_w = getattr(model, "conv_w", [])
-    for w, bias in zip(conv_w, getattr(model, "conv_b", [])):
+    for w, bias, pool in zip(conv_w, getattr(model, "conv_b", []), getattr(model, "pools", [])):
         k = w.shape[2]
         x = b.op("Conv", [x, b.const("conv.weight", w.astype(np.float32)), b.const("conv.bias", bias.astype(np.float32))],
                  dilations=[1, 1], group=1, kernel_shape=[k, k], pads=[0, 0, 0, 0], strides=[1, 1])
         x = b.op("Relu", [x])
-        x = b.op("MaxPool", [x], ceil_mode=0, kernel_shape=[2, 2], pads=[0, 0, 0, 0], strides=[2, 2])
+        if pool:
+            x = b.op("MaxPool", [x], ceil_mode=0, kernel_shape=[2, 2], pads=[0, 0, 0, 0], strides=[2, 2])
     if conv_w:
         x = b.op("Flatten", [x], axis=1)
     dense_w = model.dense_w if conv_w else model.weights

@@ -487,26 +487,19 @@ def resolve_range(chain, input_range):
 
 # Float graphs -----------------------------------------------------------------------------------
 def float_model(chain, input_range):
-    """(MLP or CNN, Standardizer) of a float chain; refuses what the float model file cannot hold."""
+    """(MLP or CNN, Standardizer) of a float chain: conv blocks of any kernel, with or without a pool."""
     from .cnn import CNN
     from .mlp import MLP
     from .train import Standardizer
     mean, std = standardizer_of(chain, input_range)
     convs = [l for l in chain.layers if l.kind == "conv"]
     dense = [l for l in chain.layers if l.kind == "dense"]
-    for i, layer in enumerate(chain.layers):
-        if layer.kind == "conv":
-            nxt = chain.layers[i + 1] if i + 1 < len(chain.layers) else None
-            if nxt is None or nxt.kind != "pool":
-                refuse(layer.node, "a convolution without a 2x2 max-pool after it; nnhil's float CNN "
-                                   "blocks are conv, ReLU, pool")
-    kernels = {l.weights.shape[2] for l in convs}
-    if len(kernels) > 1:
-        refuse(convs[1].node, f"kernels {[l.weights.shape[2] for l in convs]}; nnhil's float CNN has "
-                              f"one kernel size for all its blocks")
+    pools = [i + 1 < len(chain.layers) and chain.layers[i + 1].kind == "pool"
+             for i, l in enumerate(chain.layers) if l.kind == "conv"]
     if convs:
-        model = CNN(chain.input_shape, [l.weights.shape[0] for l in convs], convs[0].weights.shape[2],
-                    [l.weights.shape[0] for l in dense])
+        kernels = [l.weights.shape[2] for l in convs]
+        model = CNN(chain.input_shape, [l.weights.shape[0] for l in convs], kernels[0],
+                    [l.weights.shape[0] for l in dense], kernels=kernels, pools=pools)
         model.conv_w = [l.weights.astype(np.float32) for l in convs]
         model.conv_b = [_bias(l).astype(np.float32) for l in convs]
         model.dense_w = [l.weights.T.astype(np.float32).copy() for l in dense]

@@ -217,11 +217,29 @@ def test_refusals_name_their_node_before_writing(tmp_path, case):
     assert not (tmp_path / "out.npz").exists()
 
 
-def test_float_file_refuses_a_conv_without_pool(tmp_path):
-    """nnhil's float CNN is conv-ReLU-pool blocks: a conv with no pool is refused, by name."""
-    with pytest.raises(ImportRefused, match=r"node 'conv1' \(Conv\): a convolution without a 2x2 max-pool"):
-        import_onnx(save(_conv_graph(pool=None), tmp_path / "nopool.onnx"), tmp_path / "out.npz", "0-1")
-    assert not (tmp_path / "out.npz").exists()
+def test_blocks_of_other_kernels_and_without_pool(tmp_path):
+    """A conv without a pool and a different kernel per block: the float model file holds them,
+    computes what ONNX Runtime computes, and quantizes to an integer model of the same blocks."""
+    m = CNN((1, 12, 11), (3, 4, 2), 2, (5,), kernels=(3, 1, 2), pools=(False, True, False), seed=5)
+    m.conv_b = [np.full(b.shape, 0.05, np.float32) for b in m.conv_b]
+    src = save(onnx_export.float_to_onnx(m, ST), tmp_path / "m.onnx")
+    assert [n.op_type for n in onnx.load(src).graph.node].count("MaxPool") == 1
+    import_onnx(src, tmp_path / "float.npz")
+    fmodel, st, meta = modelfile.load_float(tmp_path / "float.npz")
+    assert fmodel.config()["kernels"] == [3, 1, 2] and fmodel.config()["pools"] == [False, True, False]
+    imgs = images(40, m.input_shape)
+    logits, _ = oracle.run_onnx(meta["onnx"], imgs)
+    np.testing.assert_allclose(fmodel.logits(st(imgs)), logits, rtol=1e-4, atol=1e-4)
+    from nnhil.training.quantize import quantize
+    q = quantize(fmodel, st, images(200, m.input_shape))
+    assert [type(l).__name__ for l in q.layers] == ["Conv2D", "Conv2D", "MaxPool2D", "Conv2D", "Dense"]
+    assert [l.kernel for l in q.layers if hasattr(l, "kernel")] == [3, 1, 2]
+    assert (q.predict(imgs) == logits.argmax(1)).mean() >= 0.8
+
+
+def test_default_cnn_config_is_unchanged():
+    """The default architecture's description (and so its model files) has no new keys."""
+    assert CNN().config() == {"input_shape": [1, 28, 28], "channels": [16, 32], "kernel": 2, "dense": [10]}
 
 
 def test_import_cli_reports_and_refuses(tmp_path, capsys):
@@ -245,3 +263,32 @@ def test_oracle_refuses_a_changed_onnx_file(tmp_path):
         f.write(b"\0")
     with pytest.raises(oracle.OracleUnavailable, match="changed since the import"):
         oracle.run_onnx(meta["onnx"], images(2, (60,)))
+
+
+def test_blocks_without_pool_backward_matches_numerical():
+    """The CNN extension trains too: its gradients with a pool-less block and mixed kernels."""
+    from nnhil.training.mlp import cross_entropy
+    rng = np.random.default_rng(0)
+    model = CNN((2, 9, 8), (3, 2), 2, (4,), kernels=(2, 3), pools=(False, True), seed=1)
+    model.conv_w = [w.astype(np.float64) for w in model.conv_w]
+    model.conv_b = [b.astype(np.float64) + 0.1 for b in model.conv_b]
+    model.dense_w = [w.astype(np.float64) for w in model.dense_w]
+    model.dense_b = [b.astype(np.float64) + 0.05 for b in model.dense_b]
+    x = rng.standard_normal((3, 2 * 9 * 8))
+    targets = np.eye(4)[rng.integers(0, 4, 3)] * 0.9 + 0.025
+
+    def loss():
+        return cross_entropy(model.forward(x)[0], targets)[0]
+
+    logits, cache = model.forward(x)
+    gw, gb = model.backward(cross_entropy(logits, targets)[1].astype(np.float64), cache)
+    for p, g in zip(model.params, gw + gb):
+        eps, num = 1e-6, np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + eps
+            hi = loss()
+            p[i] = old - eps
+            num[i] = (hi - loss()) / (2 * eps)
+            p[i] = old
+        np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-7)
