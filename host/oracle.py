@@ -90,12 +90,12 @@ def figures_of(info, board_logits, board_argmax, onnx_logits, onnx_output, label
         real = board_logits.astype(np.float64) * info["logit_scale"]
         f["onnx_logit_scale"] = info["logit_scale"]
         f["onnx_max_logit_diff"] = float(np.abs(real - onnx_logits).max())
-        f["onnx_max_logit_diff_steps"] = round(f["onnx_max_logit_diff"] / info["logit_scale"], 1)
         f["onnx_output_top1_agreement"] = float((board_argmax == onnx_output.argmax(1)).mean())
         f["onnx_max_output_diff"] = float(np.abs(real - onnx_output).max())
         q = info.get("logits_quantizer")
-        if q:
+        if q:            # the graph's own resolution of its logits: the step of its 8-bit output
             f["onnx_output_step"] = q[0]
+            f["onnx_max_logit_diff_output_steps"] = round(f["onnx_max_logit_diff"] / q[0], 2)
     return f
 
 
@@ -106,10 +106,11 @@ def lines(f):
            + (f"; accuracy ONNX Runtime {f['onnx_accuracy']:.4f}, board {f['onnx_board_accuracy']:.4f}"
               if "onnx_accuracy" in f else "")]
     if f["onnx_kind"] == "qdq":
-        out.append(f"                 largest logit difference {f['onnx_max_logit_diff']:.4g} "
-                   f"({f['onnx_max_logit_diff_steps']} steps of {f['onnx_logit_scale']:.4g}) from ONNX Runtime's "
-                   f"int8 logits, {f['onnx_max_output_diff']:.4g} from its 8-bit output"
-                   + (f" (step {f['onnx_output_step']:.4g})" if "onnx_output_step" in f else "")
-                   + f"; its top-1 agrees on {f['onnx_output_top1_agreement']:.2%}")
+        steps = "onnx_output_step" in f
+        out.append(f"                 largest logit difference {f['onnx_max_logit_diff']:.4g} from ONNX Runtime's "
+                   f"int8 logits" + (f" ({f['onnx_max_logit_diff_output_steps']} steps of its 8-bit output, "
+                                     f"{f['onnx_output_step']:.4g})" if steps else "")
+                   + f", {f['onnx_max_output_diff']:.4g} from that output; its top-1 agrees on "
+                   f"{f['onnx_output_top1_agreement']:.2%}")
         out.append(f"                 why they differ: {ROUNDING}")
     return out

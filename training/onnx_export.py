@@ -163,3 +163,10 @@ def float_to_onnx(model, standardizer, linear="gemm", softmax=False):
     onnx_model.ir_version = 8
     checker.check_model(onnx_model, full_check=True)
     return onnx_model
+
+
+def export_float(model, standardizer, path, **patterns):
+    """Write the float graph of float_to_onnx; returns the path."""
+    import onnx
+    onnx.save(float_to_onnx(model, standardizer, **patterns), str(path))
+    return path
