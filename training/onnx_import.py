@@ -243,10 +243,11 @@ def _pool_shape(node, a, in_shape):
     return (c, h // 2, w // 2)
 
 
-def _reshape_is_flatten(node, shape, in_shape):
+def _reshape_is_flatten(node, shape, in_shape, allowzero=0):
     n = int(np.prod(in_shape))
     s = [int(v) for v in np.asarray(shape).ravel()]
-    if len(s) == 2 and s[0] in (0, -1, 1) and s[1] in (-1, n) and (s[0], s[1]) != (-1, -1):
+    batch = (-1, 1) if allowzero else (0, -1, 1)        # allowzero 1: a 0 is a size, not "copy"
+    if len(s) == 2 and s[0] in batch and s[1] in (-1, n) and (s[0], s[1]) != (-1, -1):
         return (n,)
     refuse(node, f"reshapes {list(in_shape)} to {s}; only a flatten to [batch, {n}] is supported")
 
@@ -333,7 +334,7 @@ def walk(model, graph=None):
             if op == "Flatten" and a.get("axis", 1) != 1:
                 refuse(node, f"axis {a['axis']}; only a flatten after the batch dimension (axis 1) is supported")
             out = (int(np.prod(cur_shape)),) if op == "Flatten" else \
-                _reshape_is_flatten(node, g.const(node, 1, "shape"), cur_shape)
+                _reshape_is_flatten(node, g.const(node, 1, "shape"), cur_shape, a.get("allowzero", 0))
             if not (last is None or last.kind in ("conv", "pool", "dense", "flatten")):
                 refuse(node, "a flatten is supported only before the dense layers")
             chain.layers.append(Layer("flatten", node, in_q=cur_q[:2] if cur_q else None, out_shape=out))
