@@ -27,7 +27,7 @@ def _layers(text):
 
 
 def _add_data_args(p):
-    p.add_argument("--data-dir", help=f"folder with the gzip IDX files (default ${datasets.DATA_DIR_ENV} "
+    p.add_argument("--data-dir", help=f"folder with the gzip IDX files or the Kaggle CSVs (default ${datasets.DATA_DIR_ENV} "
                                       f"or {datasets.data_dir()})")
     p.add_argument("--dataset", default="fashion-mnist", choices=sorted(datasets.DATASETS))
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")

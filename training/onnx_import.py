@@ -128,8 +128,6 @@ class _Graph:
             elif node.op_type == "Transpose" and node.input[0] in self.consts:
                 perm = _attrs(node).get("perm")
                 self.consts[node.output[0]] = np.transpose(self.consts[node.input[0]], perm)
-        self.derived = {n.output[0] for n in self.nodes
-                        if n.output[0] in self.qconsts or (n.op_type == "Transpose" and n.output[0] in self.consts)}
         self.outputs = [o.name for o in g.output]
 
     def _qtensor(self, node):
@@ -153,7 +151,7 @@ class _Graph:
             refuse(node, f"its {what} is missing")
         return value
 
-    def next_node(self, tensor, at):
+    def next_node(self, tensor):
         """The one node that reads `tensor` (None at a graph output); a fork is refused."""
         users = self.consumers.get(tensor, [])
         if not users:
@@ -261,7 +259,7 @@ def walk(model, graph=None):
     cur, cur_shape, cur_q = name, shape, None      # cur_q: (scale, zp, dtype) of a quantized activation
     pending_q = None
     while True:
-        node = g.next_node(cur, None)
+        node = g.next_node(cur)
         if node is None:
             break
         if cur not in node.input[:1] and node.op_type not in SCALAR_OPS:
@@ -270,6 +268,10 @@ def walk(model, graph=None):
         op, a = node.op_type, _attrs(node)
         last = chain.layers[-1] if chain.layers else None
         if op in SCALAR_OPS:
+            if op == "Add" and last is not None and last.node.op_type == "MatMul" and chain.qdq:
+                refuse(node, f"adds the bias after {_where(last.node)}'s output was quantized to 8 bits "
+                             f"(quantize_static's MatMul + Add), an intermediate the accelerator does not "
+                             f"have; export the Linear as Gemm, or fuse MatMul + Add before quantizing")
             if chain.layers or cur_q is not None:
                 refuse(node, "a scalar arithmetic node is only supported at the graph's input "
                              "(as the input standardisation)")
@@ -352,7 +354,7 @@ def walk(model, graph=None):
             refuse(node, "this op type is not supported: nnhil runs Conv, Relu, MaxPool 2x2, "
                          "Flatten/Reshape, Gemm or MatMul(+Add), with Sub/Div at the input and a final Softmax")
         if op == "MatMul":
-            nxt = g.next_node(node.output[0], None)
+            nxt = g.next_node(node.output[0])
             if nxt is not None and nxt.op_type == "Add" and chain.layers[-1].bias is None:
                 other = [i for i in nxt.input if i != node.output[0]]
                 b = g.consts.get(other[0]) if len(other) == 1 else None

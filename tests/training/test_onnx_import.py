@@ -103,10 +103,10 @@ class Reader(CalibrationDataReader):
         return next(self.it, None)
 
 
-def qdq_graph(tmp_path, activation=QuantType.QUInt8, per_channel=True, arch="cnn", seed=0):
+def qdq_graph(tmp_path, activation=QuantType.QUInt8, per_channel=True, arch="cnn", seed=0, linear="gemm"):
     """quantize_static's QDQ graph of a small float graph, calibrated on random images."""
     model = small_cnn(seed) if arch == "cnn" else small_mlp(seed)
-    src = save(onnx_export.float_to_onnx(model, ST), tmp_path / "float.onnx")
+    src = save(onnx_export.float_to_onnx(model, ST, linear), tmp_path / "float.onnx")
     shape = model.input_shape if arch == "cnn" else (60,)
     info = {"input_shape": shape, "input_range": "0-1"}
     calib = [oracle.graph_input(images(16, shape), info) for _ in range(4)]
@@ -292,3 +292,13 @@ def test_blocks_without_pool_backward_matches_numerical():
             num[i] = (hi - loss()) / (2 * eps)
             p[i] = old
         np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-7)
+
+
+def test_qdq_matmul_then_add_is_refused_with_the_way_out(tmp_path):
+    """quantize_static quantizes a MatMul's output before its bias Add: an 8-bit intermediate
+    the format has not; the refusal names the Add and says what to export instead."""
+    src, _ = qdq_graph(tmp_path, arch="mlp", linear="matmul")
+    with pytest.raises(ImportRefused, match=r"node 'add_\d+' \(Add\): adds the bias after node 'matmul_\d+' "
+                                            r"\(MatMul\)'s output was quantized.*export the Linear as Gemm"):
+        import_onnx(src, tmp_path / "q.npz")
+    assert not (tmp_path / "q.npz").exists()
