@@ -302,3 +302,23 @@ def test_qdq_matmul_then_add_is_refused_with_the_way_out(tmp_path):
                                             r"\(MatMul\)'s output was quantized.*export the Linear as Gemm"):
         import_onnx(src, tmp_path / "q.npz")
     assert not (tmp_path / "q.npz").exists()
+
+
+def test_qdq_hidden_layer_without_relu_is_refused(tmp_path):
+    """Without a ReLU the quantizer gives the hidden activation a non-zero zero point: it can be
+    negative, which nnhil's uint8 activations cannot hold; the refusal names the layer."""
+    g = onnx_export.float_to_onnx(small_mlp(), ST)
+    relu = next(n for n in g.graph.node if n.op_type == "Relu")
+    for n in g.graph.node:
+        if relu.output[0] in n.input:
+            n.input[list(n.input).index(relu.output[0])] = relu.input[0]
+    g.graph.node.remove(relu)
+    src = save(g, tmp_path / "norelu.onnx")
+    info = {"input_shape": (60,), "input_range": "0-1"}
+    dst = str(tmp_path / "q.onnx")
+    quantize_static(src, dst, Reader("input", [oracle.graph_input(images(16, (60,)), info) for _ in range(4)]),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    with pytest.raises(ImportRefused, match=r"node 'gemm_\d+' \(Gemm\): its output is uint8 with zero point [1-9]"):
+        import_onnx(dst, tmp_path / "q.npz")
+    assert not (tmp_path / "q.npz").exists()
