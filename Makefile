@@ -73,5 +73,5 @@ bench-pytorch: setup $(TORCH_VENV)/.installed
 
 $(TORCH_VENV)/.installed:
 	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
-	$(TORCH_VENV)/bin/python -m pip install -q torch==2.15.0 numpy==2.4.6
+	$(TORCH_VENV)/bin/python -m pip install -q torch==2.15.0 numpy==2.4.6 onnx==1.23.2 onnxscript==0.7.2
 	touch $@

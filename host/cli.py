@@ -16,6 +16,8 @@ from nnhil.training import datasets, modelfile, workflow
 from nnhil.training.cnn import CNNConfig
 from nnhil.training.train import TrainConfig
 
+from nnhil.training.onnx_import import ImportRefused
+
 from .run import InputError
 
 RAW = argparse.RawDescriptionHelpFormatter      # keeps the examples' lines as written
@@ -32,7 +34,7 @@ def _layers(text):
 
 
 def _add_data_args(p):
-    p.add_argument("--data-dir", help=f"folder with the gzip IDX files (default ${datasets.DATA_DIR_ENV} "
+    p.add_argument("--data-dir", help=f"folder with the gzip IDX files or the Kaggle CSVs (default ${datasets.DATA_DIR_ENV} "
                                       f"or {datasets.data_dir()})")
     p.add_argument("--dataset", default="fashion-mnist", choices=sorted(datasets.DATASETS),
                    help="one of: %(choices)s (default %(default)s)")
@@ -293,6 +295,17 @@ def build_parser():
                    help="parallel MAC lanes (a power of two >= 4; default: the variant's)")
     p.set_defaults(func=cmd_cycles)
 
+    from . import onnx_import_cmd
+    p = _command(sub, "import", "an ONNX model (float, or QDQ from quantize_static) into a model file",
+                 onnx_import_cmd.__doc__, onnx_import_cmd.EXAMPLES)
+    onnx_import_cmd.add_arguments(p)
+    p.set_defaults(func=lambda a: onnx_import_cmd.run(a.onnx, a.out, a.input_range, a.dataset))
+    from . import onnx_export_cmd
+    p = _command(sub, "export", "a quantized model file as an integer ONNX graph, bit-exact on ONNX Runtime",
+                 onnx_export_cmd.__doc__, onnx_export_cmd.EXAMPLES)
+    onnx_export_cmd.add_arguments(p)
+    p.set_defaults(func=lambda a: onnx_export_cmd.run(a.model, a.out))
+
     from . import doctor
     p = _command(sub, "doctor", "the tools and C libraries nnhil needs beside pip's: found or missing, versions",
                  doctor.DESCRIPTION, "nnhil doctor\nnnhil doctor --apt-packages")
@@ -309,7 +322,7 @@ def main(argv=None):
         _require_tools(args)
         return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,
-            RuntimeError, OSError) as e:     # host.doctor.MissingTools too
+            RuntimeError, OSError, ImportRefused) as e:     # host.doctor.MissingTools too
         print(f"nnhil: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

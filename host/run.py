@@ -26,7 +26,7 @@ import threadpoolctl
 from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
 
-from . import divergence, history, latency, pace, shards
+from . import divergence, history, latency, oracle, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES
 from .timeline import Timeline
@@ -77,6 +77,8 @@ def add_arguments(p):
     p.add_argument("--data-dir", help="folder with the gzip IDX files")
     p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
     p.add_argument("--labels-npy", help="their labels: a .npy of integers, one per image")
+    p.add_argument("--images-csv", help="your own images as a CSV in the Kaggle layout: an optional header, "
+                                        "then label,pixel1,... or pixel1,... per image (labels used when present)")
     n = p.add_mutually_exclusive_group()
     n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
     n.add_argument("--full", action="store_true", help=f"all images ({FULL_IMAGES} of a dataset's test set)")
@@ -121,7 +123,13 @@ def job_from_file(args, log=print):
     """The Job of ``nnhil run``: the model file and its images."""
     path = Path(args.model)
     model = modelfile.load_quantized(path)
-    if args.images_npy:
+    if getattr(args, "images_csv", None):
+        if args.images_npy:
+            raise InputError("--images-csv and --images-npy: give your images one way")
+        images, labels = datasets.read_csv(args.images_csv, model.n_in, model.n_out)
+        images, classes, dataset = images.reshape((-1,) + tuple(model.input_shape)), model.classes, \
+            Path(args.images_csv).stem
+    elif args.images_npy:
         images, labels = user_images(model, args.images_npy, args.labels_npy)
         classes, dataset = model.classes, Path(args.images_npy).stem
     else:
@@ -289,6 +297,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
                                + int(r.driver_cycles.sum()) / link.CLOCK_HZ, 2),
     }
     summary.update(job.host_times)
+    summary.update(oracle.check(job, r, log))
     outputs = timeline.now()
     np.savez_compressed(board_dir / "results.npz", **dataclasses.asdict(r))
     if labels is not None:

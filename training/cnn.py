@@ -228,38 +228,54 @@ def conv_pool_backward(dout, cache, x_shape, w, need_dx=True, work=None):
     return dx, dw, db
 
 
-def conv_shapes(input_shape, channels, kernel):
-    """The (C, H, W) shape after each conv -> ReLU -> pool block, and the MACs of each conv."""
+def conv_shapes(input_shape, channels, kernel, pools=None):
+    """The (C, H, W) shape after each conv -> ReLU (-> pool) block, and the MACs of each conv.
+
+    kernel: one size for every block, or one per block; pools: whether each block pools
+    (default: all do)."""
+    kernels = [kernel] * len(channels) if np.ndim(kernel) == 0 else list(kernel)
+    pools = [True] * len(channels) if pools is None else list(pools)
     c, h, w = input_shape
     shapes, macs = [], []
-    for co in channels:
-        ho, wo = h - kernel + 1, w - kernel + 1
-        if ho < 2 or wo < 2:
-            raise ValueError(f"a {kernel}x{kernel} conv and a 2x2 pool do not fit a {h}x{w} input")
-        macs.append(ho * wo * co * c * kernel * kernel)
-        c, h, w = co, ho // 2, wo // 2
+    for co, k, pool in zip(channels, kernels, pools):
+        ho, wo = h - k + 1, w - k + 1
+        if ho < 1 + pool or wo < 1 + pool:
+            raise ValueError(f"a {k}x{k} conv{' and a 2x2 pool' if pool else ''} do not fit a {h}x{w} input")
+        macs.append(ho * wo * co * c * k * k)
+        c, h, w = (co, ho // 2, wo // 2) if pool else (co, ho, wo)
         shapes.append((c, h, w))
     return shapes, macs
 
 
 class CNN:
-    def __init__(self, input_shape=(1, 28, 28), channels=(16, 32), kernel=2, dense=(10,), seed=0):
+    """conv blocks, then dense layers. By default every block pools and has the one `kernel`;
+    `kernels` (one per block) and `pools` (a bool per block) describe other block lists, such
+    as ONNX graphs imported by training.onnx_import."""
+
+    def __init__(self, input_shape=(1, 28, 28), channels=(16, 32), kernel=2, dense=(10,), seed=0,
+                 kernels=None, pools=None):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.channels = tuple(int(c) for c in channels)
         self.kernel = int(kernel)
+        self.kernels = tuple(int(k) for k in kernels) if kernels is not None else (self.kernel,) * len(self.channels)
+        self.pools = tuple(bool(p) for p in pools) if pools is not None else (True,) * len(self.channels)
+        if len(self.kernels) != len(self.channels) or len(self.pools) != len(self.channels):
+            raise ValueError(f"kernels {kernels} and pools {pools} need one entry per conv block "
+                             f"({len(self.channels)})")
         self.dense = tuple(int(d) for d in dense)
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
-        if not self.channels or min(self.channels) < 1 or self.kernel < 1:
+        if not self.channels or min(self.channels) < 1 or min(self.kernels) < 1:
             raise ValueError(f"a CNN needs at least one conv with positive channels and kernel, "
                              f"got channels {channels}, kernel {kernel}")
         if not self.dense or min(self.dense) < 1:
             raise ValueError(f"a CNN needs at least one positive dense size, got {dense}")
-        self.block_shapes, self.conv_macs = conv_shapes(self.input_shape, self.channels, self.kernel)
+        self.block_shapes, self.conv_macs = conv_shapes(self.input_shape, self.channels, self.kernels,
+                                                        self.pools)
         rng = np.random.default_rng(seed)
-        k, c_in = self.kernel, self.input_shape[0]
+        c_in = self.input_shape[0]
         self.conv_w, self.conv_b = [], []
-        for co in self.channels:          # He initialisation, fan-in c_in * k * k
+        for co, k in zip(self.channels, self.kernels):   # He initialisation, fan-in c_in * k * k
             fan_in = c_in * k * k
             self.conv_w.append((rng.standard_normal((co, c_in, k, k)) * np.sqrt(2.0 / fan_in))
                                .astype(np.float32))
@@ -301,16 +317,27 @@ class CNN:
         return sum(self.conv_macs) + sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
     def config(self):
-        return {"input_shape": list(self.input_shape), "channels": list(self.channels),
-                "kernel": self.kernel, "dense": list(self.dense)}
+        """The constructor's arguments; kernels and pools only when they differ from the default
+        (so the model files of the default architecture stay as they were)."""
+        c = {"input_shape": list(self.input_shape), "channels": list(self.channels),
+             "kernel": self.kernel, "dense": list(self.dense)}
+        if set(self.kernels) != {self.kernel}:
+            c["kernels"] = list(self.kernels)
+        if not all(self.pools):
+            c["pools"] = list(self.pools)
+        return c
 
     def forward(self, x, dropout=0.0, rng=None):
         """Logits for flattened channel-major inputs [N, C*H*W], and the cache for backward()."""
         c, h, w = self.input_shape
         hcur = x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1)      # NHWC view
         conv_cache = []
-        for wt, b, work in zip(self.conv_w, self.conv_b, self._work):
-            p, cache = conv_pool_forward(hcur, wt, b, work)
+        for wt, b, work, pool in zip(self.conv_w, self.conv_b, self._work, self.pools):
+            if pool:
+                p, cache = conv_pool_forward(hcur, wt, b, work)
+            else:                          # a block without a pool (imported graphs)
+                p, x2 = conv_forward(hcur, wt, b)
+                p, cache = np.ascontiguousarray(p), x2
             np.maximum(p, 0, out=p)        # ReLU after the pool: they commute, on a quarter of the values
             conv_cache.append((cache, hcur.shape, p))
             hcur = p
@@ -355,8 +382,11 @@ class CNN:
         for i in reversed(range(nc)):
             cache, x_shape, p = conv_cache[i]
             d *= p > 0
-            d, gcw[i], gcb[i] = conv_pool_backward(d, cache, x_shape, self.conv_w[i], need_dx=i > 0,
-                                                   work=self._work[i])
+            if self.pools[i]:
+                d, gcw[i], gcb[i] = conv_pool_backward(d, cache, x_shape, self.conv_w[i], need_dx=i > 0,
+                                                       work=self._work[i])
+            else:
+                d, gcw[i], gcb[i] = conv_backward(d, cache, x_shape, self.conv_w[i], need_dx=i > 0)
         return gcw + gdw, gcb + gdb
 
     def logits(self, x, batch=1024):

@@ -145,10 +145,17 @@ def read_idx(path):
 
 
 def load_split(name, split, root=None, download=True):
-    """(images uint8 [N, 28, 28], labels uint8 [N]) for split 'train' or 'test'."""
+    """(images uint8 [N, 28, 28], labels uint8 [N]) for split 'train' or 'test'.
+
+    The official IDX files when the data directory has them; otherwise the Kaggle CSV layout
+    (``fashion-mnist_test.csv``, ``mnist_train.csv``, ...) when it has that; otherwise a download."""
     ds = DATASETS[name]
     root = data_dir(root)
     prefix = {"train": "train", "test": "t10k"}[split]
+    csv = _locate(ds, root, f"{name}_{split}.csv")
+    if csv is not None and _locate(ds, root, f"{prefix}-images-idx3-ubyte.gz") is None:
+        images, labels = read_csv(csv, CSV_PIXELS, len(ds.classes), labels=True)
+        return images.reshape(-1, 28, 28), labels
     images = read_idx(fetch(ds, root, f"{prefix}-images-idx3-ubyte.gz", download))
     labels = read_idx(fetch(ds, root, f"{prefix}-labels-idx1-ubyte.gz", download))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -156,6 +163,81 @@ def load_split(name, split, root=None, download=True):
     if labels.max(initial=0) >= len(ds.classes):
         raise DataError(f"{name} {split}: label {labels.max()} out of range")
     return images, labels
+
+
+CSV_PIXELS = 28 * 28
+
+
+def _csv_header(first, n_pixels):
+    """None for a row of numbers; else whether the header names a label column, checked strictly."""
+    fields = [f.strip().strip('"') for f in first.split(",")]
+    if all(f.lstrip("-").isdigit() for f in fields):
+        return None
+    pixels = [f"pixel{i}" for i in range(1, n_pixels + 1)]
+    if fields == ["label"] + pixels:
+        return True
+    if fields == pixels:
+        return False
+    raise DataError(f"line 1: a header of {len(fields)} columns starting {fields[:3]}; expected "
+                    f"'label,pixel1,...,pixel{n_pixels}' (the Kaggle layout) or 'pixel1,...,pixel{n_pixels}'")
+
+
+def read_csv(path, n_pixels=CSV_PIXELS, n_classes=None, labels=None):
+    """(images uint8 [N, n_pixels], labels uint8 [N] or None) of a CSV in the Kaggle layout:
+    an optional header, then one image a row, ``label,pixel1,...`` or the pixels alone.
+
+    labels: True requires a label column, False forbids one, None takes what the file has.
+    Every row is checked (its length, integer fields, pixels 0-255, labels below n_classes) and
+    an error names the first bad line (counting the header as line 1).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read it as a text CSV file ({e})") from None
+    lines = text.splitlines()
+    if not lines:
+        raise DataError(f"{path}: empty file; expected a header and one image per line")
+    header = _csv_header(lines[0], n_pixels)
+    first = 0 if header is None else 1
+    rows = lines[first:]
+    while rows and not rows[-1].strip():
+        rows.pop()
+    if not rows:
+        raise DataError(f"{path}: no images after the header")
+    width = rows[0].count(",") + 1 if header is None else n_pixels + header
+    if width not in (n_pixels, n_pixels + 1):
+        raise DataError(f"{path}: line {first + 1} has {width} columns; expected {n_pixels} pixels, "
+                        f"with or without a label column before them ({n_pixels + 1})")
+    has_labels = width == n_pixels + 1
+    if labels is not None and has_labels != labels:
+        raise DataError(f"{path}: rows of {width} columns, so {'a' if has_labels else 'no'} label column; "
+                        f"expected {'label,' if labels else ''}pixel1,...,pixel{n_pixels}")
+    for i, row in enumerate(rows):
+        if row.count(",") + 1 != width:
+            raise DataError(f"{path}: line {first + i + 1} has {row.count(',') + 1} columns, the file's rows {width}")
+    try:
+        data = np.loadtxt(rows, delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError:
+        for i, row in enumerate(rows):
+            if not all(f.strip().lstrip("-").isdigit() for f in row.split(",")):
+                raise DataError(f"{path}: line {first + i + 1} holds a field that is not an integer") from None
+        raise
+    pixels = data[:, 1:] if has_labels else data
+    bad = np.flatnonzero(((pixels < 0) | (pixels > 255)).any(axis=1))
+    if len(bad):
+        raise DataError(f"{path}: line {first + bad[0] + 1} has a pixel outside 0-255 "
+                        f"({int(pixels[bad[0]][(pixels[bad[0]] < 0) | (pixels[bad[0]] > 255)][0])})")
+    lab = None
+    if has_labels:
+        lab = data[:, 0]
+        top = n_classes if n_classes is not None else 256
+        bad = np.flatnonzero((lab < 0) | (lab >= top))
+        if len(bad):
+            raise DataError(f"{path}: line {first + bad[0] + 1} has label {int(lab[bad[0]])}; labels are "
+                            f"0 to {top - 1}")
+        lab = lab.astype(np.uint8)
+    return pixels.astype(np.uint8), lab
 
 
 def train_val_split(images, labels, n_val, seed=0):

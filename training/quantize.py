@@ -128,22 +128,22 @@ def quantize_cnn(model, standardizer, calib_images, classes=None, meta=None):
     x_f = x_q.transpose(0, 2, 3, 1).astype(np.float64)        # float NHWC of the folded model
     in_scale = 1.0
     layers, act_scales = [], []
-    for w, b in zip(conv_w, conv_b):
+    for w, b, pooled in zip(conv_w, conv_b, getattr(model, "pools", [True] * len(conv_w))):
         co = w.shape[0]
         wq, w_scale = quantize_weights(w.reshape(co, -1).T, per_neuron=True)
         wq = wq.reshape(w.shape)
         acc_scale = in_scale * w_scale
         bq = quantize_bias(b, acc_scale)
         probe = Conv2D(wq, bq, np.zeros(co, np.uint16), np.ones(co, np.uint8), fx.OUTPUT_U8, shape)
-        pool = MaxPool2D(probe.shape_out)
+        pool = MaxPool2D(probe.shape_out) if pooled else None
         z, _ = conv_forward(x_f, w, b)
         np.maximum(z, 0, out=z)
-        p_f, _ = pool_forward(z)                               # NHWC
+        p_f = pool_forward(z)[0] if pooled else z              # NHWC
         p_f = p_f.transpose(0, 3, 1, 2)                        # NCHW, like the integer path
         _, out_scale, mult, shift, y_q = _calibrate(probe.accumulate(x_q), p_f, acc_scale, pool)
-        layers += [Conv2D(wq, bq, mult, shift, fx.OUTPUT_U8, shape), pool]
+        layers += [Conv2D(wq, bq, mult, shift, fx.OUTPUT_U8, shape)] + ([pool] if pooled else [])
         act_scales.append(float(out_scale))
-        shape = pool.shape_out
+        shape = layers[-1].shape_out
         x_q, x_f, in_scale = y_q, p_f.transpose(0, 2, 3, 1), out_scale
     x_q = x_q.reshape(len(x_q), -1)
     x_f = x_f.transpose(0, 3, 1, 2).reshape(len(x_f), -1)     # channel-major flatten
