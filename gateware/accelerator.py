@@ -44,7 +44,9 @@ class Accelerator(LiteXModule):
     the bus's); each buffer is two banks of halfwords (bytes 0-1 and 2-3 of each word), so
     one read gives any three adjacent bytes and one write any two.
     """
-    def __init__(self, cfg=layout.AccelConfig()):
+    def __init__(self, cfg=layout.AccelConfig(), faults=False):
+        if faults:
+            raise NotImplementedError("the accelerator's fault injection (faults=True) is not built yet")
         self.cfg = cfg
         P = cfg.lanes
         depths = {"weight_words": cfg.weight_words, "bias_entries": cfg.bias_entries,

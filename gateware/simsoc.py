@@ -25,8 +25,9 @@ def _sim_io():
     ]
 
 
-def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE):
-    """The sim SoC: soc.py's SoC on a SimPlatform, integrated main RAM, a stream PHY for the bridge."""
+def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE, variant=None):
+    """The sim SoC: soc.py's SoC on a SimPlatform, integrated main RAM, a stream PHY for the bridge;
+    ``variant`` (a gateware.buildcache.SimVariant) says whether its accelerator has fault injection."""
     from litex.build.sim import SimPlatform
     from litex.build.io import CRG
     from litex.soc.cores.uart import RS232PHYModel
@@ -45,6 +46,6 @@ def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE):
             self.add_constant("MEMTEST_ADDR_SIZE", 8 * 1024)
             nnsoc.add_host_link(self, RS232PHYModel(platform.request("serial")),
                                 bridge_clk_freq=BRIDGE_CLK_FREQ)
-            nnsoc.add_accelerator(self, cfg)
+            nnsoc.add_accelerator(self, cfg, faults=bool(variant and variant.faults))
 
     return SimSoC()

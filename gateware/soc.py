@@ -75,9 +75,10 @@ def layout_constants(cfg):
     return [(f"{CONST_PREFIX}{k}", v) for k, v in consts.items()]
 
 
-def add_accelerator(soc, cfg=layout.AccelConfig(), origin=ORIGIN):
-    """The accelerator: CSRs named ``nnhil_*``, its memory window as the uncached ``nnhil`` region."""
-    accel = Accelerator(cfg)
+def add_accelerator(soc, cfg=layout.AccelConfig(), origin=ORIGIN, faults=False):
+    """The accelerator: CSRs named ``nnhil_*``, its memory window as the uncached ``nnhil`` region;
+    ``faults``: with its fault injection (the selftest's sim build)."""
+    accel = Accelerator(cfg, faults=faults)
     soc.add_module(name=NAME, module=accel)
     soc.bus.add_slave(name=NAME, slave=accel.bus,
                       region=SoCRegion(origin=origin, size=4 * cfg.window_words, cached=False))
