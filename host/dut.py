@@ -101,7 +101,8 @@ class DUT:
 
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
-             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT):
+             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT,
+             sim_variant=buildcache.SimVariant()):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
     ``variant`` (gateware.variants: "a7-35", "a7-100") picks the board's part and default build,
@@ -109,7 +110,9 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
     configuration is refused (VariantMismatch). Without a board attached, raises BoardNotFound,
     or with ``sim_fallback`` runs on the simulation and says so. The simulation is ``sim`` (a
     running Simulator) if given; ``program(bitstream)`` loads a bitstream (default: openFPGALoader
-    for the variant; a lab's exporter for a labgrid place).
+    for the variant; a lab's exporter for a labgrid place). ``sim_variant``
+    (gateware.buildcache.SimVariant) is the kind of sim model started when ``sim`` is not given:
+    untraced by default.
     """
     v = variants.get(variant)
     if board_name:
@@ -135,7 +138,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         log(f"--board {board_name}: no board found, running on the simulation (--sim-fallback)")
     with contextlib.ExitStack() as stack:
         if sim is None:
-            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log)))
+            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log, variant=sim_variant)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
         d = DUT("sim", bridge, sim.build.dir, sim=sim)

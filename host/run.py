@@ -15,6 +15,7 @@ this same code.
 import dataclasses
 import functools
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -64,10 +65,16 @@ def add_target_arguments(p):
     p.add_argument("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
     p.add_argument("--sim-fallback", action="store_true",
                    help="with --board and no board found, run on the simulation")
-    p.add_argument("--sims", type=int, default=1,
-                   help="spread the images over this many simulations, one per core (default 1)")
+    p.add_argument("--sims", type=int, default=None,
+                   help="spread the CPU inferences and the images over this many simulations "
+                        f"(default: one per core, {default_sims()} here; 1 with --board)")
     p.add_argument("--out", default=str(home.out()),
                    help="where the run goes: history.jsonl and board/<model>/ (default: %(default)s)")
+
+
+def default_sims():
+    """One simulation per core this process may run on (what ``pytest -n auto`` counts)."""
+    return len(os.sched_getaffinity(0))
 
 
 def add_arguments(p):
@@ -367,15 +374,23 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"history in {Path(args.out) / history.NAME}, plotted by 'nnhil report'")
 
 
+def simulations(args):
+    """How many simulations a run's target options ask for (``--sims``, default one per core;
+    a board is one); an InputError for a count that cannot be: check it before any work."""
+    sims = args.sims if args.sims is not None else 1 if args.board else default_sims()
+    if sims < 1 or (args.board and sims > 1):
+        raise InputError(f"--sims {sims}: give a number of simulations, 1 or more, and only "
+                         f"without --board")
+    return sims
+
+
 def open_targets(args, log=print, timeline=None):
     """The DUTs of a run: the board, or ``--sims`` simulations, started and their firmware
     booted all at once."""
-    if args.sims < 1 or (args.board and args.sims > 1):
-        raise InputError(f"--sims {args.sims}: give a number of simulations, 1 or more, and only "
-                         f"without --board")
+    sims = simulations(args)
     return shards.open_all(lambda: open_dut(args.board, args.port, args.baud, args.build_dir,
                                             args.bitstream, args.sim_fallback, log,
-                                            variant=args.variant), args.sims,
+                                            variant=args.variant), sims,
                            ready=lambda d: d.firmware, timeline=timeline)
 
 
@@ -383,6 +398,7 @@ def run(args, log=print):
     """nnhil run: 0 if every image, the CPU inference and the cycles are exact, else 1."""
     if args.full:
         args.images = None
+    simulations(args)
     timeline = Timeline()
     with timeline.phase("model and images"):
         job = job_from_file(args, log)
