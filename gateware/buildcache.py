@@ -49,7 +49,7 @@ class SimVariant:
     """What kind of sim model to build, beside the accelerator's configuration.
 
     ``trace``: verilated with trace support and LiteX's VCD writer (sim.vcd in the build's
-    gateware directory); about half as fast. ``faults``: the accelerator with its fault
+    gateware directory), dumped every half cycle: far slower. ``faults``: the accelerator with its fault
     injection (gateware.accelerator); the default builds none of it.
     """
     trace: bool = False

@@ -30,6 +30,7 @@ from nnhil.training import datasets, home, modelfile, plots
 from . import divergence, history, latency, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES
+from .results import Results
 from .timeline import Timeline
 
 CPU_IMAGES = 2                # the CPU takes millions of cycles per image (each C inference)
@@ -245,10 +246,12 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     load_s, load_bytes = time.perf_counter() - t0, (traffic() - link0) // len(duts)
     log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s"
         + (f" (on each of {len(duts)} simulations at once)" if len(duts) > 1 else ""))
-    # the CPU's C inferences (millions of cycles an image) first, the longest first, each on
-    # the first free simulation: the others start on the images, and take more of them
-    cpu_tasks = [(f"CPU {code} C", functools.partial(_cpu_infer, model=model, images=images[:CPU_IMAGES],
-                                                     code=code)) for code in ("plain", "optimised")]
+    # the CPU's C inferences (millions of cycles an image) first, the longest first, an image
+    # each, on the first free simulation: on two sims each runs half of them, the images after
+    n_cpu = len(images[:CPU_IMAGES])
+    cpu_tasks = [(CPUImage(code, i), functools.partial(_cpu_infer, model=model, images=images[i:i + 1],
+                                                       code=code))
+                 for code in ("plain", "optimised") for i in range(n_cpu)]
     log(f"{CPU_IMAGES} images in plain and in optimised C on the CPU, {len(images)} through the accelerator"
         + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
     try:
@@ -258,7 +261,8 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         for (lo, hi), part in sorted(e.done.items()):
             log(f"images {lo}-{hi - 1}: {int(part.matches(ref[lo:hi]).sum())}/{hi - lo} bit-exact")
         raise
-    r, cpu = done.results, {code: done.tasks[f"CPU {code} C"] for code in CPU_CODES}
+    r = done.results
+    cpu = {code: Results.concatenate([done.tasks[CPUImage(code, i)] for i in range(n_cpu)]) for code in CPU_CODES}
     batch_s, batch_bytes = done.images_s, done.images_link_bytes
     ref, float_acc = _wait_reference(job, timeline)
     exact = r.matches(ref)
@@ -320,6 +324,17 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     if traced or wanted is not None:
         log(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
+
+
+class CPUImage(tuple):
+    """The task of one image in C on the SoC's CPU (``code``: host.firmware_abi.CPU_CODES),
+    named by its code alone on the timeline."""
+
+    def __new__(cls, code, index):
+        return super().__new__(cls, (code, index))
+
+    def __str__(self):
+        return f"CPU {self[0]} C"
 
 
 def _cpu_infer(dut, model, images, code):
