@@ -48,9 +48,10 @@ MODEL_OPT = "-O3"              # every C++ file of the model (see sim_tcp/model.
 class SimVariant:
     """What kind of sim model to build, beside the accelerator's configuration.
 
-    ``trace``: verilated with trace support and LiteX's VCD writer (sim.vcd in the build's
-    gateware directory), dumped every half cycle: far slower. ``faults``: the accelerator with its fault
-    injection (gateware.accelerator); the default builds none of it.
+    ``trace``: verilated with trace support and LiteX's VCD writer (``veril.cpp``: sim.vcd in
+    the build's gateware directory, flushed every half cycle, dumped while the top's sim_trace
+    input is set). ``faults``: the accelerator with its fault injection (gateware.accelerator);
+    the default builds none of it.
     """
     trace: bool = False
     faults: bool = False
