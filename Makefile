@@ -75,3 +75,9 @@ $(TORCH_VENV)/.installed:
 	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip install -q torch==2.15.0 numpy==2.4.6 onnx==1.23.2 onnxscript==0.7.2
 	touch $@
+
+# Simulated cycles per second of the sim model, CPU code and an image batch (opt-in, never in
+# `make test`; docs/simulation-speed.md): builds the default sim model if it is not cached.
+.PHONY: bench-sim
+bench-sim: setup
+	$(BIN)/python tests/benchmarks/sim_speed.py $(BENCH_ARGS)

@@ -4,7 +4,7 @@ import dataclasses
 import sys
 
 from . import layout
-from .buildcache import SimBuild, build
+from .buildcache import SimBuild, SimVariant, build
 
 
 def add_arguments(parser):
@@ -17,6 +17,9 @@ def add_arguments(parser):
     parser.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
                         help="the Arty A7 (default %(default)s): its part and default accelerator")
     parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (sim)")
+    parser.add_argument("--trace", action="store_true",
+                        help="the sim model with trace support: it writes sim.vcd beside itself "
+                             "(a build of its own, slower; docs/simulation-speed.md)")
     for f in dataclasses.fields(layout.AccelConfig):
         parser.add_argument("--" + f.name.replace("_", "-"), type=int, default=None,
                             help=f"accelerator {f.name} (default: the variant's)")
@@ -28,7 +31,10 @@ def run(args):
     base = variants.get(args.variant).accel
     cfg = dataclasses.replace(base, **{f.name: getattr(args, f.name) for f in dataclasses.fields(layout.AccelConfig)
                                        if getattr(args, f.name) is not None})
-    kwargs = {"jobs": args.jobs} if args.target == "sim" else {"variant": args.variant}
+    if args.trace and args.target != "sim":
+        raise SystemExit("nnhil build: error: --trace is for --target sim")
+    kwargs = ({"jobs": args.jobs, "variant": SimVariant(trace=args.trace)} if args.target == "sim"
+              else {"variant": args.variant})
     result = build(args.target, cfg, **kwargs)
     print(result.dir if isinstance(result, SimBuild) else result)
 

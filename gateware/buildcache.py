@@ -1,16 +1,22 @@
 """Build the nnhil SoC, cached by what shapes it: a Verilator model for the sim, or the Arty A7 gateware.
 
-The sim build is keyed by a hash of everything that shapes the model (AccelConfig, the
-SoC parameters, the LiteX version and our gateware and sim-module sources) and lives in
-``build/sim-<hash>/``; an unchanged configuration returns at once without touching
-Migen. Weights, images and firmware are loaded over the bridge at run time, so they
-never cause a rebuild. LiteX's toolchain only generates here (its build script deletes
-obj_dir); we run the compile ourselves to stream its progress.
+The sim build is keyed by a hash of everything that shapes the model: the AccelConfig, the
+SoC parameters, the :class:`SimVariant`, our sources (the modules the SoC's description
+imports, found by reading their imports, and the sim module's files), the versions of the
+Python packages that generate the gateware and the BIOS (LiteX, Migen, the VexRiscv and
+software pythondata), of the RISC-V GCC that compiles the BIOS, and of Verilator and the
+C/C++ compilers with the compile flags. It lives in ``build/sim-<hash>/``; an unchanged
+configuration returns at once without touching Migen. Weights, images and firmware are
+loaded over the bridge at run time, so they never cause a rebuild. LiteX's toolchain only
+generates here; the model is compiled by our own ``sim_tcp/model.mk`` (untraced by
+default, the hot code at -O3: see docs/simulation-speed.md), streaming its progress.
 """
+import ast
 import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -27,24 +33,28 @@ from nnhil.training import filelock, home
 from . import layout
 from .simsoc import BRIDGE_CLK_FREQ, MAIN_RAM_SIZE, SIM_CLK_FREQ, SIM_MODULE, SIM_MODULE_DIR, sim_soc
 
-REPO = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
-
-# Every source whose text shapes the sim model.
-SOURCES = [Path(__file__).resolve().parent / n for n in
-           ("soc.py", "simsoc.py", "buildcache.py", "accelerator.py", "layout.py", "cyclemodel.py", "faults.py",
-            "wishbone_window.py", "sequencer.py", "validator.py", "addrgen.py", "macarray.py",
-            "requantizer.py")] + \
-          [REPO / "training" / "fixedpoint.py"]
+PACKAGE = "nnhil"
+# The Python packages whose code generates the gateware, the CPU or the BIOS in the ROM.
+PACKAGES = ("litex", "migen", "pythondata-cpu-vexriscv", "pythondata-software-picolibc",
+            "pythondata-software-compiler-rt", "meson")
+# The roots of each target's description: the key covers them and every nnhil module they import.
+ROOTS = {"sim": ("nnhil.gateware.simsoc",), "arty": ("nnhil.gateware.arty",)}
+MODEL_MAKEFILE = SIM_MODULE_DIR / "model.mk"
+MODEL_OPT = "-O3"              # every C++ file of the model (see sim_tcp/model.mk)
 
 
 @dataclasses.dataclass(frozen=True)
 class SimVariant:
-    """A sim build variant, part of the build key: ``trace`` (waveforms), ``faults`` (the
-    selftest's fault build, gateware.faults)."""
+    """What kind of sim model to build, beside the accelerator's configuration.
+
+    ``trace``: verilated with trace support and LiteX's VCD writer (``veril.cpp``: sim.vcd in
+    the build's gateware directory, flushed every half cycle, dumped while the top's sim_trace
+    input is set). ``faults``: the accelerator with its fault injection (gateware.accelerator);
+    the default builds none of it.
+    """
     trace: bool = False
     faults: bool = False
-
 
 class BuildError(RuntimeError):
     """A build step failed; the message carries the tail of its output."""
@@ -72,16 +82,93 @@ class SimBuild:
         return self.dir / "software"
 
 
-def _file_digest(paths):
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def build_key(target, cfg, **params):
-    """The inputs that determine a build, and their hash (an Arty build's include its variant)."""
+def _module_path(name):
+    """The file of module ``name``, or None if it is not one of the nnhil package's."""
+    if name != PACKAGE and not name.startswith(PACKAGE + "."):
+        return None
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            return Path(spec.origin)
+    return None
+
+
+def _imported(name, path):
+    """The nnhil modules that module ``name`` (the file ``path``) imports, anywhere in it."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            names.append(base)
+            names += [f"{base}.{a.name}" for a in node.names]     # `from pkg import module`
+    return [n for n in names if _module_path(n)]
+
+
+def source_files(roots):
+    """{module name: file} of ``roots`` and every nnhil module they import, transitively."""
+    found, todo = {}, list(roots)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found[name] = _module_path(name)
+        if found[name] is None:
+            raise BuildError(f"{name} is not a module of the {PACKAGE} package")
+        todo += _imported(name, found[name])
+    return found
+
+
+def _tool_version(*cmd):
+    """The first line of ``cmd --version``; a missing tool is a BuildError saying what to do."""
+    try:
+        out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except FileNotFoundError:
+        raise BuildError(f"{cmd[0]} is not installed (run `make setup`)") from None
+    return out.strip().splitlines()[0] if out.strip() else ""
+
+
+def _riscv_gcc():
+    """The RISC-V GCC that LiteX compiles the BIOS with: the first of the CPU's triples on PATH."""
+    from litex.soc.cores.cpu.vexriscv.core import VexRiscv
+
+    triples = VexRiscv.gcc_triple if isinstance(VexRiscv.gcc_triple, (list, tuple)) else [VexRiscv.gcc_triple]
+    for triple in triples:
+        if shutil.which(f"{triple}-gcc"):
+            return f"{triple}-gcc"
+    raise BuildError("no RISC-V GCC on PATH (run `make setup`: gcc-riscv64-unknown-elf)")
+
+
+def build_inputs(target):
+    """What shapes a ``target`` build besides its parameters: our sources by content, the
+    generating packages' versions and (the sim) the compilers' versions and flags."""
+    files = {name: path for name, path in source_files(ROOTS[target]).items()}
+    files["nnhil.gateware.buildcache"] = Path(__file__).resolve()
+    inputs = {
+        "sources": {name: _sha256(path) for name, path in sorted(files.items())},
+        "packages": {p: importlib.metadata.version(p) for p in PACKAGES},
+        "riscv_gcc": _tool_version(_riscv_gcc()),
+    }
+    if target == "sim":
+        inputs["sim_module"] = {p.name: _sha256(p) for p in sorted(SIM_MODULE_DIR.iterdir()) if p.is_file()}
+        inputs["tools"] = {"verilator": _tool_version("verilator"), "cc": _tool_version("cc"),
+                           "c++": _tool_version("g++")}
+        inputs["compile"] = {"opt": MODEL_OPT}
+    return inputs
+
+
+def build_key(target, cfg, sim_variant=SimVariant(), inputs=None, **params):
+    """The inputs that determine a build, and their hash (an Arty build's include its variant,
+    a sim build's its SimVariant). ``inputs`` defaults to :func:`build_inputs` of ``target``."""
     from . import soc as nnsoc, variants
     if target == "arty":
         params = {"variant": variants.DEFAULT, **params}
@@ -89,23 +176,13 @@ def build_key(target, cfg, **params):
         "target": target,
         "accel": cfg.to_dict(),
         "soc": {**nnsoc.SOC_KWARGS, "origin": nnsoc.ORIGIN, **params},
-        "litex": importlib.metadata.version("litex"),
-        "sources": _file_digest(SOURCES),
+        **(inputs if inputs is not None else build_inputs(target)),
     }
     if target == "sim":
         key["sim"] = {"clk": SIM_CLK_FREQ, "bridge_clk": BRIDGE_CLK_FREQ,
-                      "verilator": _tool_version("verilator"),
-                      "module": _file_digest([p for p in SIM_MODULE_DIR.iterdir() if p.is_file()])}
+                      "variant": dataclasses.asdict(sim_variant)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return key, digest
-
-
-def _tool_version(tool):
-    try:
-        return subprocess.run([tool, "--version"], capture_output=True, text=True,
-                              timeout=30).stdout.strip()
-    except FileNotFoundError:
-        raise BuildError(f"{tool} is not installed (run `make setup`)")
 
 
 def _stream(cmd, cwd, log, timeout, what):
@@ -132,11 +209,12 @@ def _stream(cmd, cwd, log, timeout, what):
         raise BuildError(f"{what} failed ({why}):\n" + "\n".join(tail))
 
 
-def _compile_sim(gateware_dir, log):
-    """Run LiteX's generated build script minus its ``rm -rf obj_dir``, streaming the output."""
-    script = (gateware_dir / "build_sim.sh").read_text().splitlines()
-    make = [line for line in script if line.strip() and not line.startswith("rm ")]
-    _stream(["bash", "-c", "\n".join(make)], gateware_dir, log, BUILD_TIMEOUT, "Verilator build")
+def _compile_sim(gateware_dir, verilog, variant, jobs, log):
+    """Compile the model LiteX generated in ``gateware_dir`` from the ``verilog`` files with our
+    model.mk, streaming the output."""
+    cmd = ["make", "-f", str(MODEL_MAKEFILE), f"JOBS={jobs}", f"OPT={MODEL_OPT}",
+           "VERILOG=" + " ".join(verilog)] + (["TRACE=1"] if variant.trace else [])
+    _stream(cmd, gateware_dir, log, BUILD_TIMEOUT, "Verilator build")
 
 
 def _tools_on_path():
@@ -149,14 +227,12 @@ def _tools_on_path():
 
 def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=None,
               jobs=2, log=print, variant=SimVariant()):
-    """The sim model for ``cfg`` and ``variant`` (a :class:`SimVariant`), built or taken from
-    the cache; returns a :class:`SimBuild`."""
+    """The sim model of ``variant`` for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
     from litex.build.sim.config import SimConfig
     from litex.soc.integration.builder import Builder
 
     _tools_on_path()
-    params = {"variant": dataclasses.asdict(variant)} if variant != SimVariant() else {}
-    key, digest = build_key("sim", cfg, main_ram_size=main_ram_size, **params)
+    key, digest = build_key("sim", cfg, variant, main_ram_size=main_ram_size)
     out_root = Path(out_root or home.builds())
     result = SimBuild(out_root / f"sim-{digest}")
     # a second builder of the same model waits for the first (at most one build) and reuses it
@@ -177,10 +253,11 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
         builder = Builder(soc, output_dir=str(result.dir), compile_gateware=False,
                           csr_json=str(result.csr_json), csr_csv=str(result.dir / "csr.csv"))
         builder.build(sim_config=sim_config, extra_mods=[SIM_MODULE], extra_mods_path=str(mods),
-                      jobs=jobs, opt_level="O3", interactive=False)
+                      jobs=jobs, trace=variant.trace)
+        verilog = [str(f) for f, *_ in soc.platform.sources if Path(f).suffix in (".v", ".sv")]
         t1 = time.perf_counter()
         log(f"gateware and BIOS generated in {t1 - t0:.1f} s; compiling the Verilator model")
-        _compile_sim(result.gateware_dir, lambda line: log(f"  | {line}"))
+        _compile_sim(result.gateware_dir, verilog, variant, jobs, lambda line: log(f"  | {line}"))
         if not result.vsim.exists():
             raise BuildError(f"the Verilator build finished without producing {result.vsim}")
         t2 = time.perf_counter()

@@ -1,16 +1,20 @@
 """The main job: the project's models trained (or reused), run on the SoC, checked and reported.
 
 Trains or reuses the cached model (the MLP by default, or the CNN, on Fashion-MNIST or
-MNIST; ``--model all``: all three in one SoC session), then runs each through
-:func:`host.run.run_job`, the code path of ``nnhil run``: load with read-back, the test
+MNIST; ``--model all``: all three in one SoC session, the later ones training while the
+sims run the first), then runs each through :func:`host.run.run_job`, the code path of
+``nnhil run``, over ``--sims`` simulations (one per core): load with read-back, the test
 images through the accelerator, bit-exact checks, cycles, accuracy and the speedup.
 """
+import contextlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from nnhil.training import datasets, modelfile, workflow
 
 from . import history, report
-from .run import Job, add_target_arguments, open_targets, prepare_host, run_job
+from .run import Job, add_target_arguments, open_targets, prepare_host, run_job, simulations
 from .timeline import Timeline
 
 
@@ -26,17 +30,32 @@ def add_arguments(p):
 
 
 def run(args, log=print):
-    """Every selected model through one SoC session; returns 0 if all are exact."""
+    """Every selected model through one SoC session; returns 0 if all are exact.
+
+    The first model is made ready here (trained if it is not cached) and the others in a
+    worker process meanwhile, on the other core: the sims build, boot and run the first
+    model while the next ones train, and each later model waits only for its own training."""
+    simulations(args)                                   # a bad --sims before any training
     timeline = Timeline()
     selected = (list(workflow.MODELS.values()) if args.model == "all" else [(args.model, args.dataset)])
-    with timeline.phase("models and images"):
-        jobs = [_prepare(arch, dataset, args, log) for arch, dataset in selected]   # train first
-    prepare_host(jobs, timeline)
     ok = True
-    with open_targets(args, log, timeline) as duts:
-        for job in jobs:
+    with contextlib.ExitStack() as stack:
+        later = []
+        if len(selected) > 1:
+            trainer = stack.enter_context(_trainer())
+            later = [trainer.submit(_prepare, arch, dataset, args.data_dir, args.images)
+                     for arch, dataset in selected[1:]]
+        with timeline.phase("models and images"):
+            first = _prepare(*selected[0], args.data_dir, args.images, log)
+        prepare_host([first], timeline)
+        duts = stack.enter_context(open_targets(args, log, timeline))
+        for k, job in enumerate([first, *later]):
+            if k:
+                with timeline.phase("waiting for training"):
+                    job = job.result()
+                log("")
             ok &= run_job(job, duts, args, log, kind="demo", timeline=timeline)
-    if len(jobs) > 1:
+    if len(selected) > 1:
         log("")
         records = history.read(Path(args.out) / history.NAME)
         log("\n".join(report.side_by_side(records)))
@@ -44,11 +63,27 @@ def run(args, log=print):
     return 0 if ok else 1
 
 
-def _prepare(arch, dataset, args, log):
-    data = workflow.load_data(dataset, args.data_dir)
+@contextlib.contextmanager
+def _trainer():
+    """A worker process that prepares the later models; a failed or interrupted run stops it
+    at once rather than waiting out a training."""
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():     # the pool's worker: ours alone
+            child.terminate()
+        raise
+    pool.shutdown()
+
+
+def _prepare(arch, dataset, data_dir, n_images, log=print):
+    """The Job of one of the project's models: trained (or taken from the cache) and its images."""
+    data = workflow.load_data(dataset, data_dir)
     cfg = workflow.ARCHS[arch]()
     model, out_dir = workflow.ensure_model(cfg, data, log=log)
-    images, labels = data.test[0][:args.images], data.test[1][:args.images]
+    images, labels = data.test[0][:n_images], data.test[1][:n_images]
     fmodel, standardizer, _ = modelfile.load_float(out_dir / "float.npz")
     return Job(name=arch, arch=workflow.arch_name(cfg), model=model,
                images=images.reshape((-1,) + tuple(model.input_shape)), labels=labels,

@@ -15,6 +15,7 @@ this same code.
 import dataclasses
 import functools
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -29,6 +30,7 @@ from nnhil.training import datasets, home, modelfile, plots
 from . import divergence, history, latency, oracle, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES
+from .results import Results
 from .timeline import Timeline
 
 CPU_IMAGES = 2                # the CPU takes millions of cycles per image (each C inference)
@@ -64,10 +66,16 @@ def add_target_arguments(p):
     p.add_argument("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
     p.add_argument("--sim-fallback", action="store_true",
                    help="with --board and no board found, run on the simulation")
-    p.add_argument("--sims", type=int, default=1,
-                   help="spread the images over this many simulations, one per core (default 1)")
+    p.add_argument("--sims", type=int, default=None,
+                   help="spread the CPU inferences and the images over this many simulations "
+                        f"(default: one per core, {default_sims()} here; 1 with --board)")
     p.add_argument("--out", default=str(home.out()),
                    help="where the run goes: history.jsonl and board/<model>/ (default: %(default)s)")
+
+
+def default_sims():
+    """One simulation per core this process may run on (what ``pytest -n auto`` counts)."""
+    return len(os.sched_getaffinity(0))
 
 
 def add_arguments(p):
@@ -246,10 +254,12 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     load_s, load_bytes = time.perf_counter() - t0, (traffic() - link0) // len(duts)
     log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s"
         + (f" (on each of {len(duts)} simulations at once)" if len(duts) > 1 else ""))
-    # the CPU's C inferences (millions of cycles an image) first, the longest first, each on
-    # the first free simulation: the others start on the images, and take more of them
-    cpu_tasks = [(f"CPU {code} C", functools.partial(_cpu_infer, model=model, images=images[:CPU_IMAGES],
-                                                     code=code)) for code in ("plain", "optimised")]
+    # the CPU's C inferences (millions of cycles an image) first, the longest first, an image
+    # each, on the first free simulation: on two sims each runs half of them, the images after
+    n_cpu = len(images[:CPU_IMAGES])
+    cpu_tasks = [(CPUImage(code, i), functools.partial(_cpu_infer, model=model, images=images[i:i + 1],
+                                                       code=code))
+                 for code in ("plain", "optimised") for i in range(n_cpu)]
     log(f"{CPU_IMAGES} images in plain and in optimised C on the CPU, {len(images)} through the accelerator"
         + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
     try:
@@ -259,7 +269,8 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         for (lo, hi), part in sorted(e.done.items()):
             log(f"images {lo}-{hi - 1}: {int(part.matches(ref[lo:hi]).sum())}/{hi - lo} bit-exact")
         raise
-    r, cpu = done.results, {code: done.tasks[f"CPU {code} C"] for code in CPU_CODES}
+    r = done.results
+    cpu = {code: Results.concatenate([done.tasks[CPUImage(code, i)] for i in range(n_cpu)]) for code in CPU_CODES}
     batch_s, batch_bytes = done.images_s, done.images_link_bytes
     ref, float_acc = _wait_reference(job, timeline)
     exact = r.matches(ref)
@@ -324,6 +335,17 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
 
 
+class CPUImage(tuple):
+    """The task of one image in C on the SoC's CPU (``code``: host.firmware_abi.CPU_CODES),
+    named by its code alone on the timeline."""
+
+    def __new__(cls, code, index):
+        return super().__new__(cls, (code, index))
+
+    def __str__(self):
+        return f"CPU {self[0]} C"
+
+
 def _cpu_infer(dut, model, images, code):
     return dut.cpu_infer(model, images, code=code)
 
@@ -376,15 +398,23 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"history in {Path(args.out) / history.NAME}, plotted by 'nnhil report'")
 
 
+def simulations(args):
+    """How many simulations a run's target options ask for (``--sims``, default one per core;
+    a board is one); an InputError for a count that cannot be: check it before any work."""
+    sims = args.sims if args.sims is not None else 1 if args.board else default_sims()
+    if sims < 1 or (args.board and sims > 1):
+        raise InputError(f"--sims {sims}: give a number of simulations, 1 or more, and only "
+                         f"without --board")
+    return sims
+
+
 def open_targets(args, log=print, timeline=None):
     """The DUTs of a run: the board, or ``--sims`` simulations, started and their firmware
     booted all at once."""
-    if args.sims < 1 or (args.board and args.sims > 1):
-        raise InputError(f"--sims {args.sims}: give a number of simulations, 1 or more, and only "
-                         f"without --board")
+    sims = simulations(args)
     return shards.open_all(lambda: open_dut(args.board, args.port, args.baud, args.build_dir,
                                             args.bitstream, args.sim_fallback, log,
-                                            variant=args.variant), args.sims,
+                                            variant=args.variant), sims,
                            ready=lambda d: d.firmware, timeline=timeline)
 
 
@@ -392,6 +422,7 @@ def run(args, log=print):
     """nnhil run: 0 if every image, the CPU inference and the cycles are exact, else 1."""
     if args.full:
         args.images = None
+    simulations(args)
     timeline = Timeline()
     with timeline.phase("model and images"):
         job = job_from_file(args, log)

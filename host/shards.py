@@ -99,7 +99,7 @@ def run(duts, images, tasks=(), progress=None, timeline=None):
             finally:
                 end = time.perf_counter()
                 if timeline:
-                    timeline.add("images" if fn is None else task, where, start - timeline.t0, end - timeline.t0)
+                    timeline.add("images" if fn is None else str(task), where, start - timeline.t0, end - timeline.t0)
             with lock:
                 results[task] = out
                 if fn is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnhil.host import shards
+from nnhil.host import run as host_run, shards
 from nnhil.training import modelfile
 
 pytestmark = pytest.mark.sim
@@ -67,7 +67,11 @@ def test_run_over_two_sims(trained, tmp_path):
     phases = summary["time"]["phases"]
     on = {(p["phase"], p["on"]) for p in phases}
     assert {(n, f"sim {k}") for n in ("start", "ready", "load") for k in (1, 2)} <= on
-    assert sorted(p["phase"] for p in phases if p["phase"].startswith("CPU")) == ["CPU optimised C", "CPU plain C"]
+    cpu = [p for p in phases if p["phase"].startswith("CPU")]
+    assert {p["phase"] for p in cpu} == {"CPU optimised C", "CPU plain C"}
+    # an image in a code is a task: the C baselines shared out between the two sims
+    assert sum(p.get("count", 1) for p in cpu) == 2 * host_run.CPU_IMAGES
+    assert {p["on"] for p in cpu} == {"sim 1", "sim 2"}
     assert sum(p.get("count", 1) for p in phases if p["phase"] == "images") == len(shards.chunks(400, 2))
 
 

@@ -1,4 +1,5 @@
 """Builds are cached, and a dead sim gives a clear error at once and leaves no process."""
+import json
 import os
 import signal
 
@@ -41,3 +42,26 @@ def test_killed_sim_fails_clearly_and_leaves_nothing(sim_build):
 def test_missing_model_is_reported(tmp_path):
     with pytest.raises(SimulatorError, match="no sim model"):
         Simulator(buildcache.SimBuild(tmp_path)).start()
+
+
+def test_the_default_model_is_untraced_and_writes_no_vcd(sim_build):
+    """The default build has no trace support (LiteX's own sim opens sim.vcd and flushes it
+    every half cycle): nothing is written beside the model, whichever sim runs."""
+    key = json.loads((sim_build.dir / "build.json").read_text())["key"]
+    assert key["sim"]["variant"] == {"trace": False, "faults": False}
+    assert "VM_TRACE = 0" in (sim_build.gateware_dir / "obj_dir" / "Vsim_classes.mk").read_text()
+    with Simulator(sim_build) as s:
+        assert s.bridge().csr_read("nnhil_magic") == layout.MAGIC
+    assert not list(sim_build.gateware_dir.glob("sim.vcd"))
+
+
+@pytest.mark.slow
+def test_the_traced_variant_is_its_own_build_and_writes_a_vcd(tmp_path):
+    lines = []
+    traced = buildcache.build_sim(layout.AccelConfig(), out_root=tmp_path, log=lines.append,
+                                  variant=buildcache.SimVariant(trace=True))
+    assert traced.dir.name != f"sim-{buildcache.build_key('sim', layout.AccelConfig())[1]}"
+    assert "VM_TRACE = 1" in (traced.gateware_dir / "obj_dir" / "Vsim_classes.mk").read_text()
+    with Simulator(traced) as s:
+        assert s.bridge().csr_read("nnhil_magic") == layout.MAGIC
+    assert (traced.gateware_dir / "sim.vcd").stat().st_size > 0

@@ -1,0 +1,44 @@
+# The sim model's compile, run by gateware/buildcache.py in build/sim-<hash>/gateware/ in place
+# of LiteX's core Makefile (whose sim rule always verilates with --trace and builds every sim
+# module LiteX has). Every knob here is set by buildcache.py and is part of the build's key.
+#
+#   VERILOG     the Verilog sources, VexRiscv's and the generated sim.v
+#   TRACE=1     a traced model: --trace and LiteX's veril.cpp (VCD); otherwise sim_main.cpp
+#   VERILATOR   the verilator command
+#   JOBS        parallel C++ compiles
+#   OPT         the optimisation of ALL the model's C++: Debian's verilated.mk appends
+#               OPT_FAST=-Os to the hot code's flags, after ours, so it is set here too
+MAIN_DIR := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
+include variables.mak
+
+VERILATOR ?= verilator
+OPT ?= -O3
+JOBS ?= 2
+OBJ_DIR := $(abspath obj_dir)
+
+CORE_SRCS := sim.c pads.c parse.c modules.c libdylib.c
+CORE_OBJS := $(CORE_SRCS:.c=.o)
+MAIN := $(if $(TRACE),$(SRC_DIR)/veril.cpp,$(MAIN_DIR)sim_main.cpp)
+CFLAGS := -Wall -g $(OPT) -I$(SRC_DIR)
+LIBS := -lpthread -Wl,--no-as-needed -ljson-c -lz -lm -lstdc++ -ldl -levent
+
+.PHONY: all modules model
+all: modules model
+
+# Only the modules sim_config.js loads: the clocker and ours.
+modules:
+	mkdir -p modules
+	$(MAKE) -C modules -f $(SRC_DIR)/modules/Makefile MODULES=clocker
+
+$(OBJ_DIR)/%.o: $(SRC_DIR)/%.c
+	mkdir -p $(OBJ_DIR)
+	$(CC) -c $(CFLAGS) -o $@ $<
+
+model: $(addprefix $(OBJ_DIR)/,$(CORE_OBJS))
+	$(VERILATOR) -Wno-fatal -O3 --top-module sim $(addprefix --cc ,$(VERILOG)) --exe \
+		-DPRINTF_COND=0 sim_init.cpp $(MAIN) $(CORE_OBJS) \
+		$(if $(TRACE),--trace) --x-assign fast --x-initial fast --noassert \
+		-CFLAGS "$(CFLAGS)" -LDFLAGS "$(LIBS)" \
+		--unroll-count 256 --output-split 5000 --output-split-cfuncs 500 --output-split-ctrace 500 \
+		-Wno-BLKANDNBLK -Wno-WIDTH -Wno-COMBDLY -Wno-CASEINCOMPLETE --relative-includes
+	$(MAKE) -j$(JOBS) -C $(OBJ_DIR) -f Vsim.mk Vsim OPT_FAST="$(OPT)" OPT_SLOW="$(OPT)" OPT_GLOBAL="$(OPT)"

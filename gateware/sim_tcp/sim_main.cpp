@@ -1,0 +1,41 @@
+/*
+ * The Verilated model's side of LiteX's sim core (sim.c's event loop calls these), for a
+ * model built without trace support: the default sim build (gateware/buildcache.py).
+ *
+ * It stands in for LiteX's veril.cpp, which always opens sim.vcd in the build directory
+ * and flushes it after every half cycle; a traced build (SimVariant(trace=True)) uses
+ * veril.cpp as it is. The tracer entry points are kept, doing nothing, so LiteX's
+ * generated sim_init.cpp links unchanged.
+ */
+#include <stdint.h>
+
+#include "Vsim.h"
+#include "verilated.h"
+
+static uint64_t sim_time;                /* ps, for sc_time_stamp() */
+
+extern "C" void litex_sim_eval(void *vsim, uint64_t time_ps)
+{
+  static_cast<Vsim *>(vsim)->eval();
+  sim_time = time_ps;
+}
+
+extern "C" void litex_sim_init_cmdargs(int argc, char *argv[])
+{
+  Verilated::commandArgs(argc, argv);
+}
+
+extern "C" void litex_sim_init_tracer(void *vsim, long start, long end) {}
+
+extern "C" void litex_sim_tracer_dump() {}
+
+extern "C" int litex_sim_got_finish()
+{
+  return Verilated::gotFinish();
+}
+
+double sc_time_stamp()
+{
+  return sim_time;
+}
+

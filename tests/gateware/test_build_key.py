@@ -1,0 +1,102 @@
+"""The sim build's key covers everything that shapes the model: computed, never built here."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nnhil.gateware import buildcache, layout
+from nnhil.gateware.buildcache import SimVariant, build_inputs, build_key
+
+
+def _leaves(d, path=()):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, path + (k,))
+        else:
+            yield path + (k,)
+
+
+def _changed(d, path):
+    d = json.loads(json.dumps(d))
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = f"{node[path[-1]]} (changed)"
+    return d
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return build_inputs("sim")
+
+
+def test_every_input_makes_a_new_key(inputs):
+    cfg = layout.AccelConfig()
+    base = build_key("sim", cfg, SimVariant(), inputs, main_ram_size=1 << 22)[1]
+    keys = {"base": base}
+    for path in _leaves(inputs):
+        keys["/".join(path)] = build_key("sim", cfg, SimVariant(), _changed(inputs, path), main_ram_size=1 << 22)[1]
+    keys["trace"] = build_key("sim", cfg, SimVariant(trace=True), inputs, main_ram_size=1 << 22)[1]
+    keys["faults"] = build_key("sim", cfg, SimVariant(faults=True), inputs, main_ram_size=1 << 22)[1]
+    keys["ram"] = build_key("sim", cfg, SimVariant(), inputs, main_ram_size=1 << 21)[1]
+    keys["lanes"] = build_key("sim", dataclasses.replace(cfg, lanes=cfg.lanes // 2), SimVariant(), inputs,
+                              main_ram_size=1 << 22)[1]
+    assert len(set(keys.values())) == len(keys), keys
+    # and the same inputs give the same key
+    assert build_key("sim", cfg, SimVariant(), json.loads(json.dumps(inputs)), main_ram_size=1 << 22)[1] == base
+
+
+def test_the_inputs_name_every_generator_and_compiler(inputs):
+    assert {"litex", "migen", "pythondata-cpu-vexriscv"} <= set(inputs["packages"])
+    assert all(inputs["packages"].values())
+    assert "gcc" in inputs["riscv_gcc"] and inputs["riscv_gcc"]
+    assert inputs["tools"]["verilator"].startswith("Verilator ")
+    assert inputs["tools"]["c++"] and inputs["tools"]["cc"]
+    # the model's own build files are sources too
+    assert {"model.mk", "sim_main.cpp", "sim_tcp.c", "Makefile"} <= set(inputs["sim_module"])
+
+
+def test_the_source_list_covers_every_nnhil_module_the_sim_soc_loads(inputs):
+    """Elaborate the sim SoC in a fresh interpreter and list the nnhil modules it loaded (those
+    with a file: nnhil itself is a namespace): each one must be in the key (the list is derived
+    from the imports, not kept by hand)."""
+    code = ("import sys\n"
+            "from nnhil.gateware import layout, simsoc\n"
+            "simsoc.sim_soc(layout.AccelConfig())\n"
+            "print('\\n'.join(sorted(n for n, m in sys.modules.items()\n"
+            "                         if n.startswith('nnhil') and getattr(m, '__file__', None))))\n")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            timeout=300).stdout.split()
+    assert "nnhil.gateware.accelerator" in loaded and "nnhil.training.fixedpoint" in loaded
+    missing = set(loaded) - set(inputs["sources"])
+    assert not missing, f"modules the sim SoC loads but the build key leaves out: {sorted(missing)}"
+
+
+def test_another_verilator_makes_a_new_key(tmp_path, monkeypatch, inputs):
+    fake = tmp_path / "verilator"
+    fake.write_text("#!/bin/sh\necho 'Verilator 9.999 2099-01-01'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    other = build_inputs("sim")
+    assert other["tools"]["verilator"] == "Verilator 9.999 2099-01-01"
+    cfg = layout.AccelConfig()
+    assert build_key("sim", cfg, SimVariant(), other)[1] != build_key("sim", cfg, SimVariant(), inputs)[1]
+
+
+def test_a_missing_verilator_is_a_clear_error(tmp_path, monkeypatch):
+    gcc = buildcache._riscv_gcc()
+    os.symlink(subprocess.run(["sh", "-c", f"command -v {gcc}"], capture_output=True, text=True).stdout.strip(),
+               tmp_path / gcc)
+    for tool in ("cc", "g++"):
+        os.symlink(f"/usr/bin/{tool}", tmp_path / tool)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(buildcache.BuildError, match="verilator is not installed"):
+        build_inputs("sim")
+
+
+def test_a_module_outside_the_package_is_refused():
+    with pytest.raises(buildcache.BuildError, match="not a module of the nnhil package"):
+        buildcache.source_files(["json"])
