@@ -60,9 +60,10 @@ def test_the_inputs_name_every_generator_and_compiler(inputs):
 
 
 def test_the_source_list_covers_every_nnhil_module_the_sim_soc_loads(inputs):
-    """Elaborate the sim SoC in a fresh interpreter and list the nnhil modules it loaded (those
-    with a file: nnhil itself is a namespace): each one must be in the key (the list is derived
-    from the imports, not kept by hand)."""
+    """Elaborate the sim SoC in a fresh interpreter and list the nnhil modules it loaded: each one
+    must be in the key (the list is derived from the imports, not kept by hand). The top package
+    ``nnhil`` is loaded as every module's parent; its public names load lazily, on first use,
+    and none of them is used by the gateware, so it is the one module the key leaves out."""
     code = ("import sys\n"
             "from nnhil.gateware import layout, simsoc\n"
             "simsoc.sim_soc(layout.AccelConfig())\n"
@@ -71,7 +72,7 @@ def test_the_source_list_covers_every_nnhil_module_the_sim_soc_loads(inputs):
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             timeout=300).stdout.split()
     assert "nnhil.gateware.accelerator" in loaded and "nnhil.training.fixedpoint" in loaded
-    missing = set(loaded) - set(inputs["sources"])
+    missing = set(loaded) - set(inputs["sources"]) - {"nnhil"}
     assert not missing, f"modules the sim SoC loads but the build key leaves out: {sorted(missing)}"
 
 
