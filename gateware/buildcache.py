@@ -34,8 +34,23 @@ BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
 SOURCES = [Path(__file__).resolve().parent / n for n in
            ("soc.py", "simsoc.py", "buildcache.py", "accelerator.py", "layout.py", "cyclemodel.py",
             "wishbone_window.py", "sequencer.py", "validator.py", "addrgen.py", "macarray.py",
-            "requantizer.py")] + \
+            "requantizer.py", "tracewindow.py")] + \
           [REPO / "training" / "fixedpoint.py"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SimVariant:
+    """What kind of sim model to build, beside the accelerator's configuration.
+
+    ``trace``: verilated with FST trace support, run by sim_tcp/sim_trace_main.cpp, which dumps
+    only while the gateware.tracewindow window is open, to the file $NNHIL_TRACE_FILE names
+    (host.wave); about half as fast. ``faults``: the accelerator with fault injection.
+    """
+    trace: bool = False
+    faults: bool = False
+
+
+TRACE_MAIN = SIM_MODULE_DIR / "sim_trace_main.cpp"     # the traced model's main (see its header)
 
 
 class BuildError(RuntimeError):
@@ -72,8 +87,9 @@ def _file_digest(paths):
     return h.hexdigest()
 
 
-def build_key(target, cfg, **params):
-    """The inputs that determine a build, and their hash (an Arty build's include its variant)."""
+def build_key(target, cfg, sim_variant=SimVariant(), **params):
+    """The inputs that determine a build, and their hash (an Arty build's include its variant,
+    a sim build's its SimVariant)."""
     from . import soc as nnsoc, variants
     if target == "arty":
         params = {"variant": variants.DEFAULT, **params}
@@ -88,6 +104,8 @@ def build_key(target, cfg, **params):
         key["sim"] = {"clk": SIM_CLK_FREQ, "bridge_clk": BRIDGE_CLK_FREQ,
                       "verilator": _tool_version("verilator"),
                       "module": _file_digest([p for p in SIM_MODULE_DIR.iterdir() if p.is_file()])}
+        if sim_variant != SimVariant():
+            key["sim"]["variant"] = dataclasses.asdict(sim_variant)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return key, digest
 
@@ -124,10 +142,14 @@ def _stream(cmd, cwd, log, timeout, what):
         raise BuildError(f"{what} failed ({why}):\n" + "\n".join(tail))
 
 
-def _compile_sim(gateware_dir, log):
-    """Run LiteX's generated build script minus its ``rm -rf obj_dir``, streaming the output."""
+def _compile_sim(gateware_dir, log, variant=SimVariant()):
+    """Run LiteX's generated build script minus its ``rm -rf obj_dir``, streaming the output;
+    a traced variant's model has our TRACE_MAIN in place of LiteX's veril.cpp."""
     script = (gateware_dir / "build_sim.sh").read_text().splitlines()
     make = [line for line in script if line.strip() and not line.startswith("rm ")]
+    if variant.trace:
+        make = [line + f' SRCS_SIM_CPP="sim_init.cpp {TRACE_MAIN}"' if line.startswith("make ") else line
+                for line in make]
     _stream(["bash", "-c", "\n".join(make)], gateware_dir, log, BUILD_TIMEOUT, "Verilator build")
 
 
@@ -140,13 +162,13 @@ def _tools_on_path():
 
 
 def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=None,
-              jobs=2, log=print):
-    """The sim model for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
+              jobs=2, log=print, variant=SimVariant()):
+    """The sim model of ``variant`` for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
     from litex.build.sim.config import SimConfig
     from litex.soc.integration.builder import Builder
 
     _tools_on_path()
-    key, digest = build_key("sim", cfg, main_ram_size=main_ram_size)
+    key, digest = build_key("sim", cfg, variant, main_ram_size=main_ram_size)
     out_root = Path(out_root or home.builds())
     result = SimBuild(out_root / f"sim-{digest}")
     # a second builder of the same model waits for the first (at most one build) and reuses it
@@ -163,14 +185,15 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
         sim_config = SimConfig()
         sim_config.add_clocker("sys_clk", freq_hz=SIM_CLK_FREQ)
         sim_config.add_module(SIM_MODULE, "serial", args={"port": 0})
-        soc = sim_soc(cfg, main_ram_size)
+        soc = sim_soc(cfg, main_ram_size, variant)
         builder = Builder(soc, output_dir=str(result.dir), compile_gateware=False,
                           csr_json=str(result.csr_json), csr_csv=str(result.dir / "csr.csv"))
         builder.build(sim_config=sim_config, extra_mods=[SIM_MODULE], extra_mods_path=str(mods),
-                      jobs=jobs, opt_level="O3", interactive=False)
+                      jobs=jobs, opt_level="O3", interactive=False,
+                      trace=variant.trace, trace_fst=variant.trace)
         t1 = time.perf_counter()
         log(f"gateware and BIOS generated in {t1 - t0:.1f} s; compiling the Verilator model")
-        _compile_sim(result.gateware_dir, lambda line: log(f"  | {line}"))
+        _compile_sim(result.gateware_dir, lambda line: log(f"  | {line}"), variant)
         if not result.vsim.exists():
             raise BuildError(f"the Verilator build finished without producing {result.vsim}")
         t2 = time.perf_counter()

@@ -25,8 +25,10 @@ def _sim_io():
     ]
 
 
-def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE):
-    """The sim SoC: soc.py's SoC on a SimPlatform, integrated main RAM, a stream PHY for the bridge."""
+def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE, variant=None):
+    """The sim SoC: soc.py's SoC on a SimPlatform, integrated main RAM, a stream PHY for the bridge;
+    a traced ``variant`` (gateware.buildcache.SimVariant) drives the platform's trace pad from a
+    gateware.tracewindow.TraceWindow on the accelerator's cycle counter."""
     from litex.build.sim import SimPlatform
     from litex.build.io import CRG
     from litex.soc.cores.uart import RS232PHYModel
@@ -46,5 +48,8 @@ def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE):
             nnsoc.add_host_link(self, RS232PHYModel(platform.request("serial")),
                                 bridge_clk_freq=BRIDGE_CLK_FREQ)
             nnsoc.add_accelerator(self, cfg)
+            if variant is not None and variant.trace:
+                from . import tracewindow
+                self.comb += platform.trace.eq(tracewindow.add(self).trace)
 
     return SimSoC()

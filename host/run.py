@@ -83,6 +83,10 @@ def add_arguments(p):
     p.add_argument("--trace", type=int, metavar="IMAGE_INDEX",
                    help="also rerun this image layer by layer and write every layer's on-board output "
                         "beside the model's (trace-IMAGE_INDEX.npz) and the report, even when nothing differs")
+    p.add_argument("--wave", action="store_true",
+                   help="with --trace (or, on the simulation, for the first diverging image): rerun it on the "
+                        "traced sim build and write the waveform of its first diverging layer, trace-I.fst, "
+                        "with a GTKWave save file trace-I.gtkw marking the first wrong write (docs/waveforms.md)")
     add_target_arguments(p)
 
 
@@ -312,6 +316,13 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         log(divergence.trace(dut, images[wanted], wanted, board_dir).text())
     if traced or wanted is not None:
         log(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
+    if getattr(args, "wave", False) and (wanted is not None or traced):
+        from . import wave
+        if dut.target == "sim":
+            log(wave.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
+                                  dut.config, log))
+        else:
+            log("--wave: a board has no waveform dump; docs/waveforms.md shows LiteScope for it")
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
 
 
