@@ -34,7 +34,7 @@ class WaveError(RuntimeError):
 def layer_window(compiled, k):
     """(first, last): the accelerator cycles (its ``cycles`` count from start) of layer k, from
     the cycle model: validation of every layer, then the layers before k."""
-    shapes, lanes = compiled.shapes, compiled.cfg.lanes
+    shapes, lanes = compiled.shapes, compiled.config.lanes
     first = 1 + cyclemodel.VALIDATE_CYCLES * len(shapes) + sum(
         cyclemodel.layer_cycles(s, lanes) for s in shapes[:k])
     return first, first + cyclemodel.layer_cycles(shapes[k], lanes) - 1
@@ -218,18 +218,18 @@ def record(dut, image, k, path):
     """Run ``image`` to the end of layer k on ``dut``, a DUT on a traced sim started with
     $NNHIL_TRACE_FILE = ``path`` and its model loaded, with layer k's window armed; wait for the
     model to finish the file. Returns the window (first, last cycle)."""
-    path, drv = Path(path), dut.accelerator
+    path, bridge = Path(path), dut.bridge
     first, last = layer_window(dut.compiled, k)
-    drv.write_csr(f"{TRACE_WINDOW}_first", first)
-    drv.write_csr(f"{TRACE_WINDOW}_last", last)
-    drv.write_csr(f"{TRACE_WINDOW}_control", 1)
-    drv.run_layers(image, k + 1)
+    bridge.csr_write(f"{TRACE_WINDOW}_first", first)
+    bridge.csr_write(f"{TRACE_WINDOW}_last", last)
+    bridge.csr_write(f"{TRACE_WINDOW}_control", 1)
+    dut.accelerator.run_layers(image, k + 1)
     deadline = time.monotonic() + CLOSE_TIMEOUT
     while not path.exists():
         dut.sim.check_alive()
         if time.monotonic() > deadline:
             raise WaveError(f"the traced sim did not finish {path} within {CLOSE_TIMEOUT} s of the "
-                            f"layer's end (window closed: {drv.read_csr(TRACE_WINDOW + '_closed')})")
+                            f"layer's end (window closed: {bridge.csr_read(TRACE_WINDOW + '_closed')})")
         time.sleep(0.05)
     return first, last
 
@@ -244,7 +244,7 @@ def analyse(path, model, compiled, image, k, window, channel=None):
     if channel is None:
         channel = (wrong.index // (expected.size // len(expected)) if wrong else 0)
     trace.save_file = Path(path).with_suffix(".gtkw")
-    save_file(trace.save_file, path, signals, prefix, lanes_of(shape, compiled.cfg.lanes, channel),
+    save_file(trace.save_file, path, signals, prefix, lanes_of(shape, compiled.config.lanes, channel),
               wrong.time_ps if wrong else None, span)
     return trace
 

@@ -98,8 +98,8 @@ def test_the_first_wrong_write_is_where_and_when_the_fault_implies(traced, model
     s = wave._Signals(path)
     cycles = s.vars[f"{wave._prefix(s.names())}sequencer_cycles"]
     edges = s.rising_edges("sys_clk")
-    seen = [s.at(cycles.name, e - 1) for e in edges]
-    assert seen[0] == window[0] and seen[-1] <= window[1] + 1 and len(edges) <= window[1] - window[0] + 3
+    seen = [s.at(cycles.name, e) for e in edges]
+    assert seen == list(range(window[0], window[1] + 2))   # and the edge at which the window closes
     assert (t.time_ps[0], t.time_ps[1]) == (edges[0], edges[-1])
 
     # the save file names signals of the trace, in its groups, the marker at the first wrong write
@@ -111,7 +111,7 @@ def test_the_first_wrong_write_is_where_and_when_the_fault_implies(traced, model
     for lane in wave.lanes_of(shape, lanes, channel):
         assert re.search(rf"mac_acc{lane}\b", gtkw)
     for group in ("sequencer", "address generator", "MAC lanes", "requantizer", "write port"):
-        assert re.search(rf"^-{group}", gtkw, re.M)
+        assert re.search(rf"^-.*{group}", gtkw, re.M)
 
 
 def test_two_traced_runs_of_one_build_at_once_write_two_files(traced, model, images, tmp_path):
