@@ -51,6 +51,7 @@ class SimVariant:
 
 
 TRACE_MAIN = SIM_MODULE_DIR / "sim_trace_main.cpp"     # the traced model's main (see its header)
+TRACE_SIGNALS = SIM_MODULE_DIR / "trace_signals.vlt"   # and the signals it dumps
 
 
 class BuildError(RuntimeError):
@@ -144,12 +145,13 @@ def _stream(cmd, cwd, log, timeout, what):
 
 def _compile_sim(gateware_dir, log, variant=SimVariant()):
     """Run LiteX's generated build script minus its ``rm -rf obj_dir``, streaming the output;
-    a traced variant's model has our TRACE_MAIN in place of LiteX's veril.cpp."""
+    a traced variant's model has our TRACE_MAIN in place of LiteX's veril.cpp, and traces
+    only the signals TRACE_SIGNALS names."""
     script = (gateware_dir / "build_sim.sh").read_text().splitlines()
     make = [line for line in script if line.strip() and not line.startswith("rm ")]
     if variant.trace:
-        make = [line + f' SRCS_SIM_CPP="sim_init.cpp {TRACE_MAIN}"' if line.startswith("make ") else line
-                for line in make]
+        make = [line.replace('CC_SRCS="', f'CC_SRCS="{TRACE_SIGNALS} ') + f' SRCS_SIM_CPP="sim_init.cpp {TRACE_MAIN}"'
+                if line.startswith("make ") else line for line in make]
     _stream(["bash", "-c", "\n".join(make)], gateware_dir, log, BUILD_TIMEOUT, "Verilator build")
 
 
