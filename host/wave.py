@@ -219,6 +219,9 @@ def record(dut, image, k, path):
     $NNHIL_TRACE_FILE = ``path`` and its model loaded, with layer k's window armed; wait for the
     model to finish the file. Returns the window (first, last cycle)."""
     path, bridge = Path(path), dut.bridge
+    if f"{TRACE_WINDOW}_first" not in bridge.csr.registers:
+        raise WaveError(f"the SoC of {dut.build_dir} has no trace window: run the traced sim build "
+                        f"(host.wave.traced_build)")
     first, last = layer_window(dut.compiled, k)
     bridge.csr_write(f"{TRACE_WINDOW}_first", first)
     bridge.csr_write(f"{TRACE_WINDOW}_last", last)
