@@ -197,10 +197,15 @@ def groups(names, prefix, lanes):
     ]
 
 
-def save_file(path, fst, signals, prefix, lanes, marker_ps, window_ps):
-    """A GTKWave save file for ``fst``: the groups of :func:`groups`, the marker at ``marker_ps``."""
+SHOWN_CYCLES = 16     # the save file opens on this many cycles before the marker
+
+
+def save_file(path, fst, signals, prefix, lanes, marker_ps, window_ps, period_ps):
+    """A GTKWave save file for ``fst``: the groups of :func:`groups`, the marker at ``marker_ps``
+    (the view opening SHOWN_CYCLES clock periods before it)."""
     names = signals.names()
-    lines = [f'[dumpfile] "{Path(fst).resolve()}"', f"[timestart] {window_ps[0]}",
+    start = window_ps[0] if marker_ps is None else max(window_ps[0], marker_ps - SHOWN_CYCLES * period_ps)
+    lines = [f'[dumpfile] "{Path(fst).resolve()}"', f"[timestart] {start}",
              f"*-18.000000 {marker_ps if marker_ps is not None else -1} " + " ".join(["-1"] * 26),
              "[sst_width] 260", "[signals_width] 360"]
     for title, members in groups(names, prefix, lanes):
@@ -248,7 +253,7 @@ def analyse(path, model, compiled, image, k, window, channel=None):
         channel = (wrong.index // (expected.size // len(expected)) if wrong else 0)
     trace.save_file = Path(path).with_suffix(".gtkw")
     save_file(trace.save_file, path, signals, prefix, lanes_of(shape, compiled.config.lanes, channel),
-              wrong.time_ps if wrong else None, span)
+              wrong.time_ps if wrong else None, span, (span[1] - span[0]) // (window[1] - window[0] + 1))
     return trace
 
 
