@@ -198,6 +198,7 @@ def groups(names, prefix, lanes):
 
 
 SHOWN_CYCLES = 16     # the save file opens on this many cycles before the marker
+ZOOM = -23            # GTKWave's zoom: about 32 cycles of the sim's 1 MHz clock (1 us, FST in ps) in 800 pixels
 
 
 def save_file(path, fst, signals, prefix, lanes, marker_ps, window_ps, period_ps):
@@ -206,8 +207,8 @@ def save_file(path, fst, signals, prefix, lanes, marker_ps, window_ps, period_ps
     names = signals.names()
     start = window_ps[0] if marker_ps is None else max(window_ps[0], marker_ps - SHOWN_CYCLES * period_ps)
     lines = [f'[dumpfile] "{Path(fst).resolve()}"', f"[timestart] {start}",
-             f"*-18.000000 {marker_ps if marker_ps is not None else -1} " + " ".join(["-1"] * 26),
-             "[sst_width] 260", "[signals_width] 360"]
+             f"*{ZOOM:.6f} {marker_ps if marker_ps is not None else -1} " + " ".join(["-1"] * 26),
+             "[size] 1400 1300", "[pos] 0 0", "[sst_width] 120", "[signals_width] 430", "[sst_expanded] 0"]
     for title, members in groups(names, prefix, lanes):
         lines += ["@800200", f"-{title}"]
         for n in members:

@@ -107,7 +107,7 @@ def test_the_first_wrong_write_is_where_and_when_the_fault_implies(traced, model
     named = [re.sub(r"\[\d+:\d+\]$", "", line) for line in gtkw.splitlines() if line.startswith("TOP.")]
     full = {v.full_name for v in s.vars.values()}
     assert named and set(named) <= full
-    assert f"*-18.000000 {w.time_ps} " in gtkw
+    assert f"*{wave.ZOOM:.6f} {w.time_ps} " in gtkw
     for lane in wave.lanes_of(shape, lanes, channel):
         assert re.search(rf"mac_acc{lane}\b", gtkw)
     for group in ("sequencer", "address generator", "MAC lanes", "requantizer", "write port"):
