@@ -75,7 +75,7 @@ class Trace:
             lines.append(f"  first wrong write: cycle {w.cycle} (sim time {w.time_ps} ps), output index "
                          f"{w.index} at address {w.address:#x}: wrote {w.value}, expected {w.expected}")
         if self.save_file:
-            lines.append(f"  GTKWave save file (marker at that write): {self.save_file}")
+            lines.append(f"  GTKWave save file{' (marker at that write)' if w else ''}: {self.save_file}")
         return "\n".join(lines)
 
 

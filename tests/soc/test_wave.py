@@ -12,7 +12,10 @@ first wrong write must be that cycle, at the output buffer address the layout gi
 Each traced run builds nothing: the traced variant is built once (minutes: slow tier).
 """
 import re
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +24,17 @@ from nnhil.gateware import cyclemodel, layout, program
 from nnhil.host import wave
 from nnhil.host.dut import DUT
 from nnhil.host.simulator import Simulator
+from nnhil.training import modelfile
 from tests.gateware import accel_models
 from tests.soc.test_divergence import choose_fault, weight_bytes
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def program_compiled(model):
+    from nnhil.gateware.compiled import CompiledModel
+    return CompiledModel.of(model, layout.AccelConfig())
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +151,32 @@ def test_two_traced_runs_of_one_build_at_once_write_two_files(traced, model, ima
         expected = program.layer_outputs(model, images[i][None])[1][0].reshape(-1)
         assert [x.value for x in sorted(t.writes, key=lambda x: x.index)] == expected.tolist()
     assert not (traced.gateware_dir / "sim.fst").exists()
+
+
+def test_nnhil_run_wave_writes_the_waveform_beside_the_report(traced, model, images, tmp_path):
+    """`nnhil run --trace 1 --wave` on a passing run: the last layer's window (none diverges),
+    its FST and save file beside trace-1.npz, every logit written as the model's."""
+    modelfile.save_quantized(tmp_path / "m.npz", model)
+    np.save(tmp_path / "x.npy", images)
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
+                        tmp_path / "x.npy", "--trace", "1", "--wave", "--out", tmp_path / "run"],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (board,) = (tmp_path / "run" / "board").iterdir()
+    first, last = wave.layer_window(program_compiled(model), 3)
+    assert "waveform of image 1, layer 3 (the last: none diverges)" in r.stdout
+    assert f"layer 3's cycles {first}-{last}" in r.stdout
+    assert f"{model.n_out} writes to its output" in r.stdout
+    assert "every write in the window equals the integer model's value" in r.stdout
+    assert (board / "trace-1.fst").stat().st_size > 0 and (board / "trace-1.gtkw").exists()
+    assert (board / "trace-1.npz").exists()
+
+
+def test_wave_with_a_board_is_refused_before_any_work(model, images, tmp_path):
+    modelfile.save_quantized(tmp_path / "m.npz", model)
+    np.save(tmp_path / "x.npy", images)
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
+                        tmp_path / "x.npy", "--trace", "0", "--wave", "--board", "arty", "--out", tmp_path / "run"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode != 0 and "--wave: a board has no waveform dump" in r.stdout + r.stderr
+    assert not (tmp_path / "run").exists()
