@@ -84,7 +84,12 @@ def _read(path):
         from pywellen import Waveform
     except ImportError:
         raise WaveError("reading FST needs pywellen (pip install -r requirements.txt)") from None
-    return Waveform(str(path))
+    if not Path(path).is_file():
+        raise WaveError(f"no trace at {path}")
+    try:
+        return Waveform(str(path))
+    except Exception as e:          # pywellen's parse errors have no class of their own
+        raise WaveError(f"{path} is not a waveform pywellen can read (FST or VCD): {e}") from None
 
 
 class _Signals:
