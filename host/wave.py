@@ -3,18 +3,19 @@
 :func:`capture` reruns an image on the traced sim build (gateware.buildcache.SimVariant(trace=True),
 built and cached on first use) with the gateware trace window (gateware.tracewindow) armed for
 the cycles of one layer, which gateware.cyclemodel gives exactly: the model dumps an FST of that
-window only, to a file of this run's own. :func:`first_wrong_write` reads the trace back
+window only, to a file of this run's own. :func:`read_writes` reads the trace back
 (pywellen) and replays the requantizer's writes to the output buffer, cycle by cycle, against the
 integer model's output of the layer; :func:`save_file` writes a GTKWave save file with the
-accelerator's signals grouped as the datapath runs (sequencer, address generator, the MAC lane of
-the differing channel, requantizer, output buffer write port) and its marker at that write.
+accelerator's signals grouped as the datapath runs (sequencer, address generator, the MAC lanes of
+the differing channel, requantizer, output buffer write port) and its marker at the first wrong
+write. :func:`record` and :func:`analyse` are the two halves of :func:`capture` for a caller that
+does something to the DUT between the load and the run (the tests' fault).
 Migen flattens the design into one Verilog module: the accelerator's signals are found by the
 names of its blocks (``<prefix>sequencer_``, ``<prefix>requant_``, ...), the prefix read from the
 trace itself.
 """
-import bisect
 import dataclasses
-import os
+import re
 import time
 from pathlib import Path
 
@@ -134,8 +135,10 @@ def _prefix(names):
 
 
 def read_writes(path, expected, logits):
-    """(Trace fields) every write to the layer's output in the FST at ``path``, sampled before
-    each rising clock edge, with ``expected`` (the integer model's output of the layer)."""
+    """Every write to the layer's output in the trace at ``path``, sampled before each rising
+    clock edge, against ``expected`` (the integer model's output of the layer; ``logits``: the
+    last layer's, written as words): (its signals, the accelerator's name prefix, the (first,
+    last) clock edge's time, the :class:`Write` list, the first wrong one or None)."""
     s = _Signals(path)
     p = _prefix(s.names())
     clk = next((n for n in s.names() if n == "sys_clk"), None)
@@ -186,7 +189,6 @@ def groups(names, prefix, lanes):
         got = [n for n in names if n.startswith(prefix) and any(n[len(prefix):].startswith(s) for s in stems)]
         got += [prefix + e for e in exact if prefix + e in names]
         return sorted(set(got), key=names.index)
-    import re
     lane_re = re.compile(rf"^{re.escape(prefix)}mac_[a-z_]+?({'|'.join(map(str, lanes))})$")
     return [
         ("sequencer: layer, position, lane group", ["sys_clk"] + pick(exact=(
