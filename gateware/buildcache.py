@@ -44,7 +44,7 @@ class SimVariant:
 
     ``trace``: verilated with FST trace support, run by sim_tcp/sim_trace_main.cpp, which dumps
     only while the gateware.tracewindow window is open, to the file $NNHIL_TRACE_FILE names
-    (host.wave); about half as fast. ``faults``: the accelerator with fault injection.
+    (host.wave). ``faults``: the accelerator with fault injection.
     """
     trace: bool = False
     faults: bool = False
