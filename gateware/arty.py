@@ -27,7 +27,10 @@ L2_SIZE = 0x1000
 
 
 class ArtySoC(BaseSoC):
-    def __init__(self, accel_config=None, variant=variants.DEFAULT, rom_init=None):
+    def __init__(self, accel_config=None, variant=variants.DEFAULT, rom_init=None, litescope=False):
+        if litescope and variant == "a7-35":   # its SoC uses 45 of the 50 RAMB36 already
+            raise ValueError("litescope: the A7-35 has no block RAM to spare for the analyzer; "
+                             "use variant a7-100")
         accel_config = accel_config or variants.get(variant).accel
         kwargs = dict(nnsoc.SOC_KWARGS, with_uart=True, uart_name="crossover+uartbone",
                       uart_baudrate=link.BAUD, integrated_rom_size=ROM_SIZE, l2_size=L2_SIZE)
@@ -35,6 +38,9 @@ class ArtySoC(BaseSoC):
             kwargs["integrated_rom_init"] = rom_init
         BaseSoC.__init__(self, variant=variant, toolchain="vivado", sys_clk_freq=link.CLOCK_HZ, **kwargs)
         nnsoc.add_accelerator(self, accel_config)
+        if litescope:          # a board's view of a layer's window (docs/waveforms.md)
+            from . import tracewindow
+            tracewindow.add_litescope(self)
 
 
 LUTRAM_MAX_BITS = 8192     # a CPU memory this small goes to LUT RAM (a RAMB18 holds 18 Kbit)

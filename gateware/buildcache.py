@@ -48,13 +48,14 @@ MODEL_OPT = "-O3"              # every C++ file of the model (see sim_tcp/model.
 class SimVariant:
     """What kind of sim model to build, beside the accelerator's configuration.
 
-    ``trace``: verilated with trace support and LiteX's VCD writer (``veril.cpp``: sim.vcd in
-    the build's gateware directory, flushed every half cycle, dumped while the top's sim_trace
-    input is set). ``faults``: the accelerator with its fault injection (gateware.accelerator);
-    the default builds none of it.
+    ``trace``: verilated with FST trace support, run by sim_tcp/sim_trace_main.cpp, which dumps
+    only the signals sim_tcp/trace_signals.vlt names, while the gateware.tracewindow window is
+    open, to the file $NNHIL_TRACE_FILE names (host.wave). ``faults``: the accelerator with the
+    selftest's fault injection (gateware.faults). The default builds neither.
     """
     trace: bool = False
     faults: bool = False
+
 
 class BuildError(RuntimeError):
     """A build step failed; the message carries the tail of its output."""
@@ -253,7 +254,7 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
         builder = Builder(soc, output_dir=str(result.dir), compile_gateware=False,
                           csr_json=str(result.csr_json), csr_csv=str(result.dir / "csr.csv"))
         builder.build(sim_config=sim_config, extra_mods=[SIM_MODULE], extra_mods_path=str(mods),
-                      jobs=jobs, trace=variant.trace)
+                      jobs=jobs, trace=variant.trace, trace_fst=variant.trace)
         verilog = [str(f) for f, *_ in soc.platform.sources if Path(f).suffix in (".v", ".sv")]
         t1 = time.perf_counter()
         log(f"gateware and BIOS generated in {t1 - t0:.1f} s; compiling the Verilator model")

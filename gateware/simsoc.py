@@ -27,7 +27,9 @@ def _sim_io():
 
 def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE, variant=None):
     """The sim SoC: soc.py's SoC on a SimPlatform, integrated main RAM, a stream PHY for the
-    bridge; ``variant`` a buildcache.SimVariant (its ``faults``: the selftest's fault build)."""
+    bridge; ``variant`` a buildcache.SimVariant: its ``faults`` the selftest's fault build, a
+    traced one drives the platform's trace pad from a gateware.tracewindow.TraceWindow on the
+    accelerator's cycle counter."""
     from litex.build.sim import SimPlatform
     from litex.build.io import CRG
     from litex.soc.cores.uart import RS232PHYModel
@@ -47,5 +49,8 @@ def sim_soc(cfg, main_ram_size=MAIN_RAM_SIZE, variant=None):
             nnsoc.add_host_link(self, RS232PHYModel(platform.request("serial")),
                                 bridge_clk_freq=BRIDGE_CLK_FREQ)
             nnsoc.add_accelerator(self, cfg, faults=bool(variant and variant.faults))
+            if variant is not None and variant.trace:
+                from . import tracewindow
+                self.comb += platform.trace.eq(tracewindow.add(self).trace)
 
     return SimSoC()

@@ -237,6 +237,7 @@ def build_parser():
                  "nnhil run mine.npz --images 500 --sims 2     # the first 500, over two simulations\n"
                  "nnhil run mine.npz --images-npy x.npy --labels-npy y.npy\n"
                  "nnhil run mine.npz --images 100 --trace 7    # and image 7 layer by layer\n"
+                 "nnhil run mine.npz --trace 7 --wave          # and the waveform of its diverging layer\n"
                  "nnhil run mine.npz --board arty --port /dev/ttyUSB1")
     from . import run
     run.add_arguments(p)

@@ -93,6 +93,10 @@ def add_arguments(p):
     p.add_argument("--trace", type=int, metavar="IMAGE_INDEX",
                    help="also rerun this image layer by layer and write every layer's on-board output "
                         "beside the model's (trace-IMAGE_INDEX.npz) and the report, even when nothing differs")
+    p.add_argument("--wave", action="store_true",
+                   help="with --trace (or, on the simulation, for the first diverging image): rerun it on the "
+                        "traced sim build and write the waveform of its first diverging layer, trace-I.fst, "
+                        "with a GTKWave save file trace-I.gtkw marking the first wrong write (docs/waveforms.md)")
     add_target_arguments(p)
 
 
@@ -332,6 +336,10 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         log(divergence.trace(dut, images[wanted], wanted, board_dir).text())
     if traced or wanted is not None:
         log(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
+    if getattr(args, "wave", False) and dut.target == "sim" and (wanted is not None or traced):
+        from . import wave
+        log(wave.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
+                              dut.config, log))
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
 
 
@@ -429,6 +437,9 @@ def run(args, log=print):
     if args.trace is not None and not 0 <= args.trace < len(job.images):
         raise InputError(f"--trace {args.trace}: the run has images 0 to {len(job.images) - 1}; "
                          f"give one of them")
+    if getattr(args, "wave", False) and args.board:
+        raise InputError("--wave: a board has no waveform dump (docs/waveforms.md shows LiteScope "
+                         "for it); run without --board to trace on the simulation")
     prepare_host([job], timeline)
     with open_targets(args, log, timeline) as duts:
         return 0 if run_job(job, duts, args, log, timeline=timeline) else 1

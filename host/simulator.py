@@ -63,8 +63,9 @@ def _stop_group(proc, grace=3.0):
 class Simulator:
     """One running sim model of a :class:`gateware.buildcache.SimBuild`."""
 
-    def __init__(self, build, start_timeout=20.0, pace=pace.SIM):
+    def __init__(self, build, start_timeout=20.0, pace=pace.SIM, env=None):
         self.build = build
+        self.env = env                            # added to the model's environment (host.wave's trace file)
         self.start_timeout = start_timeout        # the process start: a model that loads at once
         self.pace = pace
         self.proc = None
@@ -82,7 +83,8 @@ class Simulator:
         self.proc = subprocess.Popen([str(self.build.vsim.resolve())], cwd=self.build.gateware_dir,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=_die_with_parent,
+                                     env={**os.environ, **self.env} if self.env else None)
         atexit.register(self.stop)
         threading.Thread(target=self._read_output, daemon=True).start()
         try:

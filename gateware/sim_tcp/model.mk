@@ -3,7 +3,8 @@
 # module LiteX has). Every knob here is set by buildcache.py and is part of the build's key.
 #
 #   VERILOG     the Verilog sources, VexRiscv's and the generated sim.v
-#   TRACE=1     a traced model: --trace and LiteX's veril.cpp (VCD); otherwise sim_main.cpp
+#   TRACE=1     a traced model: --trace-fst, sim_trace_main.cpp and trace_signals.vlt (host/wave.py);
+#               otherwise sim_main.cpp
 #   VERILATOR   the verilator command
 #   JOBS        parallel C++ compiles
 #   OPT         the optimisation of ALL the model's C++: Debian's verilated.mk appends
@@ -18,7 +19,7 @@ OBJ_DIR := $(abspath obj_dir)
 
 CORE_SRCS := sim.c pads.c parse.c modules.c libdylib.c
 CORE_OBJS := $(CORE_SRCS:.c=.o)
-MAIN := $(if $(TRACE),$(SRC_DIR)/veril.cpp,$(MAIN_DIR)sim_main.cpp)
+MAIN := $(if $(TRACE),$(MAIN_DIR)sim_trace_main.cpp $(MAIN_DIR)trace_signals.vlt,$(MAIN_DIR)sim_main.cpp)
 CFLAGS := -Wall -g $(OPT) -I$(SRC_DIR)
 LIBS := -lpthread -Wl,--no-as-needed -ljson-c -lz -lm -lstdc++ -ldl -levent
 
@@ -37,7 +38,7 @@ $(OBJ_DIR)/%.o: $(SRC_DIR)/%.c
 model: $(addprefix $(OBJ_DIR)/,$(CORE_OBJS))
 	$(VERILATOR) -Wno-fatal -O3 --top-module sim $(addprefix --cc ,$(VERILOG)) --exe \
 		-DPRINTF_COND=0 sim_init.cpp $(MAIN) $(CORE_OBJS) \
-		$(if $(TRACE),--trace) --x-assign fast --x-initial fast --noassert \
+		$(if $(TRACE),--trace-fst) --x-assign fast --x-initial fast --noassert \
 		-CFLAGS "$(CFLAGS)" -LDFLAGS "$(LIBS)" \
 		--unroll-count 256 --output-split 5000 --output-split-cfuncs 500 --output-split-ctrace 500 \
 		-Wno-BLKANDNBLK -Wno-WIDTH -Wno-COMBDLY -Wno-CASEINCOMPLETE --relative-includes

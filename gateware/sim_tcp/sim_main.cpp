@@ -3,8 +3,8 @@
  * model built without trace support: the default sim build (gateware/buildcache.py).
  *
  * It stands in for LiteX's veril.cpp, which always opens sim.vcd in the build directory
- * and flushes it after every half cycle; a traced build (SimVariant(trace=True)) uses
- * veril.cpp as it is. The tracer entry points are kept, doing nothing, so LiteX's
+ * and flushes it after every half cycle; a traced build (SimVariant(trace=True)) has
+ * sim_trace_main.cpp instead. The tracer entry points are kept, doing nothing, so LiteX's
  * generated sim_init.cpp links unchanged.
  */
 #include <stdint.h>

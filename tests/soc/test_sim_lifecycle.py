@@ -56,12 +56,15 @@ def test_the_default_model_is_untraced_and_writes_no_vcd(sim_build):
 
 
 @pytest.mark.slow
-def test_the_traced_variant_is_its_own_build_and_writes_a_vcd(tmp_path):
-    lines = []
-    traced = buildcache.build_sim(layout.AccelConfig(), out_root=tmp_path, log=lines.append,
+def test_the_traced_variant_is_its_own_build_and_writes_only_where_asked():
+    """The traced build (cached beside the default one, as tests/soc/test_wave.py uses it) has
+    FST trace support, and its main writes no file of its own: a run's trace goes only to the
+    file $NNHIL_TRACE_FILE names, and only while the trace window is armed (host.wave)."""
+    traced = buildcache.build_sim(layout.AccelConfig(), log=lambda line: None,
                                   variant=buildcache.SimVariant(trace=True))
     assert traced.dir.name != f"sim-{buildcache.build_key('sim', layout.AccelConfig())[1]}"
-    assert "VM_TRACE = 1" in (traced.gateware_dir / "obj_dir" / "Vsim_classes.mk").read_text()
+    classes = (traced.gateware_dir / "obj_dir" / "Vsim_classes.mk").read_text()
+    assert "VM_TRACE = 1" in classes and "VM_TRACE_FST = 1" in classes
     with Simulator(traced) as s:
         assert s.bridge().csr_read("nnhil_magic") == layout.MAGIC
-    assert (traced.gateware_dir / "sim.vcd").stat().st_size > 0
+    assert not list(traced.gateware_dir.glob("sim.*st")) and not list(traced.gateware_dir.glob("sim.vcd"))
