@@ -30,7 +30,7 @@ BINARY = "nnhil_fw.bin"
 RECORD = "build.json"              # {"id": FW_BUILD_ID, "key": what the build was keyed by}
 BUILD_HEADER = "build.h"           # the defines and FW_BUILD_ID, included in every unit
 SOURCE_SUFFIXES = (".c", ".h", ".S", ".ld")          # and the Makefile: what the package ships
-KEEP = (BINARY, "nnhil_fw.elf", "nnhil_fw.elf.map", RECORD)
+KEEP = (BINARY, "nnhil_fw.elf", "nnhil_fw.elf.map", RECORD, BUILD_HEADER, "mailbox.h")
 LIBRARIES = ("libbase/libbase.a", "libc/libc.a")     # of the SoC build, linked in
 C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -133,7 +133,7 @@ def _write_sources(where, sources, header):
     (where / BUILD_HEADER).write_text(header)
 
 
-def _key(soc_dir, sources, defines, overrides, timeout):
+def _key(soc_dir, sources, define_lines, overrides, timeout):
     """What shapes the firmware, and its digest. The toolchain is asked through the firmware's
     own Makefile (in a scratch copy), so the flags are the ones the build will use; the paths
     of this environment are replaced by their names (their content is keyed by version)."""
@@ -156,7 +156,7 @@ def _key(soc_dir, sources, defines, overrides, timeout):
         "toolchain": toolchain,
         "packages": {p: importlib.metadata.version(p) for p in ("litex", "pythondata-software-picolibc")},
         "firmware_max": FIRMWARE_MAX,
-        "defines": check_defines(defines),
+        "defines": define_lines,
     }
     return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -170,7 +170,7 @@ def build_firmware(soc_dir, defines=None, timeout=120):
     sources = {p.name: p.read_bytes() for p in sorted(FIRMWARE_DIR.iterdir())
                if p.is_file() and (p.suffix in SOURCE_SUFFIXES or p.name == "Makefile")}
     overrides = _path_overrides(soc_dir)
-    key, digest = _key(soc_dir, sources, defines, overrides, timeout)
+    key, digest = _key(soc_dir, sources, lines, overrides, timeout)
     final = root() / digest
     if (final / RECORD).exists():                                      # renamed in whole: complete
         return final / BINARY
@@ -187,7 +187,7 @@ def build_firmware(soc_dir, defines=None, timeout=120):
             _write_sources(work, sources, header)
             _make(soc_dir, overrides, work, "all", timeout)
             for p in work.iterdir():                                   # objects, deps, sources
-                if p.name not in KEEP and p.name not in (BUILD_HEADER, "mailbox.h"):
+                if p.name not in KEEP:
                     p.unlink()
             (work / RECORD).write_text(json.dumps({"id": fw_id, "key": key}, indent=2))
             work.chmod(0o755)                                          # mkdtemp's is private
