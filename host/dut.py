@@ -15,7 +15,7 @@ from . import board, doctor
 from .bridge import Bridge
 from .driver import AcceleratorDriver, AcceleratorError
 from .firmware import Firmware
-from .firmware_build import build_firmware
+from .firmware_build import build_firmware, check_defines
 from .simulator import Simulator
 
 
@@ -62,10 +62,11 @@ def check_variant(dut, variant, option_names=CLI_OPTIONS):
 class DUT:
     """The SoC under test: its identity, the accelerator and the firmware, behind one bridge.
 
-    ``target`` is "sim" or the board's name. The firmware is built and booted on first use.
+    ``target`` is "sim" or the board's name. The firmware is built (with the C macros
+    ``firmware_defines``, see host.firmware_build) and booted on first use.
     """
 
-    def __init__(self, target, bridge, build_dir, sim=None):
+    def __init__(self, target, bridge, build_dir, sim=None, firmware_defines=None):
         self.target = target
         self.bridge = bridge
         self.build_dir = Path(build_dir)
@@ -73,6 +74,7 @@ class DUT:
         self.accelerator = AcceleratorDriver(bridge)
         self.identity = self.accelerator.identity
         self._firmware = None
+        self.firmware_defines = firmware_defines
 
     @property
     def config(self):
@@ -91,15 +93,15 @@ class DUT:
     @property
     def firmware(self):
         if self._firmware is None:
-            fw = Firmware(self.bridge, build_firmware(self.build_dir))
+            fw = Firmware(self.bridge, build_firmware(self.build_dir, self.firmware_defines))
             fw.boot()
             self._firmware = fw
         return self._firmware
 
     def boot_firmware(self, defines=None):
-        """Boot the firmware built with ``defines`` (C macros; None: the ordinary one) and
-        make it this DUT's (the selftest's firmware faults)."""
-        fw = Firmware(self.bridge, build_firmware(self.build_dir, defines))
+        """Boot the firmware built with ``defines`` (C macros; None: this DUT's own) and make it
+        this DUT's (the selftest's firmware faults)."""
+        fw = Firmware(self.bridge, build_firmware(self.build_dir, self.firmware_defines if defines is None else defines))
         fw.boot()
         self._firmware = fw
         return fw
@@ -131,7 +133,7 @@ class DUT:
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
              sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT,
-             option_names=CLI_OPTIONS, sim_variant=buildcache.SimVariant()):
+             option_names=CLI_OPTIONS, sim_variant=buildcache.SimVariant(), firmware_defines=None):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
     ``variant`` (gateware.variants: "a7-35", "a7-100") picks the board's part and default build,
@@ -143,10 +145,12 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
     A tool the target needs that is not installed stops it first (host.doctor.MissingTools).
     ``option_names`` are the caller's names of these arguments, for the messages.
     ``sim_variant`` (a buildcache.SimVariant) is the sim build to run; a fault build is refused
-    on a board and, unless asked for, on the simulation (FaultBuildRefused).
+    on a board and, unless asked for, on the simulation (FaultBuildRefused). ``firmware_defines``
+    are C macros the firmware is built with (host.firmware_build.build_firmware).
     """
     v = variants.get(variant)
     o = option_names
+    check_defines(firmware_defines)                 # a bad macro is named before the SoC starts
     if board_name:
         port = port or board.find_arty()
         if port is None and not sim_fallback:
@@ -163,7 +167,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
                                    f"board runs, or build it with 'nnhil build --target arty "
                                    f"--variant {v.name}'")
         with Bridge(port, build_dir / "csr.json", baudrate=baud) as bridge:
-            d = DUT(board_name, bridge, build_dir)
+            d = DUT(board_name, bridge, build_dir, firmware_defines=firmware_defines)
             check_variant(d, v.name, o)
             check_fault_build(d, False)
             yield d
@@ -178,7 +182,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
             sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log, variant=sim_variant)))
             log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
-        d = DUT("sim", bridge, sim.build.dir, sim=sim)
+        d = DUT("sim", bridge, sim.build.dir, sim=sim, firmware_defines=firmware_defines)
         check_variant(d, v.name, o)
         check_fault_build(d, sim_variant.faults)
         yield d

@@ -4,7 +4,8 @@ The firmware runs from main RAM. The host resets the CPU into the real LiteX BIO
 its prompt (the BIOS memtests the start of main RAM while booting), writes the firmware
 there over the bridge and types ``boot <main_ram base>`` through the crossover UART: new firmware never needs a gateware rebuild and
 the BIOS stays usable on a board. The firmware then serves the mailbox of
-:mod:`host.firmware_abi`. The host waits as long as ``images_done`` advances, each image within the
+:mod:`host.firmware_abi`, after writing the ID of its build there: a firmware that is not the
+build recorded beside the binary (:mod:`host.firmware_build`) is refused. The host waits as long as ``images_done`` advances, each image within the
 cycles it may take at the target's slowest pace (:mod:`host.pace`), so a long batch is
 never cut short and a firmware that stopped is named within seconds.
 
@@ -20,6 +21,7 @@ from .bridge import Console
 from .cpu_model import cpu_cycles_bound, pack_cpu_model
 from .firmware_abi import (CMD_ACCEL_BATCH, CPU_CODES, DATA_OFFSET, FIRMWARE_MAX, FW_MAGIC, MAILBOX,
                            MAILBOX_OFFSET, MB, RESULT_HEADER, STATUS_NAMES, STATUS_OK, FirmwareError)
+from .firmware_build import build_id
 from .results import Results
 
 # Bounds on the firmware's own work, for deadlines (each several times what was measured):
@@ -48,13 +50,15 @@ class Firmware:
         self.seq = 0
 
     def boot(self):
-        """Load the firmware, reboot the CPU into the BIOS and start it from its prompt."""
+        """Load the firmware, reboot the CPU into the BIOS and start it from its prompt; check
+        that what runs is the build recorded beside the binary."""
         if not self.binary.exists():
             raise FirmwareError(f"no firmware at {self.binary}: build it with build_firmware()")
         image = self.binary.read_bytes()
         if len(image) > FIRMWARE_MAX:
             raise FirmwareError(f"the firmware is {len(image)} bytes, more than the "
                                 f"{FIRMWARE_MAX} reserved for it below the mailbox")
+        want = build_id(self.binary)
         b = self.bridge
         b.csr_write("ctrl_reset", CTRL_CPU_RESET)          # reboot the CPU into the BIOS
         self.console.read()                                 # drop what the old run printed
@@ -74,6 +78,11 @@ class Firmware:
                 raise FirmwareError(f"the firmware did not start within {seconds:.1f} s; console:\n"
                                     f"{self.console.text[-1500:]}")
             time.sleep(0.005)
+        running = b.read_word(self.mailbox + MB["build_id"])
+        if running != want:
+            raise FirmwareError(f"the firmware that started reports build {running:08x}, but {self.binary} "
+                                f"is recorded as build {want:08x}: a stale or foreign binary; let "
+                                f"build_firmware() build it again")
         self.seq = b.read_word(self.mailbox + MB["done"])
 
     def run(self, command, n_images=0, image_cycles=0, progress=None, **args):

@@ -17,9 +17,12 @@ MAILBOX_OFFSET = FIRMWARE_MAX
 DATA_OFFSET = MAILBOX_OFFSET + 0x1000
 
 FW_MAGIC = 0x4E4E4657                      # "NNFW": the firmware is serving the mailbox
+# build_id: the FW_BUILD_ID the firmware was compiled with (host.firmware_build keys each build
+# by content and records the ID beside the binary), written before magic: the host refuses a
+# firmware that is not the build it meant to boot.
 MAILBOX = ("magic", "request", "done", "command", "status",
            "model", "images", "n_images", "image_stride", "results", "n_layers", "images_done",
-           "slots")
+           "slots", "build_id")
 MB = {name: 4 * i for i, name in enumerate(MAILBOX)}          # byte offsets
 
 CMD_CPU_INFER = 1                          # integer model on the CPU in plain C (infer_plain)

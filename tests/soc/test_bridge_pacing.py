@@ -27,7 +27,9 @@ def test_pace_follows_the_build():
 
 
 def test_bulk_write_is_confirmed_in_windows(sim):
-    """1.5 MB into main RAM, then one read: nothing waits behind more than two windows."""
+    """1.5 MB into main RAM, then one read: nothing waits behind more than two windows. The
+    margin is asserted in SoC cycles and bytes, not in seconds: a loaded machine slows the sim
+    by any factor (tests/hil/test_long_batch.py asserts the wall time, serially)."""
     data = np.random.default_rng(0).integers(0, 256, BULK, dtype=np.uint8).tobytes()
     with sim.bridge() as b:
         base = b.csr.memories["main_ram"][0] + DATA_OFFSET
@@ -40,7 +42,6 @@ def test_bulk_write_is_confirmed_in_windows(sim):
         assert uptime(b) - t0 <= pace.SIM_CYCLES_PER_LINK_BYTE * (b.sent - sent)
         assert len(waits) >= BULK // MAX_AHEAD          # confirmations along the way, then the read
         assert max(ahead for _, _, ahead in waits) <= MAX_AHEAD
-        assert all(waited < deadline / 4 for waited, deadline, _ in waits), max(waits)
         for at in (0, BULK // 2, BULK - 4096):          # the windows kept their order and contents
             assert b.read_bytes(base + at, 4096) == data[at:at + 4096]
 

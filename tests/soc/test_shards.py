@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from nnhil.host import shards
+from nnhil.host import pace, shards
 from nnhil.host.dut import open_dut
 from nnhil.host.timeline import Timeline
 
@@ -16,13 +16,18 @@ pytestmark = pytest.mark.sim
 
 @pytest.fixture(scope="module")
 def two(sim_build):
-    timeline = Timeline()
-    with shards.open_all(lambda: open_dut(log=lambda s: None), 2, ready=lambda d: d.firmware,
-                         timeline=timeline) as duts:
+    """Two sims whose firmware booted at once: each boot waits at a barrier until the other's
+    has begun (a thread start: the host's scheduling allowance), so boots run one after the
+    other would break it, whatever the machine's load; no wall-clock overlap is compared."""
+    timeline, both = Timeline(), threading.Barrier(2, timeout=pace.SIM.allowance_s)
+
+    def boot(d):
+        both.wait()
+        return d.firmware
+    with shards.open_all(lambda: open_dut(log=lambda s: None), 2, ready=boot, timeline=timeline) as duts:
         assert len({d.sim.port for d in duts}) == 2          # each its own process and port
-        # their firmware booted at once: each boot began before the other's ended
-        ready = {w: (s, e) for n, w, s, e in timeline.spans if n == "ready"}
-        assert ready["sim 1"][0] < ready["sim 2"][1] and ready["sim 2"][0] < ready["sim 1"][1]
+        assert sorted((n, w) for n, w, _, _ in timeline.spans) == [
+            ("ready", "sim 1"), ("ready", "sim 2"), ("start", "sim 1"), ("start", "sim 2")]
         yield duts
 
 
