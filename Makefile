@@ -62,11 +62,11 @@ test: setup
 
 # The second tier (CI runs it after `make test`): the tests that hold the README's headline
 # claims, marked slow (synthesis and BRAM margins, the A7-100 twin and its 90% run, the larger
-# MLP's training, the full-size demo), alone, then the demo of all three models on all 10,000
+# MLP's training, the full-size demo), on every core, then the demo of all three models on all 10,000
 # test images each. Exit status 5 of the pytest pass is "none of its tests selected" (a
 # PYTEST_ARGS path without slow tests). docs/builds.md has its duration.
 test-slow: setup
-	@s=0; $(BIN)/python -m pytest --runslow -m slow $(PYTEST_ARGS) || s=$$?; \
+	@s=0; $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --runslow -m slow $(PYTEST_ARGS) || s=$$?; \
 	[ $$s = 0 ] || [ $$s = 5 ] || exit $$s
 	$(BIN)/nnhil demo --model all --images 10000
 
