@@ -76,7 +76,8 @@ def add_arguments(p):
                    help="its test images (default: the dataset the model was trained on, if recorded)")
     p.add_argument("--data-dir", help="folder with the gzip IDX files")
     p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
-    p.add_argument("--labels-npy", help="their labels: a .npy of integers, one per image")
+    p.add_argument("--labels-npy", help="their labels: a .npy of integer class indices (0 to the model's "
+                                        "outputs - 1), one per image")
     n = p.add_mutually_exclusive_group()
     n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
     n.add_argument("--full", action="store_true", help=f"all images ({FULL_IMAGES} of a dataset's test set)")
@@ -108,13 +109,25 @@ def user_images(model, images_npy, labels_npy=None):
         raise InputError(f"{images_npy}: images are {list(images.shape)}, the model takes "
                          f"[N, {', '.join(map(str, shape))}]")
     images = images.reshape((len(images),) + shape)
-    labels = None
-    if labels_npy:
-        labels = _load_npy(labels_npy, "labels")
-        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-            raise InputError(f"{labels_npy}: labels are {labels.dtype}{list(labels.shape)}, expected "
-                             f"{len(images)} integers, one per image")
+    labels = None if not labels_npy else user_labels(model, _load_npy(labels_npy, "labels"), len(images),
+                                                      labels_npy)
     return images, labels
+
+
+def user_labels(model, labels, n_images, where):
+    """labels (as int64) if they are one class index of the model per image, else InputError."""
+    classes = f"the model's {model.n_out} classes, 0 to {model.n_out - 1}"
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{where}: labels are {labels.dtype}, expected integers: an index into {classes} "
+                         f"(save them with numpy.save(path, labels.astype(numpy.int64)))")
+    if labels.shape != (n_images,):
+        raise InputError(f"{where}: labels are {list(labels.shape)}, expected [{n_images}]: one per image "
+                         f"({n_images} images)")
+    bad = np.flatnonzero((labels < 0) | (labels >= model.n_out))
+    if len(bad):
+        raise InputError(f"{where}: label {labels[bad[0]]} (image {bad[0]}) is not one of {classes}; "
+                         f"{len(bad)} of {n_images} labels are out of range")
+    return labels.astype(np.int64)
 
 
 def job_from_file(args, log=print):
