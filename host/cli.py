@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from nnhil.gateware import program
-from nnhil.training import datasets, modelfile, workflow
+from nnhil.training import datasets, home, modelfile, workflow
 from nnhil.training.cnn import CNNConfig
 from nnhil.training.train import TrainConfig
 
@@ -173,7 +173,7 @@ def main(argv=None):
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="the models side by side, latency and accuracy history of the runs")
-    p.add_argument("--out", default="out/report", help="output folder (default out/report)")
+    p.add_argument("--out", default=str(home.out() / "report"), help="output folder (default: %(default)s)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("build", help="build the SoC: a cached Verilator model, or the Arty A7 gateware")
