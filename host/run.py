@@ -25,6 +25,7 @@ import threadpoolctl
 
 from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
+from nnhil.training.intmodel import as_chw
 
 from . import divergence, history, latency, pace, shards
 from .dut import open_dut
@@ -105,9 +106,10 @@ def user_images(model, images_npy, labels_npy=None):
         raise InputError(f"{images_npy}: images are {images.dtype}, the model takes uint8 pixels "
                          f"(0-255, as the dataset files hold them)")
     shape = tuple(model.input_shape)
-    if images.ndim < 1 or images.shape[1:] not in (shape, (int(np.prod(shape)),)):
+    if images.ndim < 1 or not (images.shape[1:] == (model.n_in,) or             # flat, or one channel
+                               images.ndim in (3, 4) and as_chw(images.shape[1:]) == as_chw(shape)):
         raise InputError(f"{images_npy}: images are {list(images.shape)}, the model takes "
-                         f"[N, {', '.join(map(str, shape))}]")
+                         f"[N, {', '.join(map(str, shape))}] (or [N, {model.n_in}])")
     images = images.reshape((len(images),) + shape)
     labels = None if not labels_npy else user_labels(model, _load_npy(labels_npy, "labels"), len(images),
                                                       labels_npy)

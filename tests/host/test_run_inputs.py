@@ -1,5 +1,5 @@
-"""nnhil run refuses labels that do not fit the model and its images before anything starts
-(no simulation, nothing written), saying what is wrong and what to give instead."""
+"""nnhil run's images and labels: refused before anything starts (no simulation, nothing
+written) when they do not fit the model, saying what is wrong and what to give instead."""
 import subprocess
 import sys
 
@@ -9,6 +9,7 @@ import pytest
 from nnhil.host import run
 from nnhil.host.testmodels import random_default_model
 from nnhil.training import modelfile
+from nnhil.training.intmodel import IntModel
 
 N = 6
 
@@ -64,3 +65,21 @@ def test_nnhil_run_refuses_bad_labels_before_it_starts(model, images, tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "label 99 (image 3) is not one of the model's 10 classes, 0 to 9" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("input_shape", [(1, 28, 28), (28, 28)])
+def test_a_conv_model_takes_one_channel_images_in_any_form(tmp_path, input_shape):
+    """[N, H, W], [N, 1, H, W] or flat: the same images for a conv model of input_shape [1, H, W]
+    or [H, W] (which is [1, H, W]); another size or channel count is refused."""
+    cnn = random_default_model("cnn")
+    model = IntModel(cnn.layers, input_shape)
+    x = np.random.default_rng(2).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    for form in (x, x[:, None], x.reshape(3, -1)):
+        np.save(tmp_path / "x.npy", form)
+        got, _ = run.user_images(model, tmp_path / "x.npy")
+        assert got.shape == (3, 1, 28, 28) and np.array_equal(got[:, 0], x)
+    for shape in ((3, 28, 27), (3, 2, 28, 28), (3, 1, 1, 28, 28)):
+        np.save(tmp_path / "x.npy", np.zeros(shape, np.uint8))
+        with pytest.raises(run.InputError, match=rf"images are \[{', '.join(map(str, shape))}\], the model "
+                                                 rf"takes \[N, 1, 28, 28\] \(or \[N, 784\]\)"):
+            run.user_images(model, tmp_path / "x.npy")
