@@ -11,7 +11,7 @@ and `OPENBLAS_CORETYPE` forces one, so a single machine measures what another CP
 A test's target is only safe below the worst seed by the seed spread plus the difference a
 kernel makes; `--table` prints per model the seeds, mean, min and max for each kernel, and
 the highest target that keeps that margin (for another CPU kind: `--cpu-images`, or the
-largest difference between the measured kernels at one seed if that is more).
+largest difference measured between two kernels at one seed of any model, if that is more).
 
 Each (model, seed, kernel) is trained once, as `workflow.train_and_quantize` trains it for the
 suite (BLAS pinned to workflow.BLAS_THREADS), into a temporary folder; its result is appended
@@ -111,14 +111,25 @@ def highest_target(accuracies, images, cpu_images=CPU_IMAGES):
     return np.floor((worst - spread - cpu_images / images) * 1000 + 1e-9) / 1000
 
 
+def kernel_difference(rows, kind):
+    """The most test images by which two BLAS kernels' results differ at one seed of one model
+    (0 where no model was measured on two kernels)."""
+    by = {}
+    for r in rows:
+        by.setdefault((r["model"], r["seed"]), []).append(r[kind] * r["test_images"])
+    return max(round(max(a) - min(a)) for a in by.values())
+
+
 def table(rows, cpu_images=CPU_IMAGES):
-    """Markdown: per model and kernel, float and integer accuracy (%) at each seed, mean, min, max."""
+    """Markdown: per model and kernel, float and integer accuracy (%) at each seed, mean, min,
+    max, and the highest target: for another CPU kind the larger of cpu_images and the largest
+    difference between two kernels measured at one seed of any model."""
+    cpu = {kind: max(cpu_images, kernel_difference(rows, kind)) for kind in ("float", "int")}
     out = []
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
-        seeds = sorted({r["seed"] for r in mine})
-        out += [f"\n{name} ({mine[0]['dataset']}, default seed {mine[0]['default_seed']}, "
-                f"{mine[0]['test_images']:,} test images)\n",
+        seeds, n = sorted({r["seed"] for r in mine}), mine[0]["test_images"]
+        out += [f"\n{name} ({mine[0]['dataset']}, default seed {mine[0]['default_seed']}, {n:,} test images)\n",
                 "| kernel | accuracy | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min | max | spread |",
                 "|---" * (len(seeds) + 6) + "|"]
         for kernel in dict.fromkeys(r["blas"] for r in mine):
@@ -126,25 +137,20 @@ def table(rows, cpu_images=CPU_IMAGES):
             for kind in ("float", "int"):
                 acc = [by_seed[s][kind] for s in seeds if s in by_seed]
                 cells = [f"{100 * by_seed[s][kind]:.2f}" if s in by_seed else "" for s in seeds]
-                spread = round((max(acc) - min(acc)) * mine[0]["test_images"])
                 out.append(f"| {kernel.split()[-1]} | {kind} | " + " | ".join(cells) +
                            f" | {100 * statistics.mean(acc):.2f} | {100 * min(acc):.2f} | {100 * max(acc):.2f}"
-                           f" | {spread} images |")
+                           f" | {round((max(acc) - min(acc)) * n)} images |")
         out.append("")
         for kind in ("float", "int"):
-            acc, n = [r[kind] for r in mine], mine[0]["test_images"]
-            by = {}
-            for r in mine:
-                by.setdefault(r["seed"], []).append(r[kind])
-            kernels = max(round((max(a) - min(a)) * n) for a in by.values())   # 0 with one kernel
-            cpu = max(cpu_images, kernels)
-            out.append(f"- {kind}: highest target {highest_target(acc, n, cpu):.3f}: the worst, less the "
+            acc = [r[kind] for r in mine]
+            out.append(f"- {kind}: highest target {highest_target(acc, n, cpu[kind]):.3f}: the worst, less the "
                        f"spread of every seed and kernel ({round((max(acc) - min(acc)) * n)} images) and "
-                       f"{cpu} images for another CPU kind (the kernels measured differ by up to {kernels} "
-                       f"at one seed, --cpu-images {cpu_images})")
+                       f"{cpu[kind]} images for another CPU kind (the larger of --cpu-images {cpu_images} and "
+                       f"the kernels' difference measured, {kernel_difference(rows, kind)})")
+        dates = sorted({r["date"] for r in mine})
         out.append(f"- CPU {', '.join(sorted({r['cpu'] for r in mine}))}; numpy {mine[0]['numpy']}, "
-                   f"{mine[0]['blas_threads']} BLAS thread; measured {min(r['date'] for r in mine)}"
-                   f"{'' if min(r['date'] for r in mine) == max(r['date'] for r in mine) else ' to ' + max(r['date'] for r in mine)}")
+                   f"{mine[0]['blas_threads']} BLAS thread; measured {dates[0]}"
+                   + (f" to {dates[-1]}" if len(dates) > 1 else ""))
     return "\n".join(out)
 
 
