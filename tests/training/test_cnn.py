@@ -427,8 +427,16 @@ def test_train_cnn_workflow_end_to_end(fashion, tmp_path):
 
 
 # The real datasets ---------------------------------------------------------------------------
-TARGETS = {"cnn-mnist": 0.985, "cnn": 0.910}   # float test accuracy, by workflow.MODELS name
-MAX_QUANT_LOSS = 0.005
+# Float test accuracy, by workflow.MODELS name: below the worst seed by more than the seeds' spread
+# and another CPU kind's difference (13 test images for a float model: issue 23's, and the most two
+# BLAS kernels moved a float result by at one seed; docs/accuracy.md, tests/benchmarks/seed_table.py).
+# Float / integer %, numpy 2.4.6, OpenBLAS 0.3.31 SkylakeX kernel on one thread, AMD EPYC, 2026-12-07:
+#   cnn:       seeds 0-2  91.82/91.86  91.76/91.79  91.88/91.93: worst 91.76, spread 12 images, so at
+#              most 91.51%; the target, 91.0%, leaves 51 images more (seeds 3-4 not measured yet)
+#   cnn-mnist: seed 0     99.08/99.08 (the suite's cached default model): 58 images above the target,
+#              98.5%, against the Fashion CNN's 12 + 13 (its other seeds not measured yet)
+TARGETS = {"cnn-mnist": 0.985, "cnn": 0.910}
+MAX_QUANT_LOSS = 0.005      # integer below float: never at the seeds above (integer 3-5 images higher)
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
