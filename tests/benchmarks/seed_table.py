@@ -129,7 +129,7 @@ def table(rows, cpu_images=CPU_IMAGES):
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
         seeds, n = sorted({r["seed"] for r in mine}), mine[0]["test_images"]
-        out += [f"\n{name} ({mine[0]['dataset']}, default seed {mine[0]['default_seed']}, {n:,} test images)\n",
+        out += [f"\n### {name} ({mine[0]['dataset']}, default seed {mine[0]['default_seed']}, {n:,} test images)\n",
                 "| kernel | accuracy | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min | max | spread |",
                 "|---" * (len(seeds) + 6) + "|"]
         for kernel in dict.fromkeys(r["blas"] for r in mine):
