@@ -6,6 +6,7 @@ then writes the regions of its memory image, the input from :func:`pack_input`, 
 ``n_layers`` and starts.
 """
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,11 +24,24 @@ class ModelDoesNotFit(ValueError):
 class MemoryImage:
     """32-bit words to write at the start of each region, the program length, each layer's
     out_base (layout.DESCRIPTOR) and the input slots a batch may use: 2 when the outputs
-    written into act0 leave both image slots free (see :func:`place_outputs`), else 1."""
+    written into act0 leave both image slots free (see :func:`place_outputs`), else 1.
+
+    Loading it writes the model, :attr:`regions` and :attr:`csrs`, which only another load
+    changes, so a check of the load reads them back; and resets :attr:`RUN_STATE`, the CSRs
+    that runs change and a check must not read as the model's: ``stop_after`` (the driver's
+    layer-by-layer runs set it) and ``slot`` (the firmware's double-buffered batch leaves it
+    at its last image's slot). The firmware's batch writes ``n_layers`` too, the same value.
+    act0, act1 and the logits are a run's, never part of the image."""
     regions: dict = field(default_factory=dict)
     n_layers: int = 0
     out_bases: list = field(default_factory=list)
     slots: int = 1
+    RUN_STATE: ClassVar[dict] = {"stop_after": 0, "slot": 0}    # CSR -> the value a load sets
+
+    @property
+    def csrs(self):
+        """The model's CSRs and their values."""
+        return {"n_layers": self.n_layers}
 
 
 def layer_shapes(model):

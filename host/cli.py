@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from nnhil.gateware import program
-from nnhil.training import datasets, modelfile, workflow
+from nnhil.training import datasets, home, modelfile, workflow
 from nnhil.training.cnn import CNNConfig
 from nnhil.training.train import TrainConfig
 
@@ -255,7 +255,7 @@ def build_parser():
                  "Write report.md (the models side by side) and history.png (latency and accuracy "
                  "of the recorded runs) from the run history.",
                  "nnhil report")
-    p.add_argument("--out", default="out/report", help="output folder (default out/report)")
+    p.add_argument("--out", default=str(home.out() / "report"), help="output folder (default: %(default)s)")
     p.set_defaults(func=cmd_report)
 
     p = _command(sub, "build", "build the SoC: a cached Verilator model, or the Arty A7 gateware",

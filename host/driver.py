@@ -93,33 +93,33 @@ class AcceleratorDriver:
 
     # Model ----------------------------------------------------------------------------------
     def load(self, model, verify=True):
-        """Write a model's program, weights and biases; with verify, read them all back.
-        Returns the gateware.compiled.CompiledModel, compiled before anything is written."""
+        """Write a model's program, weights, biases and CSRs, and reset the run state
+        (program.MemoryImage); with verify, read the model back. Returns the
+        gateware.compiled.CompiledModel, compiled before anything is written."""
         compiled = CompiledModel.of(model, self.config)
         memory_image = compiled.memory_image
         for region, words in memory_image.regions.items():
             self.bridge.write(self.region_addr(region), words)
-        self.write_csr("n_layers", memory_image.n_layers)
-        self.write_csr("stop_after", 0)         # whole runs, whatever a killed trace left
-        self.write_csr("slot", 0)
+        for reg, value in {**memory_image.csrs, **memory_image.RUN_STATE}.items():
+            self.write_csr(reg, value)          # whole runs from slot 0, whatever a killed trace left
         if verify:
             self.verify(memory_image)
         self.compiled = compiled
         return compiled
 
     def verify(self, memory_image):
-        """Read back every region of a compiled model; raise naming the first word that differs."""
+        """Read back the model a load of memory_image wrote (its regions and CSRs, not the run
+        state, which runs change); raise naming the first word that differs. Valid after runs."""
         for region, words in memory_image.regions.items():
             back = self.bridge.read(self.region_addr(region), len(words))
             if back != list(words):
                 bad = [i for i, (a, b) in enumerate(zip(back, words)) if a != b]
                 raise AcceleratorError(f"{region} did not read back: word {bad[0]} is 0x{back[bad[0]]:08x}, "
                                        f"wrote 0x{words[bad[0]]:08x} ({len(bad)} of {len(words)} words differ)")
-        if self.read_csr("n_layers") != memory_image.n_layers:
-            raise AcceleratorError(f"n_layers reads {self.read_csr('n_layers')}, wrote {memory_image.n_layers}")
-        for reg in ("stop_after", "slot"):
-            if self.read_csr(reg) != 0:
-                raise AcceleratorError(f"{reg} reads {self.read_csr(reg)}, wrote 0")
+        for reg, value in memory_image.csrs.items():
+            back = self.read_csr(reg)
+            if back != value:
+                raise AcceleratorError(f"{reg} reads {back}, wrote {value}")
 
     # Runs -----------------------------------------------------------------------------------
     def start(self):

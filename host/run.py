@@ -26,6 +26,7 @@ import threadpoolctl
 
 from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
+from nnhil.training.intmodel import as_chw
 
 from . import divergence, history, latency, oracle, pace, shards
 from .dut import open_dut
@@ -84,7 +85,8 @@ def add_arguments(p):
                    help="its test images (default: the dataset the model was trained on, if recorded)")
     p.add_argument("--data-dir", help="folder with the gzip IDX files")
     p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
-    p.add_argument("--labels-npy", help="their labels: a .npy of integers, one per image")
+    p.add_argument("--labels-npy", help="their labels: a .npy of integer class indices (0 to the model's "
+                                        "outputs - 1), one per image")
     p.add_argument("--images-csv", help="your own images as a CSV in the Kaggle layout: an optional header, "
                                         "then label,pixel1,... or pixel1,... per image (labels used when present)")
     n = p.add_mutually_exclusive_group()
@@ -118,17 +120,30 @@ def user_images(model, images_npy, labels_npy=None):
         raise InputError(f"{images_npy}: images are {images.dtype}, the model takes uint8 pixels "
                          f"(0-255, as the dataset files hold them)")
     shape = tuple(model.input_shape)
-    if images.ndim < 1 or images.shape[1:] not in (shape, (int(np.prod(shape)),)):
+    if images.ndim < 1 or not (images.shape[1:] == (model.n_in,) or             # flat, or one channel
+                               images.ndim in (3, 4) and as_chw(images.shape[1:]) == as_chw(shape)):
         raise InputError(f"{images_npy}: images are {list(images.shape)}, the model takes "
-                         f"[N, {', '.join(map(str, shape))}]")
+                         f"[N, {', '.join(map(str, shape))}] (or [N, {model.n_in}])")
     images = images.reshape((len(images),) + shape)
-    labels = None
-    if labels_npy:
-        labels = _load_npy(labels_npy, "labels")
-        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-            raise InputError(f"{labels_npy}: labels are {labels.dtype}{list(labels.shape)}, expected "
-                             f"{len(images)} integers, one per image")
+    labels = None if not labels_npy else user_labels(model, _load_npy(labels_npy, "labels"), len(images),
+                                                      labels_npy)
     return images, labels
+
+
+def user_labels(model, labels, n_images, where):
+    """labels (as int64) if they are one class index of the model per image, else InputError."""
+    classes = f"the model's {model.n_out} classes, 0 to {model.n_out - 1}"
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{where}: labels are {labels.dtype}, expected integers: an index into {classes} "
+                         f"(save them with numpy.save(path, labels.astype(numpy.int64)))")
+    if labels.shape != (n_images,):
+        raise InputError(f"{where}: labels are {list(labels.shape)}, expected [{n_images}]: one per image "
+                         f"({n_images} images)")
+    bad = np.flatnonzero((labels < 0) | (labels >= model.n_out))
+    if len(bad):
+        raise InputError(f"{where}: label {labels[bad[0]]} (image {bad[0]}) is not one of {classes}; "
+                         f"{len(bad)} of {n_images} labels are out of range")
+    return labels.astype(np.int64)
 
 
 def job_from_file(args, log=print):

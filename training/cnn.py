@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .intmodel import as_chw
 from .train import TrainConfig
 
 
@@ -254,7 +255,7 @@ class CNN:
 
     def __init__(self, input_shape=(1, 28, 28), channels=(16, 32), kernel=2, dense=(10,), seed=0,
                  kernels=None, pools=None):
-        self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_shape = as_chw(input_shape)
         self.channels = tuple(int(c) for c in channels)
         self.kernel = int(kernel)
         self.kernels = tuple(int(k) for k in kernels) if kernels is not None else (self.kernel,) * len(self.channels)
@@ -264,7 +265,7 @@ class CNN:
                              f"({len(self.channels)})")
         self.dense = tuple(int(d) for d in dense)
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
+            raise ValueError(f"input_shape must be (C, H, W) or (H, W), got {input_shape}")
         if not self.channels or min(self.channels) < 1 or min(self.kernels) < 1:
             raise ValueError(f"a CNN needs at least one conv with positive channels and kernel, "
                              f"got channels {channels}, kernel {kernel}")

@@ -92,8 +92,10 @@ def _check_requantization(where, layer, n_outputs):
     fx.check_accumulator_range(layer.weights, layer.bias)
 
 
-def _as_chw(shape):
-    """An activation shape as (C, H, W): a 2-D input image (H, W) is one channel."""
+def as_chw(shape):
+    """An activation shape as (C, H, W): a 2-D input image (H, W) is one channel. The one rule
+    for an [H, W] input_shape: model files, IntModel, the float CNN and nnhil run's images all
+    read it as [1, H, W]."""
     shape = tuple(int(s) for s in shape)
     return (1,) + shape if len(shape) == 2 else shape
 
@@ -104,10 +106,12 @@ def _check_chw(where, in_shape):
 
 
 def _chain_chw(index, kind, in_shape, prev_shape):
-    prev = _as_chw(prev_shape)
+    prev = as_chw(prev_shape)
     if tuple(in_shape) != prev:
-        raise ValueError(f"layer {index} ({kind}) takes a {tuple(in_shape)} (C, H, W) input but the "
-                         f"previous stage produces {prev}: the shapes do not chain")
+        given = (f"the model's input_shape is {prev} ([H, W] is [1, H, W])" if index == 0 else
+                 f"the previous stage produces {prev}")
+        raise ValueError(f"layer {index} ({kind}) takes a {tuple(in_shape)} (C, H, W) input but {given}: "
+                         f"the shapes do not chain")
 
 
 @dataclass
@@ -242,6 +246,8 @@ class IntModel:
     def __init__(self, layers, input_shape=(28, 28), classes=None, meta=None):
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
+        if self.layers and isinstance(self.layers[0], (Conv2D, MaxPool2D)):
+            self.input_shape = as_chw(self.input_shape)          # a conv or pool takes (C, H, W)
         self.classes = list(classes) if classes is not None else None
         self.meta = dict(meta or {})
         self.validate()

@@ -60,3 +60,20 @@ def test_corrupt_history_line_is_named(tmp_path):
     path.write_text('{"kind": "demo"}\nnot json\n')
     with pytest.raises(ValueError, match=r"h.jsonl:2 is not a JSON record"):
         history.read(path)
+
+
+def test_nnhil_report_writes_into_the_home_by_default(tmp_path):
+    """`nnhil report` with no --out: the report goes beside the history, in $NNHIL_HOME/out/report
+    (where the demo writes it), not into the folder it was started from."""
+    import os
+    import subprocess
+    import sys
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    history.append("demo", _run(0.9, 1806), home / "out" / history.NAME)
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "report"], cwd=elsewhere, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "NNHIL_HOME": str(home)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip() == f"wrote {home / 'out' / 'report' / 'report.md'}"
+    assert "1 runs" in (home / "out" / "report" / "report.md").read_text()
+    assert list(elsewhere.iterdir()) == []

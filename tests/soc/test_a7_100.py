@@ -1,5 +1,5 @@
 """The Arty A7-100 through its sim twin: the HIL suite with --nnhil-target arty --nnhil-variant a7-100 on the
-board's code path, and the seed's 90%+ MLP, which only the larger part holds, bit-exact."""
+board's code path, and the seed's 90% MLP, which only the larger part holds, bit-exact."""
 import dataclasses
 import subprocess
 import sys
@@ -16,8 +16,14 @@ from nnhil.training.train import TrainConfig
 
 A7_100 = variants.get("a7-100")
 # The 90% MLP of the A7-100: 784-384-128-10 takes 2,864 of its 3,072 weight words (the README's
-# 784-512-256-10 needs 4,224); 90.33% integer accuracy at seed 0 (float 90.30%).
+# 784-512-256-10 needs 4,224).
 MLP_90 = dataclasses.replace(TrainConfig(), layers=(784, 384, 128, 10), dropout=0.2, seed=0)
+# On-board accuracy is the integer model's (bit-exact). Seeds 0-2, float / integer %, numpy 2.4.6,
+# OpenBLAS 0.3.31 SkylakeX kernel on one thread, AMD EPYC, 2026-12-07 (tests/benchmarks/seed_table.py,
+# docs/accuracy.md): 90.30/90.33  90.25/90.23  90.38/90.40. Integer: worst 90.23, spread 17 test
+# images, another CPU kind 21 (the most two BLAS kernels moved an integer result at one seed): at
+# most 89.85%, target 89.8% (seeds 3-4 not measured yet).
+BOARD_TARGET = 0.898
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +81,10 @@ def _random_mlp(sizes):
 
 @pytest.mark.slow
 def test_mlp_of_90_percent_runs_bit_exact_on_the_a7_100(twin, fashion, record_property):
-    """The seed's 90%+ on the A7-100: the MLP trained (or taken from out/) by training.workflow, all
+    """The seed's 90% MLP on the A7-100: trained (or taken from out/) by training.workflow, all
     10,000 Fashion-MNIST test images on the twin, every logit bit-exact, every image in the
-    modelled cycles, on-board accuracy 90.0% or more."""
+    modelled cycles, on-board accuracy BOARD_TARGET or more (every seed measured gives 90.2% or more
+    on this machine's BLAS kernel)."""
     model, _ = workflow.ensure_model(MLP_90, fashion)
     images, labels = fashion.test
     with duts.open_dut(sim=twin, variant="a7-100", log=lambda s: None) as d:
@@ -95,4 +102,4 @@ def test_mlp_of_90_percent_runs_bit_exact_on_the_a7_100(twin, fashion, record_pr
     for k, v in figures.items():
         record_property(k, v)
     print(f"\nA7-100 twin, {'-'.join(map(str, MLP_90.layers))}: {figures}")
-    assert accuracy >= 0.900
+    assert accuracy >= BOARD_TARGET

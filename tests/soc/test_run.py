@@ -136,3 +136,29 @@ def test_a_float_model_trained_elsewhere_is_quantized_and_run(fashion, tmp_path)
     r = nnhil("quantize", tmp_path / "float.npz", "--out", tmp_path / "q" / "mine.npz")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run_and_check(tmp_path / "q" / "mine.npz", tmp_path / "run", fashion.test[0][:50], "--images", 50)
+
+
+def test_run_a_conv_model_whose_input_shape_is_h_w(tmp_path):
+    """A conv model file whose manifest says input_shape [12, 12] (one channel, [1, 12, 12]) runs
+    on the SoC from [N, 12, 12] images, bit-exact."""
+    from nnhil.training import fixedpoint as fx
+    from nnhil.training.intmodel import Conv2D, Dense, IntModel, MaxPool2D
+    rng = np.random.default_rng(12)
+
+    def rq(n):
+        return dict(bias=rng.integers(-3000, 3000, n).astype(np.int32),
+                    mult=rng.integers(1 << 12, 1 << 16, n).astype(np.uint16), shift=np.full(n, 18, np.uint8))
+    conv = Conv2D(rng.integers(-128, 128, (6, 1, 3, 3)).astype(np.int8), output=fx.OUTPUT_U8,
+                  in_shape=(1, 12, 12), **rq(6))
+    dense = Dense(rng.integers(-128, 128, (10, 6 * 5 * 5)).astype(np.int8), output=fx.OUTPUT_I32, **rq(10))
+    modelfile.save_quantized(tmp_path / "chw.npz", IntModel([conv, MaxPool2D((6, 10, 10)), dense], (1, 12, 12)))
+    with zipfile.ZipFile(tmp_path / "chw.npz") as z:
+        manifest = json.loads(z.read("manifest.json"))
+        arrays = {n[:-4]: np.load(io.BytesIO(z.read(n))) for n in z.namelist() if n.endswith(".npy")}
+    write_zip(tmp_path / "hw.npz", {k: v for k, v in dict(manifest, input_shape=[12, 12]).items()
+                                    if k not in ("format", "version", "payload_sha256", "arrays")}, arrays)
+    images = rng.integers(0, 256, (40, 12, 12), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    r, summary = run_and_check(tmp_path / "hw.npz", tmp_path / "run", images, "--images-npy", tmp_path / "images.npy")
+    assert summary["cycles_exact"] and summary["cpu_bit_exact"]
+    assert modelfile.load_quantized(tmp_path / "hw.npz").input_shape == (1, 12, 12)

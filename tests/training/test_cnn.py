@@ -264,7 +264,7 @@ def test_integer_cnn_rejects_bad_shapes():
     c = random_conv(rng, (1, 9, 9), 3, 2)
     head = lambda n: Dense(np.ones((2, n), np.int8), np.zeros(2, np.int32), np.zeros(2, np.uint16),  # noqa
                            np.zeros(2, np.uint8), fx.OUTPUT_I32)
-    with pytest.raises(ValueError, match=r"takes a \(1, 9, 9\).*previous stage produces \(1, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"takes a \(1, 9, 9\).*the model.s input_shape is \(1, 8, 8\)"):
         IntModel([c, MaxPool2D(c.shape_out), head(48)], (8, 8))
     with pytest.raises(ValueError, match="maxpool2d.*do not chain"):
         IntModel([c, MaxPool2D((3, 9, 9)), head(48)], (9, 9))
@@ -427,8 +427,16 @@ def test_train_cnn_workflow_end_to_end(fashion, tmp_path):
 
 
 # The real datasets ---------------------------------------------------------------------------
-TARGETS = {"cnn-mnist": 0.985, "cnn": 0.910}   # float test accuracy, by workflow.MODELS name
-MAX_QUANT_LOSS = 0.005
+# Float test accuracy, by workflow.MODELS name: below the worst seed by more than the seeds' spread
+# and another CPU kind's difference (13 test images for a float model: issue 23's, and the most two
+# BLAS kernels moved a float result by at one seed; docs/accuracy.md, tests/benchmarks/seed_table.py).
+# Float / integer %, numpy 2.4.6, OpenBLAS 0.3.31 SkylakeX kernel on one thread, AMD EPYC, 2026-12-07:
+#   cnn:       seeds 0-4  91.82/91.86  91.76/91.79  91.88/91.93  91.81/91.83  91.65/91.63: worst 91.65,
+#              spread 23 images, so at most 91.29%; the target, 91.0%, leaves 29 images more
+#   cnn-mnist: seeds 0-2  99.08/99.08  98.98/98.98  99.20/99.20: worst 98.98, spread 22 images, so at
+#              most 98.63%; the target, 98.5%, leaves 13 images more (seeds 3-4 not measured yet)
+TARGETS = {"cnn-mnist": 0.985, "cnn": 0.910}
+MAX_QUANT_LOSS = 0.005      # integer below float: at most 2 test images at the seeds above
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -448,3 +456,18 @@ def test_cnn_meets_accuracy_targets(trained, name):
     assert [type(l).__name__ for l in t.model.layers] == [
         "Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D", "Dense", "Dense"]
     assert t.model.layers[0].kernel == 2
+
+
+def test_an_h_w_input_shape_is_one_channel():
+    """[H, W] is [1, H, W] for the float CNN and the integer model alike."""
+    assert CNN((28, 28), (2,), 2, (3,)).input_shape == (1, 28, 28)
+    conv = random_conv(np.random.default_rng(0), (1, 6, 6), 2, 3)
+    dense = Dense(np.ones((3, 2 * 4 * 4), np.int8), np.zeros(3, np.int32), np.ones(3, np.uint16),
+                  np.full(3, 8, np.uint8), fx.OUTPUT_I32)
+    a, b = IntModel([conv, dense], (6, 6)), IntModel([conv, dense], (1, 6, 6))
+    assert a.input_shape == b.input_shape == (1, 6, 6)
+    x = np.random.default_rng(1).integers(0, 256, (3, 6, 6), dtype=np.uint8)
+    np.testing.assert_array_equal(a.logits(x), b.logits(x[:, None]))
+    with pytest.raises(ValueError, match=r"takes a \(1, 6, 6\) \(C, H, W\) input but "
+                                         r"the model.s input_shape is \(1, 6, 7\)"):
+        IntModel([conv, dense], (6, 7))

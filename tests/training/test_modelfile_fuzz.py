@@ -82,7 +82,9 @@ WRONG_MANIFESTS = {
     "layers numbers": lambda m: dict(m, layers=[1, 2, 3]),
     "layer type a list": first_layer(type=["conv2d"]), "in_shape a string": first_layer(in_shape="1x7x7"),
     "kernel null": first_layer(kernel=None), "a layer missing": lambda m: dict(m, layers=m["layers"][:2]),
-    "input_shape of other rank": lambda m: dict(m, input_shape=[7, 7]),
+    "input_shape of rank 4": lambda m: dict(m, input_shape=[1, 1, 7, 7]),
+    "input_shape [H, W] of another size": lambda m: dict(m, input_shape=[7, 8]),
+    "input_shape of other channels": lambda m: dict(m, input_shape=[2, 7, 7]),
     "input_shape null": lambda m: dict(m, input_shape=None),
     "numeric format a string": lambda m: dict(m, numeric_format="2"),
     "payload hash null": lambda m: dict(m, payload_sha256=None),
@@ -98,3 +100,18 @@ def test_manifests_of_the_wrong_shape(good, tmp_path, change):
     rewrite_manifest(path, tmp_path / "m.npz", change(manifest))
     with pytest.raises(modelfile.ModelFileError, match=str(tmp_path / "m.npz")):
         modelfile.load_quantized(tmp_path / "m.npz")
+
+
+def test_an_h_w_input_shape_is_one_channel(good, tmp_path):
+    """A conv model's input_shape [H, W] is [1, H, W]: the file loads identically, as (1, H, W)."""
+    path, _, ref = good
+    with zipfile.ZipFile(path) as z:
+        manifest = json.loads(z.read("manifest.json"))
+    assert manifest["input_shape"] == [1, 7, 7]
+    rewrite_manifest(path, tmp_path / "hw.npz", dict(manifest, input_shape=[7, 7]))
+    assert refused_or_identical(tmp_path / "hw.npz", ref) == "identical"
+    assert modelfile.load_quantized(tmp_path / "hw.npz").input_shape == (1, 7, 7)
+    rewrite_manifest(path, tmp_path / "wide.npz", dict(manifest, input_shape=[7, 8]))
+    with pytest.raises(modelfile.ModelFileError, match=r"layer 0 \(conv2d\) takes a \(1, 7, 7\) \(C, H, W\) "
+                       r"input but the model's input_shape is \(1, 7, 8\) \(\[H, W\] is \[1, H, W\]\)"):
+        modelfile.load_quantized(tmp_path / "wide.npz")
