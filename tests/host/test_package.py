@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from nnhil.host import doctor, firmware_build
+from nnhil.training import home as nnhil_home
 
 pytestmark = [pytest.mark.sim, pytest.mark.xdist_group("package")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,36 +108,22 @@ def test_while_it_holds_one(nnhil_dut):
 """
 
 
-def home_with(sim_build, home):
-    """An NNHIL_HOME whose sim build is ``sim_build``: its files linked, its firmware/ its own.
-
-    The venv's firmware goes there, not into the home this run shares with other checkouts: a
-    firmware built inside the sim build by a venv that is then deleted would leave make's
-    dependency files naming the deleted sources (a firmware build keyed by content, in a
-    directory of its own per key, does not; then the venv can share the home itself)."""
-    copy = home / "build" / sim_build.dir.name
-    copy.mkdir(parents=True)
-    for entry in sim_build.dir.iterdir():
-        if entry.name != "firmware":
-            (copy / entry.name).symlink_to(entry)
-    return home
-
-
 def test_a_users_project_runs_on_the_sim_and_leaves_the_checkout_building(venv, sim_build, tmp_path):
     """examples/my-model with plain ``pytest``; the ini's nnhil_target and a bad value of it; the
     venv's sim build key is this checkout's (so it builds nothing); after the venv is gone, the
-    checkout's own firmware still builds."""
+    checkout's own firmware still builds. The venv shares this run's NNHIL_HOME, as a user's
+    venvs share theirs: firmware builds are keyed by content in directories of their own, so
+    nothing of the deleted venv stays behind for the checkout's build to trip on."""
     bin_ = venv / "bin"
-    home = home_with(sim_build, tmp_path / "home")
-    env = dict(os.environ, PATH=f"{bin_}{os.pathsep}{os.environ['PATH']}", NNHIL_HOME=str(home))
+    env = dict(os.environ, PATH=f"{bin_}{os.pathsep}{os.environ['PATH']}", NNHIL_HOME=str(nnhil_home.root()))
     project = shutil.copytree(ROOT / "examples" / "my-model", tmp_path / "my-model")
     key = run([bin_ / "python", "-c", KEY], 120, cwd=project, env=env).strip()
     assert key == sim_build.dir.name.removeprefix("sim-")
-    builds = sorted((home / "build").glob("sim-*"))
+    built = (sim_build.dir / "build.json").stat().st_mtime_ns
     run([bin_ / "python", "make_model.py"], 120, cwd=project, env=env)
     out = run([bin_ / "pytest", "-q", "-p", "no:cacheprovider", "-rs"], 900, cwd=project, env=env)
     assert "1 passed" in out, out[-3000:]
-    assert sorted(p for p in (home / "build").glob("sim-*") if not p.name.endswith(".lock")) == builds
+    assert (sim_build.dir / "build.json").stat().st_mtime_ns == built       # taken, not rebuilt
     # SIGTERM is the project's own until nnhil holds a target, then a kill unwinds like Ctrl-C
     (project / "test_sigterm.py").write_text(SIGTERM_TESTS)
     out = run([bin_ / "pytest", "-q", "-p", "no:cacheprovider", "test_sigterm.py"], 300, cwd=project, env=env)
@@ -150,9 +137,13 @@ def test_a_users_project_runs_on_the_sim_and_leaves_the_checkout_building(venv, 
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == pytest.ExitCode.USAGE_ERROR and "nnhil_baud = 'fast' in the ini file: expected int" \
         in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+    venv_sources = str(venv)
     shutil.rmtree(venv)
     binary = firmware_build.build_firmware(sim_build.dir)
     assert binary.stat().st_size > 0
+    stale = [p for p in firmware_build.root().rglob("*") if p.is_file() and p.suffix in (".d", ".mk", ".json")
+             and venv_sources in p.read_text(errors="replace")]
+    assert not stale, f"files of the firmware builds that name the deleted venv: {stale}"
 
 
 @pytest.fixture(scope="module")
