@@ -71,6 +71,7 @@ def accelerator_timing(tmp_path_factory):
     return timing.read_estimate(workdir / "yosys", top)
 
 
+@pytest.mark.slow        # the accelerator's Yosys synthesis (minutes), beside the slow tier's others
 def test_accelerator_meets_the_timing_budget(accelerator_timing):
     est = accelerator_timing
     print(est.report())
@@ -79,6 +80,7 @@ def test_accelerator_meets_the_timing_budget(accelerator_timing):
     assert not est.over_budget(), est.report()
 
 
+@pytest.mark.slow
 def test_yosys_sta_sees_a_subset_of_the_paths(accelerator_timing):
     """Yosys's sta uses the same arcs but only block-RAM and DSP endpoints: it can never report a
     later arrival than the full analysis (a lower figure here means a path was lost)."""

@@ -33,6 +33,7 @@ def twin():
         yield s
 
 
+@pytest.mark.slow        # a second SoC build (the twin, which the 90% run below needs too) and a nested suite
 def test_hil_suite_with_variant_a7_100_on_its_sim_twin(twin, headline):
     """The HIL suite with --nnhil-target arty --nnhil-variant a7-100 against the twin behind a pty (the
     /dev/ttyUSB1 path), as test_bridge's board-path run does for the A7-35: the MLP only (headline
