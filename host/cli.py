@@ -156,7 +156,7 @@ def cmd_run(args):
 
 def cmd_report(args):
     from . import report
-    print(f"wrote {report.write(args.out)}")
+    print(f"wrote {report.write(args.out or home.out() / 'report')}")
 
 
 def _require_tools(args):
@@ -255,7 +255,7 @@ def build_parser():
                  "Write report.md (the models side by side) and history.png (latency and accuracy "
                  "of the recorded runs) from the run history.",
                  "nnhil report")
-    p.add_argument("--out", default=str(home.out() / "report"), help="output folder (default: %(default)s)")
+    p.add_argument("--out", help="output folder (default: $NNHIL_HOME/out/report, beside the run history)")
     p.set_defaults(func=cmd_report)
 
     p = _command(sub, "build", "build the SoC: a cached Verilator model, or the Arty A7 gateware",
