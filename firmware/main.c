@@ -251,6 +251,9 @@ static uint32_t accel_batch(void)
 	accel_start(0);
 	if (slots == 2 && n > 1)
 		copy_words(act0 + ACCEL_SLOT_WORDS, images + words, IMAGE_WORDS(words));
+#ifdef NNHIL_FAULT_BATCH_TIMING_LATE
+	t0 = now();                     /* the fault: the batch's timer restarted after its first copies */
+#endif
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t slot = slots == 2 ? k & 1 : 0, status, t1;
 		volatile uint32_t *logits = out + LOGITS_BANK(slot) * ACCEL_SLOT_LOGITS;

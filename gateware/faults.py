@@ -24,6 +24,7 @@ CHECKS = {
     "accuracy":   "accuracy equal to the integer model's",
     "divergence": "the layer-by-layer divergence report",
     "repeat":     "the images shuffled and repeated give the first pass's results",
+    "timing":     "the driver's cycles of the batch within the bounds of the accelerator's own counts",
     "completes":  "the run finishes without an error or a timeout",
 }
 VALUES = ("logits", "accuracy", "divergence", "repeat")   # what a wrong value can meet
@@ -84,6 +85,8 @@ FAULTS = (
           "requantizer", ("cycles",), ""),
     Fault("image_copy_short", "the firmware copies each image one word short",
           "firmware", FIRMWARE, "image_tail"),
+    Fault("batch_timing_late", "the firmware starts the batch's timer after its first image copies",
+          "firmware", ("timing",), ""),
     Fault("logits_wrong_slot", "the firmware reads the logits from the other slot's bank",
           "firmware", FIRMWARE, "two_slots"),
     Fault("weight_bit_flip", "one bit flipped in a weight word during the load",

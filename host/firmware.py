@@ -28,12 +28,62 @@ from .results import Results
 COMMAND_CYCLES = 100_000                   # a command's setup: cache flushes, model checks
 DRIVER_CYCLES_PER_WORD = 40                # per image and logit word the batch runner copies (~7)
 DRIVER_CYCLES_PER_IMAGE = 5_000            # per image: start, polls, timer, results (~2,000)
+# A lower bound on the batch's copy of an image (copy_words): each word is a load and a store,
+# two instructions, so at least two cycles on the single-issue VexRiscv (see batch_timing).
+COPY_CYCLES_PER_WORD_MIN = 2
 BOOT_CYCLES = 10_000_000                   # CPU reset to the BIOS prompt (1.1 M: the banner
                                            # drains through the console FIFO the host reads)
 START_CYCLES = 2_000_000                   # 'boot' typed to the firmware serving its mailbox
 BIOS_PROMPT = "\x1b[92;1mlitex\x1b[0m> "
 BOOT_MARKER = "Liftoff!"
 CTRL_CPU_RESET = 1 << 1                    # ctrl_reset.cpu_rst: hold the CPU in reset
+
+
+def driver_overhead(n_in, n_out):
+    """The most driver work per image of a batch, beside the accelerator's run (the bound of
+    the host's deadlines and of batch_timing): the per-image constant and every image and
+    logit word the firmware copies."""
+    return DRIVER_CYCLES_PER_IMAGE + DRIVER_CYCLES_PER_WORD * (-(-n_in // 4) + n_out)
+
+
+def batch_timing(results, n_in, n_out):
+    """What is wrong with a batch's driver cycles (the firmware's timer, Results.driver_cycles),
+    bounded by the accelerator's own per-image counts (Results.cycles): [] if nothing, else a
+    sentence per bound broken, naming the first image that breaks it.
+
+    From below, every prefix: image k + 1 starts only after image k's done, so the runs of a
+    batch do not overlap, and the first starts after the first image's copy into the
+    accelerator, which the batch's timer includes (it starts before that copy). The driver
+    cycles of images 0..k therefore hold at least the accelerator cycles of images 0..k plus
+    one copy of ``n_in`` bytes (COPY_CYCLES_PER_WORD_MIN a word). Batches run one after the
+    other (host.shards' chunks, Firmware.accel_batch's) each add their own copy, so the bound
+    holds over their concatenation too. A timer started late (after the first copy) breaks it.
+
+    From above, every image: its period ends at most the documented driver work
+    (:func:`driver_overhead`) after its own run, and starts after its run was started (double
+    buffered, the previous image's time is taken after starting this one; single buffered,
+    before copying it), so it is at most its accelerator cycles plus that work. The host's
+    bridge sharing the bus only adds cycles, which this bound's margin (several times the
+    measured work) absorbs. The CPU inference's Results have no accelerator cycles: not theirs.
+    """
+    cycles = np.asarray(results.cycles, dtype=np.int64)
+    driver = np.asarray(results.driver_cycles, dtype=np.int64)
+    problems = []
+    copy = COPY_CYCLES_PER_WORD_MIN * -(-n_in // 4)
+    low = np.flatnonzero(np.cumsum(driver) < np.cumsum(cycles) + copy)
+    if low.size:
+        k = int(low[0])
+        problems.append(f"images 0-{k} took {int(driver[:k + 1].sum())} driver cycles, fewer than their "
+                        f"{int(cycles[:k + 1].sum())} accelerator cycles plus the first image's copy "
+                        f"(at least {copy}): the batch's timer started late")
+    most = driver_overhead(n_in, n_out)
+    high = np.flatnonzero(driver > cycles + most)
+    if high.size:
+        k = int(high[0])
+        problems.append(f"image {k} took {int(driver[k])} driver cycles, more than its {int(cycles[k])} "
+                        f"accelerator cycles plus the most driver work per image ({most}); "
+                        f"{high.size} image(s) do")
+    return problems
 
 
 class Firmware:
@@ -180,9 +230,7 @@ class Firmware:
         if slots not in (1, program_slots):
             raise FirmwareError(f"slots={slots}: the loaded program has {program_slots} input slot(s)")
         n_logits = accel.model.n_out
-        words = -(-accel.model.n_in // 4) + n_logits
-        image_cycles = (accel.model_cycles + DRIVER_CYCLES_PER_IMAGE
-                        + DRIVER_CYCLES_PER_WORD * words)
+        image_cycles = accel.model_cycles + driver_overhead(accel.model.n_in, n_logits)
         parts = []
         for start in range(0, len(images), chunk):
             part = images[start:start + chunk]

@@ -30,7 +30,7 @@ from nnhil.training.intmodel import as_chw
 
 from . import divergence, history, latency, oracle, pace, shards
 from .dut import open_dut
-from .firmware import CPU_CODES
+from .firmware import CPU_CODES, batch_timing
 from .results import Results
 from .timeline import Timeline
 
@@ -309,6 +309,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         "bit_exact_images": int(exact.sum()), "differing_images": np.flatnonzero(~exact)[:100].tolist(),
         **cycles, "model_cycles": model_cycles,
         "cycles_exact": bool((r.cycles == model_cycles).all()),
+        "batch_timing_errors": batch_timing(r, model.n_in, model.n_out),
         "macs": macs, "macs_per_cycle": round(macs / accel_cycles, 1),
         **{f"{k}_used": v for k, v in dut.compiled.usage.items()},
         # the CPU baseline: the optimised C (the speedups), and the plain C that the history
@@ -355,7 +356,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         from . import wave
         log(wave.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
                               dut.config, log))
-    return bool(exact.all() and cpu_exact and summary["cycles_exact"])
+    return bool(exact.all() and cpu_exact and summary["cycles_exact"] and not summary["batch_timing_errors"])
 
 
 class CPUImage(tuple):
@@ -401,7 +402,9 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"{'' if s['cycles_exact'] else ' (DIFFERS)'}, {s['macs_per_cycle']} MACs/cycle, "
         f"{dut.config.lanes} lanes")
     log(f"with driver      {s['batch_cycles_per_image']} cycles per image "
-        f"({s['batch_cycles_per_image'] * us:.2f} us) through the firmware")
+        f"({s['batch_cycles_per_image'] * us:.2f} us) through the firmware, "
+        + ("within the bounds of the accelerator's counts" if not s["batch_timing_errors"]
+           else "OUT OF BOUNDS: " + "; ".join(s["batch_timing_errors"])))
     log(f"CPU (VexRiscv)   {s['cpu_optimised_cycles_per_inference']} cycles per inference in optimised C "
         f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_cycles_per_inference']} "
         f"in plain C ({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)")

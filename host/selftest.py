@@ -28,6 +28,7 @@ from nnhil.training import datasets, home
 from . import coverage, divergence, shards
 from .driver import AcceleratorError
 from .dut import open_dut
+from .firmware import batch_timing
 from .firmware_abi import FirmwareError
 
 REPEAT_SEED = 26              # the order of the shuffled pass
@@ -48,6 +49,7 @@ class Verdict:
     first_layer: int | None = None    # the divergence report's first diverging layer
     accuracy: float | None = None     # on the faulty design (labels), or agreement with the model
     seconds: float = 0.0
+    sim: int = 1                      # which of the campaign's simulations ran it (1, 2, ...)
 
 
 def _accuracy(argmax, labels, ref):
@@ -87,6 +89,8 @@ def run_checks(dut, compiled, images, labels, ref, fault, trace_image=0):
         caught["logits"] = not bool(exact.all())
     if "cycles" in checks:
         caught["cycles"] = not bool((r.cycles == compiled.cycles).all())
+    if "timing" in checks:
+        caught["timing"] = bool(batch_timing(r, compiled.model.n_in, compiled.model.n_out))
     if "accuracy" in checks:
         caught["accuracy"] = acc != _accuracy(ref.argmax(axis=1), labels, ref)
     if "repeat" in checks:
@@ -162,17 +166,22 @@ def one_fault(dut, compiled, images, labels, ref, cov, fault):
 
 
 def _clean(dut, compiled, images, ref, when):
-    """SelftestError unless the DUT, no fault selected, gives exact results and cycles: a
-    fault's leftovers must not decide the next fault's verdict."""
+    """SelftestError unless the DUT, no fault selected, gives exact results, cycles and batch
+    timing: a fault's leftovers must not decide the next fault's verdict."""
     r = _batch(dut, images)
     bad = np.flatnonzero(~r.matches(ref) | (r.cycles != compiled.cycles))
     if bad.size:
         raise SelftestError(f"with no fault selected, {when}, {bad.size} of {len(images)} images differ "
                             f"from the integer model or the cycle model: that fault left state behind")
+    timing = batch_timing(r, compiled.model.n_in, compiled.model.n_out)
+    if timing:
+        raise SelftestError(f"with no fault selected, {when}, the batch's timing is wrong: {timing[0]}; "
+                            f"that fault left its firmware behind")
 
 
 def baseline(dut, compiled, images, ref):
-    """With no fault selected, every image and cycle count must be exact, twice."""
+    """With no fault selected, every image and cycle count must be exact, and the batch's
+    driver cycles within their bounds (host.firmware.batch_timing), twice."""
     dut.accelerator.write_csr("fault_select", 0)
     for what, order in (("the images", np.arange(len(images))), ("shuffled", _repeat_order(len(images)))):
         r = _batch(dut, images[order])
@@ -181,6 +190,10 @@ def baseline(dut, compiled, images, ref):
             raise SelftestError(f"the fault build with no fault selected differs from the integer model or "
                                 f"the cycle model on {bad.size} of {len(order)} images ({what}): the "
                                 f"campaign's verdicts would mean nothing; run 'nnhil run' on this model first")
+        timing = batch_timing(r, compiled.model.n_in, compiled.model.n_out)
+        if timing:
+            raise SelftestError(f"the fault build with no fault selected breaks the batch's timing bounds "
+                                f"({what}): {timing[0]}; the campaign's verdicts would mean nothing")
 
 
 def campaign(duts, model, images, labels=None, faults=None, log=print):
@@ -202,11 +215,12 @@ def campaign(duts, model, images, labels=None, faults=None, log=print):
                     return
                 i, fault = todo.pop(0)
             v = one_fault(dut, compiled, images, labels, ref, cov, fault)
+            v.sim = duts.index(dut) + 1
             with lock:
                 verdicts[i] = v
                 log(f"  [{len(verdicts)}/{len(faults)}] {fault.name}: {v.verdict}"
                     + (f" by {', '.join(v.caught_by)}" if v.caught_by else f" ({v.reason})" if v.reason else "")
-                    + f" in {v.seconds:.1f} s")
+                    + f" in {v.seconds:.1f} s" + (f" on sim {v.sim}" if len(duts) > 1 else ""))
     shards.run_each(duts, worker, "faults")
     return [verdicts[i] for i in range(len(faults))], cov
 

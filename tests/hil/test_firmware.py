@@ -6,7 +6,7 @@ import pytest
 
 from nnhil.gateware import layout
 from nnhil.host.cpu_model import cpu_cycles_bound, pack_cpu_model
-from nnhil.host.firmware import CTRL_CPU_RESET, Firmware
+from nnhil.host.firmware import CTRL_CPU_RESET, Firmware, batch_timing
 from nnhil.host.firmware_abi import CMD_CPU_INFER, CPU_CODES, FIRMWARE_MAX, LAYER_FIELDS, FirmwareError
 from nnhil.host.testmodels import random_default_model
 from tests.gateware import accel_models
@@ -159,6 +159,7 @@ def test_accel_batch_double_and_single_buffered(firmware, accelerator, make, slo
         np.testing.assert_array_equal(r.argmax, model.predict(images))
         assert set(r.cycles.tolist()) == {cycles}
         assert (r.driver_cycles >= cycles).all()
+        assert batch_timing(r, model.n_in, model.n_out) == []
     # a single image from the host afterwards: slot 0, the logits of bank 0
     out = accelerator.infer(images[0])
     np.testing.assert_array_equal(out.logits, model.logits(images[:1])[0])

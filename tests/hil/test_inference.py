@@ -8,6 +8,7 @@ import pytest
 
 from nnhil.gateware import cyclemodel, layout, program, variants
 from nnhil.host import driver as drv, history, latency
+from nnhil.host.firmware import batch_timing
 from nnhil.host.testmodels import random_default_model
 from nnhil.host.pytest_plugin import assert_bit_exact, option
 from nnhil.training import fixedpoint as fx
@@ -79,6 +80,12 @@ def test_batch_hides_image_io(batch, loaded, accelerator, firmware, request, rec
     assert double <= DOUBLE_BUFFERED_RATIO * max(run, cpu_work)
     if loaded.name in MODELS and option(request.config, "variant") == variants.DEFAULT:
         assert double <= DOUBLE_BUFFERED_RATIO * run, f"{double / run:.3f}x the accelerator's {run} cycles"
+
+
+def test_batch_timing_within_the_accelerators_bounds(batch, loaded):
+    """The firmware's driver cycles of the batch between the bounds its accelerator cycles give
+    (host.firmware.batch_timing: a timer started late, or a driver far slower, breaks them)."""
+    assert batch_timing(batch.results, loaded.model.n_in, loaded.model.n_out) == []
 
 
 def test_accuracy_equals_the_integer_model(batch, loaded, record_property):

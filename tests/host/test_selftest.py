@@ -15,6 +15,7 @@ from nnhil.gateware.compiled import CompiledModel
 from nnhil.gateware.layout import AccelConfig
 from nnhil.host import coverage, selftest
 from nnhil.host.dut import FaultBuildRefused, open_dut
+from nnhil.host.firmware import batch_timing
 from nnhil.training import fixedpoint as fx
 from nnhil.training.intmodel import IntModel, MaxPool2D
 from tests.gateware import accel_models as am
@@ -64,7 +65,7 @@ REQUIRED = {
     "input_slot_ignored": {"logits", "repeat"}, "out_base_ignored": VALUES, "maxpool_min": VALUES,
     "argmax_ties_last": {"logits", "accuracy"}, "cycles_from_1": {"cycles"},
     "acc_not_cleared": {"logits", "repeat"}, "stage_longer": {"cycles"},
-    "image_copy_short": {"logits"}, "logits_wrong_slot": {"logits"},
+    "image_copy_short": {"logits"}, "batch_timing_late": {"timing"}, "logits_wrong_slot": {"logits"},
     "weight_bit_flip": {"readback"}, "image_byte_flip": {"logits"},
 }
 ONLY = {"mlp": {"acc_24_bits", "split_group_dropped", "out_base_ignored", "argmax_ties_last",
@@ -191,6 +192,56 @@ def test_command_line(tmp_path, capsys):
                                                                        ("relu_broken", "not exercised")]
     assert 'skipped="1"' in (board_dir / "selftest-junit.xml").read_text()
     assert cli.main(args + ["--strict"]) == 1
+
+
+def test_batch_timing_bounds_hold_and_catch_a_late_start(fault_dut):
+    """host.firmware.batch_timing on batches of 2, 3 and 5 images, double-buffered (the MLP, the
+    CNN) and single-buffered (a 2100-byte input leaves no second slot): the ordinary firmware
+    keeps within both bounds, the firmware whose timer starts after the first copies breaks the
+    lower one at the batch's first image, and nothing else about the batch changes."""
+    rng = np.random.default_rng(11)
+    models = [mlp(rng), cnn(rng), am.random_model(rng, [2100, 20, 5])]
+    batches = [(m, [images_for(rng, m, n) for n in (2, 3, 5)]) for m in models]
+    late = {faults.define(faults.BY_NAME["batch_timing_late"]): 1}
+    runs = {}
+    try:
+        for firmware in ("ordinary", "late"):
+            fault_dut.boot_firmware(late if firmware == "late" else None)
+            for k, (m, xs) in enumerate(batches):
+                fault_dut.load(m)
+                runs[firmware, k] = [fault_dut.infer(x) for x in xs]
+    finally:
+        fault_dut.boot_firmware()
+    assert [CompiledModel.of(m, fault_dut.config).memory_image.slots for m in models] == [2, 2, 1]
+    for k, (m, xs) in enumerate(batches):
+        for x, good, bad in zip(xs, runs["ordinary", k], runs["late", k]):
+            assert batch_timing(good, m.n_in, m.n_out) == [], (k, len(x), good.driver_cycles)
+            problems = batch_timing(bad, m.n_in, m.n_out)
+            assert len(problems) == 1 and problems[0].startswith("images 0-0 took "), (k, len(x), problems)
+            np.testing.assert_array_equal(bad.logits, good.logits)
+            np.testing.assert_array_equal(bad.cycles, good.cycles)
+            assert bad.driver_cycles[0] < good.driver_cycles[0]
+
+
+def test_sims_share_the_campaign(fault_dut, tmp_path):
+    """--sims 2 shares the faults over two simulations (each runs some) and gives the table one
+    simulation gives."""
+    from nnhil.host import cli
+    from nnhil.training import modelfile
+    rng = np.random.default_rng(8)
+    model = mlp(rng)
+    x = images_for(rng, model)
+    names = ["cycles_from_1", "relu_broken", "batch_timing_late", "image_byte_flip"]
+    one, _ = selftest.campaign([fault_dut], model, x, faults=faults.get(names), log=lambda *_: None)
+    modelfile.save_quantized(tmp_path / "quantized.npz", model)
+    np.save(tmp_path / "x.npy", x)
+    assert cli.main(["selftest", str(tmp_path / "quantized.npz"), "--images-npy", str(tmp_path / "x.npy"),
+                     "--faults", ",".join(names), "--sims", "2", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "board" / f"{tmp_path.name}-x" / "selftest.json").read_text())
+    two = [selftest.Verdict(**f) for f in report["faults"]]
+    assert {v.sim for v in two} == {1, 2} and {v.sim for v in one} == {1}
+    assert selftest.table(two) == selftest.table(one)
+    assert [v.verdict for v in one] == ["caught"] * len(names)
 
 
 def test_state_left_behind_stops_the_campaign(fault_dut):

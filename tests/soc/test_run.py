@@ -33,6 +33,7 @@ def run_and_check(model_file, out, images, *args):
     np.testing.assert_array_equal(res["argmax"], model.predict(images))
     assert f"bit-exact        {len(images)}/{len(images)} images" in r.stdout
     summary = json.loads((board / "board.json").read_text())
+    assert summary["batch_timing_errors"] == [] and "within the bounds of the accelerator's counts" in r.stdout
     phases = summary["time"]["phases"]
     assert {"host timings", "reference", "start", "ready", "load", "CPU plain C", "CPU optimised C",
             "images", "outputs"} <= {p["phase"] for p in phases}
