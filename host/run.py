@@ -2,7 +2,8 @@
 
 It loads the model with read-back, runs the images through the accelerator (the
 firmware's batch runner), checks every image's logits and argmax against the integer
-reference model and the cycles against the cycle model, measures on-board accuracy
+reference model, the cycles against the cycle model and the firmware's batch timing against
+the accelerator's own counts (host.firmware.batch_timing), measures on-board accuracy
 when there are labels and the CPU's time on a couple of images for the speedup, and
 writes board.json, every image's outputs (results.npz), the on-board confusion matrix
 and a history record. When an image differs, the first few are rerun layer by layer

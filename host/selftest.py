@@ -6,7 +6,7 @@ at run time by the fault_select CSR), checks that with no fault selected every i
 exact, then runs the model once per fault with the checks that fault can meet (bit-exact
 logits and argmax, cycles equal to the cycle model, read-back after the load, accuracy
 against the integer model, the layer-by-layer divergence report, the images shuffled and
-repeated) and gives each a verdict: **caught** (by which checks), **not exercised** (the
+repeated, the batch's driver cycles within the bounds of the accelerator's) and gives each a verdict: **caught** (by which checks), **not exercised** (the
 images never reached the edge the fault needs: host.coverage says which), or **survived**
 (exercised and not caught: a weakness of the harness). It fails on any survivor, and with
 ``strict`` on faults not exercised; the table goes to selftest.json and a JUnit report
@@ -291,6 +291,7 @@ def add_arguments(p):
     p.add_argument("--data-dir", help="folder with the gzip IDX files")
     p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
     p.add_argument("--labels-npy", help="their labels: a .npy of integers, one per image")
+    p.add_argument("--images-csv", help="your own images as a CSV in the Kaggle layout, as nnhil run's")
     n = p.add_mutually_exclusive_group()
     n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
     n.add_argument("--full", action="store_true", help=f"all images ({run.FULL_IMAGES} of a dataset's test set)")
@@ -319,9 +320,10 @@ def run(args, log=print):
         raise run_mod.InputError(f"{len(job.images)} image(s): the selftest needs two or more (the "
                                  f"double-buffered batch, state left between images)")
     t0 = time.perf_counter()
+    sims = min(args.sims, len(chosen))          # a simulation without a fault to run is not started
     log(f"selftest of {job.arch} on {len(job.images)} {job.dataset} images, {len(chosen)} faults, "
-        f"{args.sims} simulation(s) of the fault build")
-    with open_fault_duts(args.sims, args.variant, log) as duts:
+        f"{sims} simulation(s) of the fault build")
+    with open_fault_duts(sims, args.variant, log) as duts:
         verdicts, cov = campaign(duts, job.model, job.images, job.labels, chosen, log)
     seconds = time.perf_counter() - t0
     log(cov.text())
