@@ -161,6 +161,24 @@ def test_no_negative_accumulators_leaves_relu_not_exercised(fault_dut, tmp_path)
     assert 'failures="1"' in selftest.junit(verdicts, True, 1.0)
 
 
+def test_a_fault_no_check_can_see_survives(fault_dut):
+    """A harness without the checks that see a fault: the broken ReLU, which the MLP's images
+    exercise, met only by the cycle check, survives; that fails the campaign (a JUnit failure)
+    even without --strict."""
+    import dataclasses
+    rng = np.random.default_rng(4)
+    model = mlp(rng)
+    x = images_for(rng, model)
+    compiled = fault_dut.load(model)
+    cov = coverage.measure(compiled, x)
+    blind = dataclasses.replace(faults.BY_NAME["relu_broken"], checks=("cycles",))
+    v = selftest.one_fault(fault_dut, compiled, x, None, model.logits(x), cov, blind)
+    assert cov.total("negative") > 0
+    assert (v.verdict, v.caught_by, v.reason) == ("survived", [], "")
+    assert selftest.failed([v]) == [v]
+    assert 'failures="1"' in selftest.junit([v], False, 1.0) and "survived" in selftest.table([v])
+
+
 def test_ordinary_runs_refuse_the_fault_build(fault_dut):
     from nnhil.host.dut import check_fault_build
     assert fault_dut.identity.fault_build
