@@ -1,7 +1,9 @@
 """nnhil selftest on the sim's fault build: a small MLP and CNN chosen to exercise every fault
 (two input slots, an out_base, a four-group dense layer, accumulators past 2**23, position
 pairs, a max-pool, argmax ties) catch each one, by the checks expected; a model without
-negative accumulators leaves the broken ReLU "not exercised", which --strict fails.
+negative accumulators leaves the broken ReLU "not exercised", which --strict fails; a fault no
+check can see survives. The batch-timing bounds hold on the ordinary firmware at several batch
+sizes and catch the late timer; --sims 2 gives one simulation's table.
 
 One fault build per session (the simulation is built once, then cached), a few images each.
 """
