@@ -119,15 +119,39 @@ def user_images(model, images_npy, labels_npy=None):
     if images.dtype != np.uint8:
         raise InputError(f"{images_npy}: images are {images.dtype}, the model takes uint8 pixels "
                          f"(0-255, as the dataset files hold them)")
-    shape = tuple(model.input_shape)
-    if images.ndim < 1 or not (images.shape[1:] == (model.n_in,) or             # flat, or one channel
-                               images.ndim in (3, 4) and as_chw(images.shape[1:]) == as_chw(shape)):
-        raise InputError(f"{images_npy}: images are {list(images.shape)}, the model takes "
-                         f"[N, {', '.join(map(str, shape))}] (or [N, {model.n_in}])")
-    images = images.reshape((len(images),) + shape)
+    images = fit_images(model, images, images_npy)
     labels = None if not labels_npy else user_labels(model, _load_npy(labels_npy, "labels"), len(images),
                                                       labels_npy)
     return images, labels
+
+
+def fit_images(model, images, where):
+    """``images`` [N, ...] as [N, *model.input_shape], if each holds the model's input: flat
+    ([N, n_in]), in its shape (one channel: [N, H, W] or [N, 1, H, W]), or of any shape of n_in
+    values for a model whose input is flat (an MLP takes [N, 28, 28] as [N, 784]); else InputError."""
+    shape = tuple(model.input_shape)
+    per_image = images.shape[1:]
+    if images.ndim < 1 or not (per_image == (model.n_in,) or
+                               images.ndim in (3, 4) and as_chw(per_image) == as_chw(shape) or
+                               len(shape) == 1 and images.ndim > 1 and int(np.prod(per_image)) == model.n_in):
+        takes = f" ({model.n_in} values an image, in any shape)" if len(shape) == 1 else f" (or [N, {model.n_in}])"
+        raise InputError(f"{where}: images are {list(images.shape)}, the model takes "
+                         f"[N, {', '.join(map(str, shape))}]{takes}")
+    return images.reshape((len(images),) + shape)
+
+
+def dataset_classes(model, path, dataset):
+    """The classes of a dataset whose labels score ``model``; InputError unless it has one
+    output per class (a model of more outputs predicts classes the dataset does not have)."""
+    if dataset not in datasets.DATASETS:
+        raise InputError(f"{path} records the dataset {dataset!r}, not one of {sorted(datasets.DATASETS)}: "
+                         f"pass --dataset, or its images with --images-npy or --images-csv")
+    classes = datasets.DATASETS[dataset].classes
+    if model.n_out != len(classes):
+        raise InputError(f"{path} has {model.n_out} outputs, {dataset} has {len(classes)} classes: its "
+                         f"labels cannot score this model; give images of its own classes with "
+                         f"--images-npy (and --labels-npy, indices 0 to {model.n_out - 1})")
+    return classes
 
 
 def user_labels(model, labels, n_images, where):
@@ -154,7 +178,7 @@ def job_from_file(args, log=print):
         if args.images_npy:
             raise InputError("--images-csv and --images-npy: give your images one way")
         images, labels = datasets.read_csv(args.images_csv, model.n_in, model.n_out)
-        images, classes, dataset = images.reshape((-1,) + tuple(model.input_shape)), model.classes, \
+        images, classes, dataset = fit_images(model, images, args.images_csv), model.classes, \
             Path(args.images_csv).stem
     elif args.images_npy:
         images, labels = user_images(model, args.images_npy, args.labels_npy)
@@ -163,9 +187,9 @@ def job_from_file(args, log=print):
         dataset = args.dataset or model.meta.get("dataset")
         if dataset is None:
             raise InputError(f"{path} does not record its dataset: pass --dataset or --images-npy")
-        split = datasets.load_split(dataset, "test", args.data_dir)
-        images, labels = split[0].reshape((-1,) + tuple(model.input_shape)), split[1]
-        classes = datasets.DATASETS[dataset].classes
+        classes = dataset_classes(model, path, dataset)
+        images, labels = datasets.load_split(dataset, "test", args.data_dir)
+        images = fit_images(model, images, f"{dataset}'s test set")
     if args.images:
         images = images[:args.images]
         labels = None if labels is None else labels[:args.images]
