@@ -13,7 +13,7 @@
  * (n_in, 1, 1). */
 struct layer {
 	uint32_t c_in, height, width, kernel, c_out;
-	uint32_t flags;                 /* LAYER_FLAG_LOGITS, LAYER_FLAG_POOL */
+	uint32_t flags;                 /* FLAG_LOGITS, FLAG_POOL */
 	const int8_t *weights;          /* [c_out][c_in][kernel][kernel] */
 	const int32_t *bias;            /* [c_out] */
 	const uint32_t *requant;        /* [c_out] REQUANT words: mult, shift */

@@ -167,12 +167,12 @@ uint32_t infer_optimised(const uint32_t *model, const uint8_t *x, int32_t *logit
 
 	for (uint32_t l = 0; l < n_layers; l++) {
 		const struct layer *d = (const struct layer *)(model + 1) + l;
-		uint32_t k = d->kernel, last = d->flags & LAYER_FLAG_LOGITS;
+		uint32_t k = d->kernel, last = d->flags & FLAG_LOGITS;
 		uint8_t *y = cpu_act[l & 1];
 
 		if (k == d->width && k == d->height)
 			dense(d, x, y, last ? logits : NULL);
-		else if (!(d->flags & LAYER_FLAG_POOL))
+		else if (!(d->flags & FLAG_POOL))
 			conv(d, x, y, last ? logits : NULL);
 		else if (k == 2)
 			conv_pool_k2(d, x, y);

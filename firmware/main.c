@@ -27,6 +27,13 @@ static volatile uint32_t *const accel = (volatile uint32_t *)NNHIL_BASE;
 
 uint8_t cpu_act[2][MAX_WIDTH] __attribute__((aligned(4)));
 
+/* A bit field of an accelerator CSR, by csr.h's CSR_<CSR>_<FIELD>_OFFSET and _SIZE (generated
+ * from gateware/accelerator.py's CSRFields, placed by gateware/layout.py's CTRL_* and STATUS_*),
+ * as FIELD_GET and FIELD_PREP (mailbox.h) are for the layout records. */
+#define CSR_FIELD_MASK(f) ((1u << CSR_##f##_SIZE) - 1)
+#define CSR_FIELD_GET(word, f) (((word) >> CSR_##f##_OFFSET) & CSR_FIELD_MASK(f))
+#define CSR_FIELD_PREP(f, value) (((uint32_t)(value) & CSR_FIELD_MASK(f)) << CSR_##f##_OFFSET)
+
 static uint32_t now(void)
 {
 	timer0_uptime_latch_write(1);
@@ -93,7 +100,7 @@ static int model_ok(const uint32_t *model, uint32_t image_bytes)
 			return 0;
 		ho = d->height - k + 1;
 		wo = d->width - k + 1;
-		if (d->flags & LAYER_FLAG_POOL) {
+		if (d->flags & FLAG_POOL) {
 			if (ho < 2 || wo < 2)
 				return 0;
 			ho /= 2;
@@ -103,9 +110,9 @@ static int model_ok(const uint32_t *model, uint32_t image_bytes)
 		if (l ? n_in != prev : n_in > prev)
 			return 0;
 		prev = d->c_out * ho * wo;
-		if (!(d->flags & LAYER_FLAG_LOGITS) != !last)
+		if (!(d->flags & FLAG_LOGITS) != !last)
 			return 0;
-		if (last ? (d->flags & LAYER_FLAG_POOL) != 0 : prev > MAX_WIDTH)
+		if (last ? (d->flags & FLAG_POOL) != 0 : prev > MAX_WIDTH)
 			return 0;
 	}
 	return 1;
@@ -123,7 +130,7 @@ uint32_t infer_plain(const uint32_t *model, const uint8_t *x, int32_t *logits)
 	for (uint32_t l = 0; l < n_layers; l++) {
 		const struct layer *d = (const struct layer *)(model + 1) + l;
 		uint32_t W = d->width, k = d->kernel, plane = d->height * W, size = d->c_in * k * k;
-		uint32_t pool = d->flags & LAYER_FLAG_POOL, step = pool ? 2 : 1;
+		uint32_t pool = d->flags & FLAG_POOL, step = pool ? 2 : 1;
 		uint32_t oh = (d->height - k + 1) / step, ow = (W - k + 1) / step;
 		struct window win = {d->c_in, plane, k, W, k};     /* k rows of k per channel */
 		const int8_t *w = d->weights;
@@ -147,7 +154,7 @@ uint32_t infer_plain(const uint32_t *model, const uint8_t *x, int32_t *logits)
 						m = v > m ? v : m;
 						v = requantize(dot(w, xp + W + 1, &win, bias), rq);
 						*y++ = v > m ? v : m;
-					} else if (d->flags & LAYER_FLAG_LOGITS) {
+					} else if (d->flags & FLAG_LOGITS) {
 						*logits++ = dot(w, xp, &win, bias);
 					} else {
 						*y++ = requantize(dot(w, xp, &win, bias), rq);
@@ -155,7 +162,7 @@ uint32_t infer_plain(const uint32_t *model, const uint8_t *x, int32_t *logits)
 				}
 			}
 		}
-		if (d->flags & LAYER_FLAG_LOGITS)
+		if (d->flags & FLAG_LOGITS)
 			return d->c_out * oh * ow;
 		x = cpu_act[l & 1];
 	}
@@ -176,9 +183,9 @@ static uint32_t cpu_infer(infer_fn *infer)
 		uint32_t t0 = now();
 		uint32_t n_out = infer(model, images + k * stride, logits);
 		uint32_t t1 = now();
-		rec[0] = argmax(logits, n_out);
-		rec[1] = t1 - t0;
-		rec[2] = 0;
+		rec[RESULT_PREDICTION] = argmax(logits, n_out);
+		rec[RESULT_CPU_CYCLES] = t1 - t0;
+		rec[RESULT_ACCEL_CYCLES] = 0;
 		rec += RESULT_HEADER + n_out;
 		mb[MB_IMAGES_DONE] = k + 1;     /* progress, polled by the host */
 	}
@@ -217,7 +224,7 @@ static void copy_words(volatile uint32_t *dst, const uint32_t *src, uint32_t n)
 static void accel_start(uint32_t slot)
 {
 	nnhil_slot_write(slot);
-	nnhil_control_write(ACCEL_CTRL_START);
+	nnhil_control_write(CSR_FIELD_PREP(NNHIL_CONTROL_START, 1));
 }
 
 /* The loaded program on each image. With two slots (the host's program.MemoryImage.slots: the
@@ -234,13 +241,15 @@ static uint32_t accel_batch(void)
 	uint32_t slots = mb[MB_SLOTS];
 	volatile uint32_t *act0 = accel + ACCEL_ACT0_OFFSET / 4;
 	volatile uint32_t *out = accel + ACCEL_LOGITS_OFFSET / 4;
+	const volatile uint32_t *last;
 	uint32_t n_out, t0;
 
 	if (n_layers < 1 || n_layers > ACCEL_MAX_LAYERS || slots < 1 || slots > 2 ||
 	    words > (slots == 2 ? ACCEL_SLOT_WORDS : ACCEL_ACT0_WORDS))
 		return STATUS_BAD_MODEL;
-	/* the last descriptor's first word holds n_out above n_in */
-	n_out = accel[ACCEL_PROGRAM_OFFSET / 4 + 4 * (n_layers - 1)] >> ACCEL_DIM_BITS;
+	/* the last layer's outputs: its descriptor's c_out (a logits layer is one position) */
+	last = accel + ACCEL_PROGRAM_OFFSET / 4 + DESC_WORDS * (n_layers - 1);
+	n_out = FIELD_GET(last[DESC_C_OUT_WORD], DESC_C_OUT);
 	if (n_out > (slots == 2 ? ACCEL_SLOT_LOGITS : ACCEL_LOGIT_WORDS))
 		return STATUS_BAD_MODEL;
 	nnhil_n_layers_write(n_layers);
@@ -257,11 +266,12 @@ static uint32_t accel_batch(void)
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t slot = slots == 2 ? k & 1 : 0, status, t1;
 		volatile uint32_t *logits = out + LOGITS_BANK(slot) * ACCEL_SLOT_LOGITS;
-		while (!((status = nnhil_status_read()) & ACCEL_STATUS_DONE))
-			;
-		rec[2] = nnhil_cycles_read();
-		rec[0] = nnhil_argmax_read();
-		if ((status >> ACCEL_STATUS_ERROR_SHIFT) & ((1 << ACCEL_STATUS_ERROR_BITS) - 1))
+		do
+			status = nnhil_status_read();
+		while (!CSR_FIELD_GET(status, NNHIL_STATUS_DONE));
+		rec[RESULT_ACCEL_CYCLES] = nnhil_cycles_read();
+		rec[RESULT_PREDICTION] = nnhil_argmax_read();
+		if (CSR_FIELD_GET(status, NNHIL_STATUS_ERROR))
 			return STATUS_ACCEL_ERROR;
 		if (slots == 2 && k + 1 < n)
 			accel_start(slot ^ 1);
@@ -275,7 +285,7 @@ static uint32_t accel_batch(void)
 			copy_words(act0, images + (k + 1) * words, IMAGE_WORDS(words));
 			accel_start(0);
 		}
-		rec[1] = t1 - t0;
+		rec[RESULT_CPU_CYCLES] = t1 - t0;
 		t0 = t1;
 		rec += RESULT_HEADER + n_out;
 		mb[MB_IMAGES_DONE] = k + 1;     /* progress, polled by the host */

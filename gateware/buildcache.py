@@ -63,7 +63,8 @@ class BuildError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class SimBuild:
-    """A finished sim build: where the model, its CSR map and the software headers are."""
+    """A finished sim build: where the model and its CSR map are (its software headers, which the
+    firmware build takes, in ``dir / "software"`` as in an Arty build: host.firmware_build)."""
     dir: Path
 
     @property
@@ -77,10 +78,6 @@ class SimBuild:
     @property
     def csr_json(self):
         return self.dir / "csr.json"
-
-    @property
-    def software_dir(self):
-        return self.dir / "software"
 
 
 def _sha256(path):

@@ -11,8 +11,6 @@ the sim can pass a byte-stream model instead of a baud-rate UART).
 from litex.soc.cores.uart import UARTBone
 from litex.soc.integration.soc import SoCRegion
 
-from nnhil.training import fixedpoint as fx
-
 from . import layout
 from .accelerator import Accelerator
 
@@ -50,20 +48,11 @@ def add_host_link(soc, phy, bridge_clk_freq=None):
 
 
 def layout_constants(cfg):
-    """The layout facts the firmware needs, as (name, value) pairs for soc.h (ACCEL_*)."""
+    """The build's configuration the firmware needs, as (name, value) pairs for soc.h (ACCEL_*):
+    the AccelConfig, the regions and the slots. Only what this build decides goes here: the
+    records' fields and flags are mailbox.h's (host/firmware_abi.py), the CSRs' bit fields
+    csr.h's (the accelerator's CSRFields), each C name emitted by one generator."""
     consts = {
-        "MAGIC": layout.MAGIC,
-        "LAYOUT_VERSION": layout.VERSION,
-        "FORMAT_VERSION": fx.FORMAT_VERSION,
-        "VERSION_FORMAT_SHIFT": layout.VERSION_FORMAT_SHIFT,
-        "DIM_BITS": layout.DIM_BITS,
-        "FLAG_LOGITS": layout.FLAG_LOGITS,
-        "CTRL_START": layout.CTRL_START,
-        "CTRL_SOFT_RESET": layout.CTRL_SOFT_RESET,
-        "STATUS_BUSY": layout.STATUS_BUSY,
-        "STATUS_DONE": layout.STATUS_DONE,
-        "STATUS_ERROR_SHIFT": layout.STATUS_ERROR_SHIFT,
-        "STATUS_ERROR_BITS": layout.STATUS_ERROR_BITS,
         "WINDOW_WORDS": cfg.window_words,
         "SLOT_WORDS": cfg.slot_words,
         "SLOT_LOGITS": cfg.slot_logits,

@@ -66,7 +66,7 @@ def cpu_cycles_bound(model):
 
 def pack_cpu_model(model, base):
     """The CPU model blob at address ``base``: n_layers, then LAYER_WORDS words per layer
-    (:data:`LAYER_FIELDS`: its geometry, LAYER_FLAG_* flags and the addresses of its int8
+    (:data:`LAYER_FIELDS`: its geometry, its layout.FLAGS word and the addresses of its int8
     weights [c_out][c_in][k][k], int32 bias and layout.REQUANT words), then the arrays.
 
     Records are :func:`gateware.program.layer_shapes` entries, each max-pool fused into its conv.
@@ -86,8 +86,7 @@ def pack_cpu_model(model, base):
         b = put(np.asarray(layer.bias, dtype="<i4").tobytes())
         rq = np.asarray(layout.REQUANT.encode(mult=layer.mult, shift=layer.shift), dtype="<u4")
         r = put(rq.tobytes())
-        flags = (layout.FLAG_LOGITS if layer.output == fx.OUTPUT_I32 else 0) | \
-                (layout.FLAG_POOL if s.pool else 0)
+        flags = layout.FLAGS.encode(logits=int(layer.output == fx.OUTPUT_I32), pool=int(s.pool))
         record = dict(c_in=s.c_in, height=s.height, width=s.width, kernel=s.kernel, c_out=s.c_out,
                       flags=flags, weights=w, bias=b, requant=r)
         desc += [record[name] for name in LAYER_FIELDS]

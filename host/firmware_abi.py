@@ -38,14 +38,26 @@ MAX_DIM = (1 << layout.DIM_BITS) - 1       # bound on each record field, so prod
 LAYER_FIELDS = ("c_in", "height", "width", "kernel", "c_out", "flags",   # a CPU model layer record:
                 "weights", "bias", "requant")                           # geometry, then array addresses
 LAYER_WORDS = len(LAYER_FIELDS)
-LAYER_FLAGS = {"LAYER_FLAG_LOGITS": layout.FLAG_LOGITS,   # int32 logits: the last layer
-               "LAYER_FLAG_POOL": layout.FLAG_POOL}       # 2x2/2 max-pool of the requantized output
+# The records' C macros (PREFIX_FIELD_WORD/_OFFSET/_MASK, PREFIX_WORDS) and layout.FLAGS's bits
+# (FLAG_LOGITS, FLAG_POOL: a descriptor's flags field and the layer record's flags word) come from
+# gateware/layout.py's tables through this header alone: soc.h carries the build's configuration
+# (gateware.soc.layout_constants), csr.h the CSRs' bit fields (gateware/accelerator.py's CSRFields).
 HEADER_RECORDS = {"DESC": layout.DESCRIPTOR, "BIAS": layout.BIAS, "REQUANT": layout.REQUANT}
-RESULT_HEADER = ("prediction", "cpu_cycles", "accel_cycles")   # then n_out int32 logits
+RESULT_HEADER = ("prediction", "cpu_cycles", "accel_cycles")   # then n_out int32 logits: RESULT_<NAME>
 
 
 class FirmwareError(RuntimeError):
     """The firmware is missing, does not fit, did not start or reported a failure."""
+
+
+def flag_defines(record):
+    """``#define FLAG_NAME 0x..u`` for each one-bit field of a flags record: the bit to test."""
+    lines = []
+    for f in record:
+        if f.width != 1:
+            raise ValueError(f"{record.name}.{f.name} is {f.width} bits wide: not a flag")
+        lines.append(f"#define FLAG_{f.name.upper()} 0x{1 << f.offset:x}u")
+    return lines
 
 
 def mailbox_header():
@@ -56,13 +68,14 @@ def mailbox_header():
              f"#define MAX_DIM {MAX_DIM}",
              f"#define LAYER_WORDS {LAYER_WORDS}", f"#define RESULT_HEADER {len(RESULT_HEADER)}"]
     lines += [f"#define LAYER_{n.upper()} {i}" for i, n in enumerate(LAYER_FIELDS)]
-    lines += [f"#define {n} {v}" for n, v in LAYER_FLAGS.items()]
+    lines += [f"#define RESULT_{n.upper()} {i}" for i, n in enumerate(RESULT_HEADER)]
+    lines += flag_defines(layout.FLAGS)
     lines += ["", "/* Bit fields of the layout records (gateware/layout.py): word F##_WORD of a record,",
               " * read with FIELD_GET(word, F), written with FIELD_PREP(F, value). */",
               "#define FIELD_GET(word, f) (((word) >> f##_OFFSET) & f##_MASK)",
               "#define FIELD_PREP(f, value) (((uint32_t)(value) & f##_MASK) << f##_OFFSET)"]
     for prefix, record in HEADER_RECORDS.items():
-        lines += record.c_defines(prefix)
+        lines += record.c_defines(prefix) + [f"#define {prefix}_WORDS {record.words}"]
     lines += [""]
     lines += [f"#define MB_{n.upper()} {i}" for i, n in enumerate(MAILBOX)]
     lines += [f"#define MB_WORDS {len(MAILBOX)}"]

@@ -17,6 +17,9 @@ from nnhil.training import filelock, home
 REPO = Path(__file__).resolve().parent.parent
 NAME = "history.jsonl"
 LOCK_TIMEOUT_S = 30           # an append holds the lock for one write
+# Keys renamed since records were first written, old: new. Lines are never rewritten (the history
+# is append-only), so read() gives an old record the new names.
+RENAMED = {"cpu_cycles_per_inference": "cpu_plain_cycles_per_inference"}   # it always held the plain C's
 
 
 def default_path():
@@ -50,7 +53,13 @@ def lock_of(path):
     return Path(path).with_name(Path(path).name + ".lock")
 
 
+def upgrade(record):
+    """``record`` with today's key names (:data:`RENAMED`); where both are there, the new one's value."""
+    return {RENAMED.get(k, k): v for k, v in record.items() if RENAMED.get(k) not in record}
+
+
 def read(path=None):
+    """Every record of a history, in the order appended, with today's key names (:func:`upgrade`)."""
     path = Path(path or default_path())
     if not path.exists():
         return []
@@ -59,7 +68,7 @@ def read(path=None):
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         try:
-            records.append(json.loads(line))
+            records.append(upgrade(json.loads(line)))
         except json.JSONDecodeError:
             raise ValueError(f"{path}:{n} is not a JSON record; fix or remove that line") from None
     return records

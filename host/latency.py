@@ -23,6 +23,8 @@ import numpy as np
 from nnhil.gateware import layout, variants
 from nnhil.training import filelock
 
+from . import history
+
 EXACT = ("accelerator_cycles",)
 TOLERANCE = 0.02
 LOCK_TIMEOUT_S = 30           # an update holds the lock for one read and one write of the file
@@ -42,7 +44,7 @@ def figures(batch, cpu):
     return {"accelerator_cycles": int(np.median(batch.cycles)),
             "batch_cycles_per_image": int(np.median(batch.driver_cycles)),
             "cpu_optimised_cycles_per_inference": int(np.median(cpu["optimised"].driver_cycles)),
-            "cpu_cycles_per_inference": int(np.median(cpu["plain"].driver_cycles))}
+            "cpu_plain_cycles_per_inference": int(np.median(cpu["plain"].driver_cycles))}
 
 
 def setup(compiled):
@@ -58,8 +60,13 @@ def program_of(baseline):
 
 
 def load(path):
+    """The baselines of a file ({} if there is none), measured figures under today's names
+    (a file recorded before a rename: host.history.RENAMED)."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else {}
+    data = json.loads(path.read_text()) if path.exists() else {}
+    for base in data.values():
+        base["measured"] = history.upgrade(base["measured"])
+    return data
 
 
 def update(name, ran, measured, path):

@@ -15,7 +15,7 @@ RESOURCES = "resources.json"   # in the output directory, written by 'nnhil reso
 LATENCY = (("accelerator_cycles", "accelerator cycles / inference"),
            ("batch_cycles_per_image", "cycles / image with the driver"),
            ("cpu_optimised_cycles_per_inference", "CPU cycles / inference (optimised C)"),
-           ("cpu_cycles_per_inference", "CPU cycles / inference (plain C)"))
+           ("cpu_plain_cycles_per_inference", "CPU cycles / inference (plain C)"))
 ACCURACY = (("board_accuracy", "on-board"), ("float_test_accuracy", "float"))
 # the side-by-side table: (record key, row label)
 TABLE = (("arch", "architecture"), ("images", "test images"), ("float_test_accuracy", "float accuracy"),
@@ -24,7 +24,7 @@ TABLE = (("arch", "architecture"), ("images", "test images"), ("float_test_accur
          ("accelerator_cycles", "accelerator cycles"), ("macs_per_cycle", "MACs / cycle"),
          ("batch_cycles_per_image", "cycles / image with the driver"),
          ("cpu_optimised_cycles_per_inference", "CPU cycles / inference, optimised C"),
-         ("cpu_cycles_per_inference", "CPU cycles / inference, plain C"),
+         ("cpu_plain_cycles_per_inference", "CPU cycles / inference, plain C"),
          ("speedup_accelerator", "speedup over optimised C (accelerator)"),
          ("speedup_with_driver", "speedup over optimised C (with driver)"),
          ("speedup_plain_with_driver", "speedup over plain C (with driver)"),

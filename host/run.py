@@ -120,15 +120,39 @@ def user_images(model, images_npy, labels_npy=None):
     if images.dtype != np.uint8:
         raise InputError(f"{images_npy}: images are {images.dtype}, the model takes uint8 pixels "
                          f"(0-255, as the dataset files hold them)")
-    shape = tuple(model.input_shape)
-    if images.ndim < 1 or not (images.shape[1:] == (model.n_in,) or             # flat, or one channel
-                               images.ndim in (3, 4) and as_chw(images.shape[1:]) == as_chw(shape)):
-        raise InputError(f"{images_npy}: images are {list(images.shape)}, the model takes "
-                         f"[N, {', '.join(map(str, shape))}] (or [N, {model.n_in}])")
-    images = images.reshape((len(images),) + shape)
+    images = fit_images(model, images, images_npy)
     labels = None if not labels_npy else user_labels(model, _load_npy(labels_npy, "labels"), len(images),
                                                       labels_npy)
     return images, labels
+
+
+def fit_images(model, images, where):
+    """``images`` [N, ...] as [N, *model.input_shape], if each holds the model's input: flat
+    ([N, n_in]), in its shape (one channel: [N, H, W] or [N, 1, H, W]), or of any shape of n_in
+    values for a model whose input is flat (an MLP takes [N, 28, 28] as [N, 784]); else InputError."""
+    shape = tuple(model.input_shape)
+    per_image = images.shape[1:]
+    if images.ndim < 1 or not (per_image == (model.n_in,) or
+                               images.ndim in (3, 4) and as_chw(per_image) == as_chw(shape) or
+                               len(shape) == 1 and images.ndim > 1 and int(np.prod(per_image)) == model.n_in):
+        takes = f" ({model.n_in} values an image, in any shape)" if len(shape) == 1 else f" (or [N, {model.n_in}])"
+        raise InputError(f"{where}: images are {list(images.shape)}, the model takes "
+                         f"[N, {', '.join(map(str, shape))}]{takes}")
+    return images.reshape((len(images),) + shape)
+
+
+def dataset_classes(model, path, dataset):
+    """The classes of a dataset whose labels score ``model``; InputError unless it has one
+    output per class (a model of more outputs predicts classes the dataset does not have)."""
+    if dataset not in datasets.DATASETS:
+        raise InputError(f"{path} records the dataset {dataset!r}, not one of {sorted(datasets.DATASETS)}: "
+                         f"pass --dataset, or its images with --images-npy or --images-csv")
+    classes = datasets.DATASETS[dataset].classes
+    if model.n_out != len(classes):
+        raise InputError(f"{path} has {model.n_out} outputs, {dataset} has {len(classes)} classes: its "
+                         f"labels cannot score this model; give images of its own classes with "
+                         f"--images-npy (and --labels-npy, indices 0 to {model.n_out - 1})")
+    return classes
 
 
 def user_labels(model, labels, n_images, where):
@@ -155,7 +179,7 @@ def job_from_file(args, log=print):
         if args.images_npy:
             raise InputError("--images-csv and --images-npy: give your images one way")
         images, labels = datasets.read_csv(args.images_csv, model.n_in, model.n_out)
-        images, classes, dataset = images.reshape((-1,) + tuple(model.input_shape)), model.classes, \
+        images, classes, dataset = fit_images(model, images, args.images_csv), model.classes, \
             Path(args.images_csv).stem
     elif args.images_npy:
         images, labels = user_images(model, args.images_npy, args.labels_npy)
@@ -164,9 +188,9 @@ def job_from_file(args, log=print):
         dataset = args.dataset or model.meta.get("dataset")
         if dataset is None:
             raise InputError(f"{path} does not record its dataset: pass --dataset or --images-npy")
-        split = datasets.load_split(dataset, "test", args.data_dir)
-        images, labels = split[0].reshape((-1,) + tuple(model.input_shape)), split[1]
-        classes = datasets.DATASETS[dataset].classes
+        classes = dataset_classes(model, path, dataset)
+        images, labels = datasets.load_split(dataset, "test", args.data_dir)
+        images = fit_images(model, images, f"{dataset}'s test set")
     if args.images:
         images = images[:args.images]
         labels = None if labels is None else labels[:args.images]
@@ -297,7 +321,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     cpu_exact = all(bool(c.matches(ref[:CPU_IMAGES]).all()) for c in cpu.values())
     cycles = latency.figures(r, cpu)
     accel_cycles, batch_cycles = cycles["accelerator_cycles"], cycles["batch_cycles_per_image"]
-    cpu_cycles, plain_cycles = cycles["cpu_optimised_cycles_per_inference"], cycles["cpu_cycles_per_inference"]
+    cpu_cycles, plain_cycles = cycles["cpu_optimised_cycles_per_inference"], cycles["cpu_plain_cycles_per_inference"]
     model_cycles = dut.accelerator.model_cycles
     macs = dut.compiled.hardware_macs
     board_pace = pace.board(args.baud)
@@ -313,8 +337,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         "batch_timing_errors": batch_timing(r, model.n_in, model.n_out),
         "macs": macs, "macs_per_cycle": round(macs / accel_cycles, 1),
         **{f"{k}_used": v for k, v in dut.compiled.usage.items()},
-        # the CPU baseline: the optimised C (the speedups), and the plain C that the history
-        # has recorded as cpu_cycles_per_inference from the start
+        # the CPU baseline: the optimised C (the speedups), and the plain C (cycles: above)
         "cpu_bit_exact": cpu_exact,
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
@@ -407,8 +430,8 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         + ("within the bounds of the accelerator's counts" if not s["batch_timing_errors"]
            else "OUT OF BOUNDS: " + "; ".join(s["batch_timing_errors"])))
     log(f"CPU (VexRiscv)   {s['cpu_optimised_cycles_per_inference']} cycles per inference in optimised C "
-        f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_cycles_per_inference']} "
-        f"in plain C ({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)")
+        f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_plain_cycles_per_inference']} "
+        f"in plain C ({s['cpu_plain_cycles_per_inference'] * us / 1000:.2f} ms)")
     log(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver) "
         f"over the optimised C; {s['speedup_plain_accelerator']}x, {s['speedup_plain_with_driver']}x over the plain C")
     log(f"host CPU         {s['host_int_us_batch1']} us per image (integer model, NumPy, one at a time), "

@@ -8,8 +8,8 @@ import pytest
 
 from nnhil.host import run
 from nnhil.host.testmodels import random_default_model
-from nnhil.training import modelfile
-from nnhil.training.intmodel import IntModel
+from nnhil.training import fixedpoint as fx, modelfile
+from nnhil.training.intmodel import Dense, IntModel
 
 N = 6
 
@@ -83,3 +83,59 @@ def test_a_conv_model_takes_one_channel_images_in_any_form(tmp_path, input_shape
         with pytest.raises(run.InputError, match=rf"images are \[{', '.join(map(str, shape))}\], the model "
                                                  rf"takes \[N, 1, 28, 28\] \(or \[N, 784\]\)"):
             run.user_images(model, tmp_path / "x.npy")
+
+
+def test_an_mlp_takes_images_of_its_input_size_in_any_shape(model, tmp_path):
+    """An MLP's input_shape is flat ([784]): images [N, 28, 28] or [N, 1, 28, 28] (a dataset's,
+    saved as they are) are its 784 pixels in order, as flat ones are; another size is refused."""
+    assert model.input_shape == (784,)
+    x = np.random.default_rng(3).integers(0, 256, (N, 28, 28), dtype=np.uint8)
+    for form in (x, x[:, None], x.reshape(N, -1)):
+        np.save(tmp_path / "x.npy", form)
+        got, _ = run.user_images(model, tmp_path / "x.npy")
+        assert got.shape == (N, 784) and np.array_equal(got, x.reshape(N, -1))
+        assert np.array_equal(model.logits(got), model.logits(x.reshape(N, -1)))
+    for shape in ((N, 28, 27), (N, 785), (N, 2, 28, 28), (N,)):
+        np.save(tmp_path / "x.npy", np.zeros(shape, np.uint8))
+        with pytest.raises(run.InputError, match=rf"images are \[{', '.join(map(str, shape))}\], the model "
+                                                 rf"takes \[N, 784\] \(784 values an image, in any shape\)"):
+            run.user_images(model, tmp_path / "x.npy")
+
+
+def with_outputs(model, n_out):
+    """``model`` with a logits layer of ``n_out`` outputs in place of its last."""
+    last, rng = model.layers[-1], np.random.default_rng(4)
+    logits = Dense(rng.integers(-128, 128, (n_out, last.n_in)).astype(np.int8), np.zeros(n_out, np.int32),
+                   np.ones(n_out, np.uint16), np.zeros(n_out, np.uint8), last.output)
+    return IntModel(model.layers[:-1] + [logits], model.input_shape, meta={"dataset": "mnist"})
+
+
+def nnhil_run(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", *map(str, args),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("n_out", [12, 5])
+def test_a_dataset_of_other_classes_than_the_model_outputs_is_refused_before_it_starts(model, tmp_path, n_out):
+    """mnist's labels cannot score a model of 12 outputs (it would predict classes 10 and 11, past
+    the confusion matrix) nor of 5: exit status 2 and why, before any simulation, nothing written."""
+    modelfile.save_quantized(tmp_path / "model.npz", with_outputs(model, n_out))
+    for dataset in ([], ["--dataset", "mnist"]):               # recorded in the file, or given
+        r = nnhil_run(tmp_path, tmp_path / "model.npz", *dataset)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert f"model.npz has {n_out} outputs, mnist has 10 classes: its labels cannot score this model; " \
+               f"give images of its own classes with --images-npy" in r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_dataset_of_another_image_size_is_refused_before_it_starts(tmp_path, dataset):
+    """An MLP of 1,024 inputs on mnist's 28 x 28 test images: named, not a NumPy reshape error."""
+    dataset("mnist")                                           # in $NNHIL_DATA_DIR
+    dense = Dense(np.zeros((10, 1024), np.int8), np.zeros(10, np.int32), np.ones(10, np.uint16),
+                  np.zeros(10, np.uint8), fx.OUTPUT_I32)
+    modelfile.save_quantized(tmp_path / "model.npz", IntModel([dense], (1024,)))
+    r = nnhil_run(tmp_path, tmp_path / "model.npz", "--dataset", "mnist")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "mnist's test set: images are [10000, 28, 28], the model takes [N, 1024] (1024 values an image, " \
+           "in any shape)" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()

@@ -17,24 +17,12 @@ import pytest
 from nnhil.gateware import cyclemodel, layout, program
 from nnhil.host import divergence, driver as drv
 from nnhil.host.pytest_plugin import assert_bit_exact
-from tests.gateware import accel_models
 from nnhil.training import modelfile
 
 pytestmark = pytest.mark.board
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {"conv": 1, "dense": 2}   # of the model below: conv 2x2 (6,4,4)->8, dense 72->12
-
-
-@pytest.fixture(scope="module")
-def model():
-    """conv 3x3 (1,10,10)->6 + pool, conv 2x2 (6,4,4)->8, dense 72->12, dense 12->5 (logits)."""
-    return accel_models.cnn(np.random.default_rng(12), (1, 10, 10), [(6, 3, True), (8, 2, False)], [12, 5])
-
-
-@pytest.fixture(scope="module")
-def images(model):
-    return np.random.default_rng(5).integers(0, 256, (4, *model.input_shape), dtype=np.int64).astype(np.uint8)
 
 
 def choose_fault(model, image, layer, rng):

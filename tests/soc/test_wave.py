@@ -25,7 +25,6 @@ from nnhil.host import wave
 from nnhil.host.dut import DUT
 from nnhil.host.simulator import Simulator
 from nnhil.training import modelfile
-from tests.gateware import accel_models
 from tests.soc.test_divergence import choose_fault, weight_bytes
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
@@ -40,17 +39,6 @@ def program_compiled(model):
 @pytest.fixture(scope="module")
 def traced():
     return wave.traced_build(layout.AccelConfig())
-
-
-@pytest.fixture(scope="module")
-def model():
-    """conv 3x3 (1,10,10)->6 + pool, conv 2x2 (6,4,4)->8, dense 72->12, dense 12->5 (logits)."""
-    return accel_models.cnn(np.random.default_rng(12), (1, 10, 10), [(6, 3, True), (8, 2, False)], [12, 5])
-
-
-@pytest.fixture(scope="module")
-def images(model):
-    return np.random.default_rng(5).integers(0, 256, (4, *model.input_shape), dtype=np.int64).astype(np.uint8)
 
 
 def write_cycle(shape, lanes, first, index):
