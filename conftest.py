@@ -6,6 +6,7 @@ only this suite needs lives here, not in the plugin every user's pytest loads (d
 the HIL suite's options, the markers ``sim``/``board``/``serial``, pytest-benchmark's tests kept
 out of a ``pytest -n`` run, and the short fixture names its tests use.
 """
+import contextlib
 import os
 import signal
 import warnings
@@ -80,6 +81,54 @@ def dut(nnhil_dut):
 @pytest.fixture(scope="session")
 def sim(nnhil_sim):
     return nnhil_sim
+
+
+# The session's sim between the tests that use it. A Verilator model never sleeps (it polls its
+# socket every few cycles), so an idle one takes a core from whatever runs beside it: this
+# worker's subprocess runs with sims of their own, and the other pytest -n worker. It is frozen
+# (SIGSTOP) while a test that does not use it runs, and continued before anything that may use it
+# (the next test's fixtures, the session's teardown). The SoC cannot tell: the pause falls between
+# two of its cycles, and its state, simulated time and TCP connection stay as they are.
+PAUSABLE_SIMS = []                      # the session sim once started (host.simulator.Simulator)
+SIM_FIXTURES = {"nnhil_sim", "nnhil_dut"}   # a test with either in its closure may talk to the sim
+
+
+@pytest.fixture(scope="session")
+def nnhil_sim(nnhil_sim):
+    """The plugin's session sim, made pausable for the tests that do not use it."""
+    PAUSABLE_SIMS.append(nnhil_sim)
+    try:
+        yield nnhil_sim
+    finally:
+        PAUSABLE_SIMS.remove(nnhil_sim)
+
+
+@contextlib.contextmanager
+def frozen(sims):
+    """The sims (host.simulator.Simulator) stopped with SIGSTOP for the block, then continued.
+    Only while nothing talks to them: a bridge access meanwhile would wait out its deadline."""
+    live = [s for s in sims if s.proc is not None and s.proc.poll() is None]
+    for s in live:
+        os.kill(s.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for s in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(s.proc.pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="session")
+def sims_frozen():
+    """frozen, for a test's own sims: ``with sims_frozen([sim]): ...``."""
+    return frozen
+
+
+@pytest.fixture(autouse=True)
+def _session_sim_paused_unless_used(request):
+    """Freezes the session sim for a test that uses neither it nor the DUT, for the test only."""
+    with frozen([] if SIM_FIXTURES & set(request.fixturenames) else PAUSABLE_SIMS):
+        yield
 
 
 @pytest.fixture(scope="session")
