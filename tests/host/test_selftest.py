@@ -3,7 +3,8 @@
 pairs, a max-pool, argmax ties) catch each one, by the checks expected; a model without
 negative accumulators leaves the broken ReLU "not exercised", which --strict fails.
 
-One fault build per session (the simulation is built once, then cached), a few images each.
+One fault build per session (the simulation is built once, then cached), booted once for this
+module and stopped after it, a few images each.
 """
 import json
 
@@ -72,10 +73,10 @@ ONLY = {"mlp": {"acc_24_bits", "split_group_dropped", "out_base_ignored", "argma
         "cnn": {"kernel_row_stride", "pair_wrong_address", "maxpool_min"}}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")         # its sim stopped after the module, not left spinning for the run
 def fault_dut():
     with open_dut(sim_variant=buildcache.SimVariant(faults=True), log=lambda *_: None) as dut:
-        dut.firmware                                     # booted once for the session
+        dut.firmware                                     # booted once for the module
         yield dut
 
 
