@@ -177,7 +177,8 @@ def trained(dataset, suite_property):
         if name not in cache:
             arch, data_name = workflow.MODELS[name]
             data = dataset(data_name)
-            model, out_dir = workflow.ensure_model(workflow.ARCHS[arch](), data)
+            with frozen(PAUSABLE_SIMS):     # a training takes minutes, and nothing talks to the sim meanwhile
+                model, out_dir = workflow.ensure_model(workflow.ARCHS[arch](), data)
             suite_property(f"model_hash_{name}", model.hash)
             cache[name] = workflow.Trained(name, model, out_dir, data)
         return cache[name]

@@ -102,18 +102,29 @@ def test_without_the_sim():
 def test_uses_it_again(dut):
     assert settled(dut.sim.proc.pid, "RS") in "RS"
     assert dut.bridge.csr_read("nnhil_magic") == MAGIC
+
+def test_a_model_is_trained_or_loaded_with_it_frozen(sim, trained, monkeypatch):
+    from nnhil.training import workflow
+    real, seen = workflow.ensure_model, []
+    def watched(*args, **kwargs):
+        seen.append(settled(sim.proc.pid, "T"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(workflow, "ensure_model", watched)
+    trained("mlp")
+    assert seen == ["T"] and settled(sim.proc.pid, "RS") in "RS"
 """
 
 
 def test_the_session_sim_is_frozen_while_a_test_does_not_use_it(sim_build, tmp_path):
     """conftest.py's pause, in a session of its own (this repository's conftest.py): a test that
     uses neither the sim nor the DUT finds the session sim stopped (state T), not spinning beside
-    it; the next test that uses the DUT finds it running and answering, and none is left after."""
+    it; the next test that uses the DUT finds it running and answering; a model is trained (or
+    taken from the cache) with it stopped, and none is left after."""
     shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_pause.py").write_text(f"MAGIC = {layout.MAGIC}\n" + PAUSE_TESTS)
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:pytest_embedded",
                         "-q", "test_pause.py"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
     with pytest.raises(ProcessLookupError):
         os.kill(int((tmp_path / "sim.pid").read_text()), 0)
