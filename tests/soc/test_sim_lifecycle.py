@@ -98,6 +98,9 @@ def test_uses_the_sim(sim):
 def test_without_the_sim():
     (s,) = conftest.PAUSABLE_SIMS
     assert settled(s.proc.pid, "T") == "T"
+    with conftest.frozen([s]):          # a block inside (a training) ends: still frozen for the test
+        pass
+    assert settled(s.proc.pid, "T") == "T"
 
 def test_uses_it_again(dut):
     assert settled(dut.sim.proc.pid, "RS") in "RS"
