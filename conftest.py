@@ -6,6 +6,7 @@ only this suite needs lives here, not in the plugin every user's pytest loads (d
 the HIL suite's options, the markers ``sim``/``board``/``serial``, pytest-benchmark's tests kept
 out of a ``pytest -n`` run, and the short fixture names its tests use.
 """
+import contextlib
 import os
 import signal
 import warnings
@@ -82,6 +83,63 @@ def sim(nnhil_sim):
     return nnhil_sim
 
 
+# The session's sim between the tests that use it. A Verilator model never sleeps (it polls its
+# socket every few cycles), so an idle one takes a core from whatever runs beside it: this
+# worker's subprocess runs with sims of their own, and the other pytest -n worker. It is frozen
+# (SIGSTOP) while a test that does not use it runs, and continued before anything that may use it
+# (the next test's fixtures, the session's teardown). The SoC cannot tell: the pause falls between
+# two of its cycles, and its state, simulated time and TCP connection stay as they are.
+PAUSABLE_SIMS = []                      # the session sim once started (host.simulator.Simulator)
+SIM_FIXTURES = {"nnhil_sim", "nnhil_dut"}   # a test with either in its closure may talk to the sim
+
+
+@pytest.fixture(scope="session")
+def nnhil_sim(nnhil_sim):
+    """The plugin's session sim, made pausable for the tests that do not use it."""
+    PAUSABLE_SIMS.append(nnhil_sim)
+    try:
+        yield nnhil_sim
+    finally:
+        PAUSABLE_SIMS.remove(nnhil_sim)
+
+
+FREEZES = {}                            # a sim's pid: how many frozen() blocks hold it stopped
+
+
+@contextlib.contextmanager
+def frozen(sims):
+    """The sims (host.simulator.Simulator) stopped with SIGSTOP for the block, then continued
+    when no other block holds them (blocks nest: a training inside a test that does not use the
+    sim). Only while nothing talks to them: a bridge access meanwhile would wait out its deadline."""
+    pids = [s.proc.pid for s in sims if s.proc is not None and s.proc.poll() is None]
+    for pid in pids:
+        FREEZES[pid] = FREEZES.get(pid, 0) + 1
+        if FREEZES[pid] == 1:
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            FREEZES[pid] -= 1
+            if not FREEZES[pid]:
+                del FREEZES[pid]
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="session")
+def sims_frozen():
+    """frozen, for a test's own sims: ``with sims_frozen([sim]): ...``."""
+    return frozen
+
+
+@pytest.fixture(autouse=True)
+def _session_sim_paused_unless_used(request):
+    """Freezes the session sim for a test that uses neither it nor the DUT, for the test only."""
+    with frozen([] if SIM_FIXTURES & set(request.fixturenames) else PAUSABLE_SIMS):
+        yield
+
+
 @pytest.fixture(scope="session")
 def sim_build(nnhil_sim_build):
     return nnhil_sim_build
@@ -128,7 +186,8 @@ def trained(dataset, suite_property):
         if name not in cache:
             arch, data_name = workflow.MODELS[name]
             data = dataset(data_name)
-            model, out_dir = workflow.ensure_model(workflow.ARCHS[arch](), data)
+            with frozen(PAUSABLE_SIMS):     # a training takes minutes, and nothing talks to the sim meanwhile
+                model, out_dir = workflow.ensure_model(workflow.ARCHS[arch](), data)
             suite_property(f"model_hash_{name}", model.hash)
             cache[name] = workflow.Trained(name, model, out_dir, data)
         return cache[name]

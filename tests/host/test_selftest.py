@@ -5,7 +5,8 @@ negative accumulators leaves the broken ReLU "not exercised", which --strict fai
 check can see survives. The batch-timing bounds hold on the ordinary firmware at several batch
 sizes and catch the late timer; --sims 2 gives one simulation's table.
 
-One fault build per session (the simulation is built once, then cached), a few images each.
+One fault build per session (the simulation is built once, then cached), booted once for this
+module and stopped after it, a few images each.
 """
 import json
 import re
@@ -78,10 +79,10 @@ ONLY = {"mlp": {"acc_24_bits", "split_group_dropped", "out_base_ignored", "argma
         "cnn": {"kernel_row_stride", "pair_wrong_address", "maxpool_min"}}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")         # its sim stopped after the module, not left spinning for the run
 def fault_dut():
     with open_dut(sim_variant=buildcache.SimVariant(faults=True), log=lambda *_: None) as dut:
-        dut.firmware                                     # booted once for the session
+        dut.firmware                                     # booted once for the module
         yield dut
 
 

@@ -143,18 +143,26 @@ class LoopbackLab:
 
 
 @pytest.fixture
-def loopback_lab(sim_build, tmp_path):
+def loopback_lab(sim_build, sims_frozen, tmp_path):
     """Starts a sim of its own, its pty and a lab on it for a ``with`` block; after the block
-    ``lab.leftovers()`` lists whatever of it is still running (the test asserts it is nothing)."""
+    ``lab.leftovers()`` lists whatever of it is still running (the test asserts it is nothing).
+    The sim is frozen while the coordinator and the exporter start (a Verilator model spins
+    while idle, a core's worth taken from them; nothing reaches the board before a run acquires
+    the place), and with ``board_used=False`` for the whole block, for a run that must be
+    refused before it touches the board: one that did touch it would find a board that never
+    answers, and fail."""
     from nnhil.host.simulator import Simulator
 
     @contextlib.contextmanager
-    def run():
+    def run(board_used=True):
         with Simulator(sim_build) as sim, sim.pty() as tty:
             lab = LoopbackLab(tmp_path, tty, sim_build.dir)
             lab.watch = [sim.proc.pid] + [pid for pid, _ in processes_mentioning(tty)]   # the sim and socat
             try:
-                yield lab.start()
+                with sims_frozen([sim]):
+                    lab.start()
+                with contextlib.nullcontext() if board_used else sims_frozen([sim]):
+                    yield lab
             finally:
                 lab.stop()
     return run

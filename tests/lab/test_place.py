@@ -115,7 +115,7 @@ def test_hil_subset_runs_through_a_place(loopback_lab, tmp_path):
 def test_a_place_held_by_someone_else_is_refused(loopback_lab, tmp_path):
     """Named the labgrid way: an environment file with a RemotePlace and the coordinator's address."""
     env = tmp_path / "env.yaml"
-    with loopback_lab() as lab:
+    with loopback_lab(board_used=False) as lab:
         env.write_text(f"targets:\n  main:\n    resources:\n      RemotePlace:\n        name: {lab.PLACE}\n"
                        f"options:\n  coordinator_address: {lab.address}\n")
         assert lab.client("-p", lab.PLACE, "acquire", user="nightly").returncode == 0
@@ -129,7 +129,7 @@ def test_a_place_held_by_someone_else_is_refused(loopback_lab, tmp_path):
 
 
 def test_an_unknown_place_is_refused(loopback_lab):
-    with loopback_lab() as lab:
+    with loopback_lab(board_used=False) as lab:
         with board_run(lab, *place_args(lab, "no-such-board")) as run:
             rc, out = finish(run, timeout=60)
         assert rc == pytest.ExitCode.USAGE_ERROR, out[-3000:]

@@ -1,7 +1,11 @@
 """Builds are cached, and a dead sim gives a clear error at once and leaves no process."""
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,7 @@ from nnhil.host.bridge import BridgeError
 from nnhil.host.simulator import Simulator, SimulatorError
 
 pytestmark = pytest.mark.sim
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cached_build_is_reused_untouched(sim_build):
@@ -68,3 +73,61 @@ def test_the_traced_variant_is_its_own_build_and_writes_only_where_asked():
     with Simulator(traced) as s:
         assert s.bridge().csr_read("nnhil_magic") == layout.MAGIC
     assert not list(traced.gateware_dir.glob("sim.*st")) and not list(traced.gateware_dir.glob("sim.vcd"))
+
+
+PAUSE_TESTS = """
+import time
+from pathlib import Path
+
+import conftest
+
+def state(pid):
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+def settled(pid, want):       # a signal lands asynchronously: a few ms
+    deadline = time.monotonic() + 10
+    while state(pid) not in want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return state(pid)
+
+def test_uses_the_sim(sim):
+    Path("sim.pid").write_text(str(sim.proc.pid))
+    assert settled(sim.proc.pid, "RS") in "RS"
+
+def test_without_the_sim():
+    (s,) = conftest.PAUSABLE_SIMS
+    assert settled(s.proc.pid, "T") == "T"
+    with conftest.frozen([s]):          # a block inside (a training) ends: still frozen for the test
+        pass
+    assert settled(s.proc.pid, "T") == "T"
+
+def test_uses_it_again(dut):
+    assert settled(dut.sim.proc.pid, "RS") in "RS"
+    assert dut.bridge.csr_read("nnhil_magic") == MAGIC
+
+def test_a_model_is_trained_or_loaded_with_it_frozen(sim, trained, monkeypatch):
+    from nnhil.training import workflow
+    real, seen = workflow.ensure_model, []
+    def watched(*args, **kwargs):
+        seen.append(settled(sim.proc.pid, "T"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(workflow, "ensure_model", watched)
+    trained("mlp")
+    assert seen == ["T"] and settled(sim.proc.pid, "RS") in "RS"
+"""
+
+
+def test_the_session_sim_is_frozen_while_a_test_does_not_use_it(sim_build, tmp_path):
+    """conftest.py's pause, in a session of its own (this repository's conftest.py): a test that
+    uses neither the sim nor the DUT finds the session sim stopped (state T), not spinning beside
+    it; the next test that uses the DUT finds it running and answering; a model is trained (or
+    taken from the cache) with it stopped, and none is left after."""
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_pause.py").write_text(f"MAGIC = {layout.MAGIC}\n" + PAUSE_TESTS)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:pytest_embedded",
+                        "-q", "test_pause.py"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "sim.pid").read_text()), 0)
