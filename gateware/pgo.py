@@ -14,6 +14,8 @@ only guides the compiler's choices, never what the model computes.
 """
 import dataclasses
 import hashlib
+import signal
+import subprocess
 import time
 
 SEED = 25                      # the random models' and images' seed
@@ -22,6 +24,7 @@ BATCH_IMAGES = 48              # per model: about 85 k cycles of the MLP, 360 k 
 CPU_MODEL = "mlp"              # run in C on the CPU (the CNN's C is millions of cycles an image)
 CPU_IMAGES = 1
 START_TIMEOUT = 60.0           # s: the instrumented model's start, on a loaded machine
+EXIT_TIMEOUT = 120.0           # s: its exit after SIGTERM, writing some 30 profile files
 
 
 def workload():
@@ -65,19 +68,33 @@ def run(build, log=print):
 
     models, batches, cpu = workload()
     t0 = time.perf_counter()
-    with Simulator(build, start_timeout=START_TIMEOUT) as sim, sim.bridge() as bridge:
-        dut = DUT("sim", bridge, build.dir, sim=sim)
-        dut.firmware                                    # built and booted: the BIOS, then ours
-        for arch in ARCHS:
-            try:
-                check_fits(models[arch], dut.config)
-            except ModelDoesNotFit:
-                log(f"profiling run: the random {arch} does not fit this accelerator: not run")
-                continue
-            dut.load(models[arch])
-            dut.infer(batches[arch])
-        dut.cpu_infer(models[CPU_MODEL], cpu)
-        bridge.csr_write("timer0_uptime_latch", 1)
-        cycles = bridge.csr_read("timer0_uptime_cycles")
+    with Simulator(build, start_timeout=START_TIMEOUT) as sim:
+        with sim.bridge() as bridge:
+            dut = DUT("sim", bridge, build.dir, sim=sim)
+            dut.firmware                                # built and booted: the BIOS, then ours
+            for arch in ARCHS:
+                try:
+                    check_fits(models[arch], dut.config)
+                except ModelDoesNotFit:
+                    log(f"profiling run: the random {arch} does not fit this accelerator: not run")
+                    continue
+                dut.load(models[arch])
+                dut.infer(batches[arch])
+            dut.cpu_infer(models[CPU_MODEL], cpu)
+            bridge.csr_write("timer0_uptime_latch", 1)
+            cycles = bridge.csr_read("timer0_uptime_cycles")
+        _stop(sim)
     log(f"profiling run: {cycles:,} cycles in {time.perf_counter() - t0:.1f} s")
     return cycles
+
+
+def _stop(sim):
+    """End the model with SIGTERM (sim_main.cpp then returns from main) and wait for it to
+    write its profile, longer than Simulator.stop would before it kills."""
+    sim.proc.send_signal(signal.SIGTERM)
+    try:
+        status = sim.proc.wait(timeout=EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the instrumented model did not exit within {EXIT_TIMEOUT:.0f} s of SIGTERM") from None
+    if status != 0:
+        raise RuntimeError(f"the instrumented model exited with status {status} on SIGTERM:\n{sim.tail()}")
