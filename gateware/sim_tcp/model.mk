@@ -46,7 +46,7 @@ $(OBJ_DIR)/%.o: $(SRC_DIR)/%.c
 $(OBJ_DIR)/Vsim.mk:
 	$(VERILATOR) -Wno-fatal -O3 --top-module sim $(addprefix --cc ,$(VERILOG)) --exe \
 		-DPRINTF_COND=0 sim_init.cpp $(MAIN) $(CORE_OBJS) \
-		$(if $(TRACE),--trace-fst) --x-assign fast --x-initial fast --noassert $(VFLAGS) \
+		$(if $(TRACE),--trace-fst) --x-assign fast --x-initial fast --noassert \
 		-CFLAGS "$(CFLAGS)" -LDFLAGS "$(LIBS)" \
 		--unroll-count 256 --output-split 5000 --output-split-cfuncs 500 --output-split-ctrace 500 \
 		-Wno-BLKANDNBLK -Wno-WIDTH -Wno-COMBDLY -Wno-CASEINCOMPLETE --relative-includes

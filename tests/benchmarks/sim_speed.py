@@ -14,7 +14,7 @@ printing each figure's median and the ratio: the issue's build (``--build litex`
 gateware compiled as the project did when issue 25 was filed, by LiteX 2024.12's own sim
 Makefile: always ``--trace``, LiteX's veril.cpp opening sim.vcd, the hot code at -Os) and the
 default build (``--build default``: untraced, -O3, profile-guided). Either is built into the
-cache if missing. ``--build-dir`` runs one given build directory once.
+cache if missing. ``--build-dir`` (repeatable) times given build directories instead.
 """
 import argparse
 import json
@@ -124,19 +124,22 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build", choices=BUILDS, action="append",
                    help="a build to time (repeat for several; default: litex and default)")
-    p.add_argument("--build-dir", help="time this sim build directory alone, once")
-    p.add_argument("--rounds", type=int, default=2, help="runs of each build, alternated (default %(default)s)")
+    p.add_argument("--build-dir", action="append", help="a sim build directory to time instead (repeatable)")
+    p.add_argument("--rounds", type=int, help="runs of each build, alternated (default: 2, 1 with one --build-dir)")
     p.add_argument("--images", type=int, default=400, help="images in the batch (default %(default)s)")
     p.add_argument("--cpu-images", type=int, default=1, help="images in C on the CPU (default %(default)s)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.build_dir and len(args.build_dir) == 1 else 2
     if args.rounds < 1 or args.images < 1 or args.cpu_images < 1:
         p.error("--rounds, --images and --cpu-images must be at least 1")
     if args.build_dir:
-        builds = {"given": buildcache.SimBuild(Path(args.build_dir))}
-        if not builds["given"].vsim.exists():
-            p.error(f"--build-dir {args.build_dir}: no sim model at {builds['given'].vsim}")
-        args.rounds = 1
+        builds = {}
+        for d in args.build_dir:
+            builds[Path(d).name] = build = buildcache.SimBuild(Path(d))
+            if not build.vsim.exists():
+                p.error(f"--build-dir {d}: no sim model at {build.vsim}")
     else:
         builds = {name: get_build(name) for name in dict.fromkeys(args.build or ["litex", "default"])}
     runs = {name: [] for name in builds}
