@@ -9,7 +9,8 @@ C/C++ compilers with the compile flags. It lives in ``build/sim-<hash>/``; an un
 configuration returns at once without touching Migen. Weights, images and firmware are
 loaded over the bridge at run time, so they never cause a rebuild. LiteX's toolchain only
 generates here; the model is compiled by our own ``sim_tcp/model.mk`` (untraced by
-default, the hot code at -O3: see docs/simulation-speed.md), streaming its progress.
+default, the hot code at -O3, profile-guided: see docs/simulation-speed.md), streaming its
+progress.
 """
 import ast
 import contextlib
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from nnhil.training import filelock, home
 
-from . import layout
+from . import layout, pgo
 from .simsoc import BRIDGE_CLK_FREQ, MAIN_RAM_SIZE, SIM_CLK_FREQ, SIM_MODULE, SIM_MODULE_DIR, sim_soc
 
 BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
@@ -40,6 +41,7 @@ PACKAGES = ("litex", "migen", "pythondata-cpu-vexriscv", "pythondata-software-pi
             "pythondata-software-compiler-rt", "meson")
 # The roots of each target's description: the key covers them and every nnhil module they import.
 ROOTS = {"sim": ("nnhil.gateware.simsoc",), "arty": ("nnhil.gateware.arty",)}
+FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"    # run by the profiling run
 MODEL_MAKEFILE = SIM_MODULE_DIR / "model.mk"
 MODEL_OPT = "-O3"              # every C++ file of the model (see sim_tcp/model.mk)
 
@@ -52,9 +54,22 @@ class SimVariant:
     only the signals sim_tcp/trace_signals.vlt names, while the gateware.tracewindow window is
     open, to the file $NNHIL_TRACE_FILE names (host.wave). ``faults``: the accelerator with the
     selftest's fault injection (gateware.faults). The default builds neither.
+
+    ``pgo``: the C++ compiled with GCC profile-guided optimisation, from a profiling run of the
+    instrumented model inside the build (gateware.pgo): about a minute more to build, a model
+    1.3-1.4x faster. None (the default) means every untraced model; a traced one never is (its
+    runs are short trace windows on a model built for debugging, and the profile would have to
+    come from a traced run), and asking for both is refused.
     """
     trace: bool = False
     faults: bool = False
+    pgo: bool = None
+
+    def __post_init__(self):
+        if self.pgo is None:
+            object.__setattr__(self, "pgo", not self.trace)
+        if self.pgo and self.trace:
+            raise ValueError("SimVariant(trace=True, pgo=True): a traced model is not profile-guided")
 
 
 class BuildError(RuntimeError):
@@ -161,20 +176,27 @@ def build_inputs(target):
         inputs["tools"] = {"verilator": _tool_version("verilator"), "cc": _tool_version("cc"),
                            "c++": _tool_version("g++")}
         inputs["compile"] = {"opt": MODEL_OPT}
+        inputs["pgo"] = {"workload": pgo.digest(),
+                         "firmware": {p.name: _sha256(p) for p in sorted(FIRMWARE_DIR.iterdir()) if p.is_file()},
+                         "module": _sha256(pgo.__file__)}
     return inputs
 
 
 def build_key(target, cfg, sim_variant=SimVariant(), inputs=None, **params):
     """The inputs that determine a build, and their hash (an Arty build's include its variant,
-    a sim build's its SimVariant). ``inputs`` defaults to :func:`build_inputs` of ``target``."""
+    a sim build's its SimVariant, and the profiling run's inputs if it is profile-guided).
+    ``inputs`` defaults to :func:`build_inputs` of ``target``."""
     from . import soc as nnsoc, variants
     if target == "arty":
         params = {"variant": variants.DEFAULT, **params}
+    inputs = inputs if inputs is not None else build_inputs(target)
+    if target == "sim" and not sim_variant.pgo:
+        inputs = {k: v for k, v in inputs.items() if k != "pgo"}
     key = {
         "target": target,
         "accel": cfg.to_dict(),
         "soc": {**nnsoc.SOC_KWARGS, "origin": nnsoc.ORIGIN, **params},
-        **(inputs if inputs is not None else build_inputs(target)),
+        **inputs,
     }
     if target == "sim":
         key["sim"] = {"clk": SIM_CLK_FREQ, "bridge_clk": BRIDGE_CLK_FREQ,
@@ -207,12 +229,36 @@ def _stream(cmd, cwd, log, timeout, what):
         raise BuildError(f"{what} failed ({why}):\n" + "\n".join(tail))
 
 
-def _compile_sim(gateware_dir, verilog, variant, jobs, log):
+def _compile_sim(gateware_dir, verilog, variant, jobs, log, pgo_pass=""):
     """Compile the model LiteX generated in ``gateware_dir`` from the ``verilog`` files with our
-    model.mk, streaming the output."""
-    cmd = ["make", "-f", str(MODEL_MAKEFILE), f"JOBS={jobs}", f"OPT={MODEL_OPT}",
+    model.mk, streaming the output; ``pgo_pass`` "generate" or "use" (model.mk's PGO)."""
+    cmd = ["make", "-f", str(MODEL_MAKEFILE), f"JOBS={jobs}", f"OPT={MODEL_OPT}", f"PGO={pgo_pass}",
            "VERILOG=" + " ".join(verilog)] + (["TRACE=1"] if variant.trace else [])
-    _stream(cmd, gateware_dir, log, BUILD_TIMEOUT, "Verilator build")
+    _stream(cmd, gateware_dir, log, BUILD_TIMEOUT, f"Verilator build{' (PGO ' + pgo_pass + ')' if pgo_pass else ''}")
+
+
+def _profile(build, log):
+    """Run gateware.pgo's workload on the instrumented model of ``build`` and check it wrote its
+    profile; then drop the instrumented objects. Returns what build.json records of the run."""
+    t0 = time.perf_counter()
+    obj_dir = build.vsim.parent
+    try:
+        cycles = pgo.run(build, log)
+    except Exception as e:
+        raise BuildError(f"the profiling run of the profile-guided sim build (gateware.pgo) failed, "
+                         f"so no model was built: {type(e).__name__}: {e}") from e
+    profiles = sorted(obj_dir.glob("*.gcda"))
+    if not any(p.name.startswith("Vsim_sim__") for p in profiles):
+        raise BuildError(f"the profiling run ended but the instrumented model wrote no profile of "
+                         f"its logic in {obj_dir} ({len(profiles)} .gcda files)")
+    digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in profiles)).hexdigest()
+    return {"cycles": cycles, "seconds": round(time.perf_counter() - t0, 1), "files": len(profiles),
+            "sha256": digest[:16]}
+
+
+def _check_built(build):
+    if not build.vsim.exists():
+        raise BuildError(f"the Verilator build finished without producing {build.vsim}")
 
 
 def _tools_on_path():
@@ -255,13 +301,22 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
         verilog = [str(f) for f, *_ in soc.platform.sources if Path(f).suffix in (".v", ".sv")]
         t1 = time.perf_counter()
         log(f"gateware and BIOS generated in {t1 - t0:.1f} s; compiling the Verilator model")
-        _compile_sim(result.gateware_dir, verilog, variant, jobs, lambda line: log(f"  | {line}"))
-        if not result.vsim.exists():
-            raise BuildError(f"the Verilator build finished without producing {result.vsim}")
+        make_log = lambda line: log(f"  | {line}")
+        record = {"key": key, "hash": digest, "generate_s": round(t1 - t0, 1)}
+        if variant.pgo:
+            _compile_sim(result.gateware_dir, verilog, variant, jobs, make_log, "generate")
+            _check_built(result)
+            log("profiling the instrumented model (gateware.pgo)")
+            record["profile"] = _profile(result, log)
+            _stream(["make", "-f", str(MODEL_MAKEFILE), "objects-clean"], result.gateware_dir, make_log, 60,
+                    "removing the instrumented objects")
+            _compile_sim(result.gateware_dir, verilog, variant, jobs, make_log, "use")
+        else:
+            _compile_sim(result.gateware_dir, verilog, variant, jobs, make_log)
+        _check_built(result)
         t2 = time.perf_counter()
-        (result.dir / "build.json").write_text(json.dumps(
-            {"key": key, "hash": digest, "generate_s": round(t1 - t0, 1),
-             "compile_s": round(t2 - t1, 1)}, indent=2))
+        record["compile_s"] = round(t2 - t1, 1)
+        (result.dir / "build.json").write_text(json.dumps(record, indent=2))
         log(f"sim model {digest} built in {t2 - t0:.1f} s")
         return result
 

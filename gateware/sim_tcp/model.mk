@@ -9,6 +9,10 @@
 #   JOBS        parallel C++ compiles
 #   OPT         the optimisation of ALL the model's C++: Debian's verilated.mk appends
 #               OPT_FAST=-Os to the hot code's flags, after ours, so it is set here too
+#   PGO         GCC profile-guided optimisation, in two compiles of the same verilated sources
+#               (gateware/pgo.py runs the workload between them): "generate" instruments the
+#               model (it writes obj_dir/*.gcda as it exits), "use" compiles with those profiles;
+#               empty: neither. `make -f model.mk objects-clean` drops the objects in between.
 MAIN_DIR := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 include variables.mak
 
@@ -20,10 +24,13 @@ OBJ_DIR := $(abspath obj_dir)
 CORE_SRCS := sim.c pads.c parse.c modules.c libdylib.c
 CORE_OBJS := $(CORE_SRCS:.c=.o)
 MAIN := $(if $(TRACE),$(MAIN_DIR)sim_trace_main.cpp $(MAIN_DIR)trace_signals.vlt,$(MAIN_DIR)sim_main.cpp)
+PGO_FLAGS_generate := -fprofile-generate -fprofile-update=single
+PGO_FLAGS_use := -fprofile-use -fprofile-partial-training -Wno-missing-profile
+PGO_FLAGS := $(PGO_FLAGS_$(PGO))
 CFLAGS := -Wall -g $(OPT) -I$(SRC_DIR)
 LIBS := -lpthread -Wl,--no-as-needed -ljson-c -lz -lm -lstdc++ -ldl -levent
 
-.PHONY: all modules model
+.PHONY: all modules model objects-clean
 all: modules model
 
 # Only the modules sim_config.js loads: the clocker and ours.
@@ -33,13 +40,20 @@ modules:
 
 $(OBJ_DIR)/%.o: $(SRC_DIR)/%.c
 	mkdir -p $(OBJ_DIR)
-	$(CC) -c $(CFLAGS) -o $@ $<
+	$(CC) -c $(CFLAGS) $(PGO_FLAGS) -o $@ $<
 
-model: $(addprefix $(OBJ_DIR)/,$(CORE_OBJS))
+# Verilated once: the sources of both compiles of a profile-guided build.
+$(OBJ_DIR)/Vsim.mk:
 	$(VERILATOR) -Wno-fatal -O3 --top-module sim $(addprefix --cc ,$(VERILOG)) --exe \
 		-DPRINTF_COND=0 sim_init.cpp $(MAIN) $(CORE_OBJS) \
 		$(if $(TRACE),--trace-fst) --x-assign fast --x-initial fast --noassert \
 		-CFLAGS "$(CFLAGS)" -LDFLAGS "$(LIBS)" \
 		--unroll-count 256 --output-split 5000 --output-split-cfuncs 500 --output-split-ctrace 500 \
 		-Wno-BLKANDNBLK -Wno-WIDTH -Wno-COMBDLY -Wno-CASEINCOMPLETE --relative-includes
-	$(MAKE) -j$(JOBS) -C $(OBJ_DIR) -f Vsim.mk Vsim OPT_FAST="$(OPT)" OPT_SLOW="$(OPT)" OPT_GLOBAL="$(OPT)"
+
+model: $(addprefix $(OBJ_DIR)/,$(CORE_OBJS)) $(OBJ_DIR)/Vsim.mk
+	$(MAKE) -j$(JOBS) -C $(OBJ_DIR) -f Vsim.mk Vsim OPT_FAST="$(OPT) $(PGO_FLAGS)" \
+		OPT_SLOW="$(OPT) $(PGO_FLAGS)" OPT_GLOBAL="$(OPT) $(PGO_FLAGS)" USER_LDFLAGS="$(OPT) $(PGO_FLAGS)"
+
+objects-clean:
+	rm -f $(OBJ_DIR)/*.o $(OBJ_DIR)/*.a $(OBJ_DIR)/Vsim

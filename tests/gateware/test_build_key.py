@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nnhil.gateware import buildcache, layout
+from nnhil.gateware import buildcache, layout, pgo
 from nnhil.gateware.buildcache import SimVariant, build_inputs, build_key
 
 
@@ -41,6 +41,7 @@ def test_every_input_makes_a_new_key(inputs):
         keys["/".join(path)] = build_key("sim", cfg, SimVariant(), _changed(inputs, path), main_ram_size=1 << 22)[1]
     keys["trace"] = build_key("sim", cfg, SimVariant(trace=True), inputs, main_ram_size=1 << 22)[1]
     keys["faults"] = build_key("sim", cfg, SimVariant(faults=True), inputs, main_ram_size=1 << 22)[1]
+    keys["no-pgo"] = build_key("sim", cfg, SimVariant(pgo=False), inputs, main_ram_size=1 << 22)[1]
     keys["ram"] = build_key("sim", cfg, SimVariant(), inputs, main_ram_size=1 << 21)[1]
     keys["lanes"] = build_key("sim", dataclasses.replace(cfg, lanes=cfg.lanes // 2), SimVariant(), inputs,
                               main_ram_size=1 << 22)[1]
@@ -57,6 +58,45 @@ def test_the_inputs_name_every_generator_and_compiler(inputs):
     assert inputs["tools"]["c++"] and inputs["tools"]["cc"]
     # the model's own build files are sources too
     assert {"model.mk", "sim_main.cpp", "sim_tcp.c", "Makefile"} <= set(inputs["sim_module"])
+    # and what the profiling run of a profile-guided build executes: the firmware and the workload
+    assert {"main.c", "infer_optimised.c", "start.S", "linker.ld", "Makefile"} <= set(inputs["pgo"]["firmware"])
+    assert len(inputs["pgo"]["workload"]) == 64 and inputs["pgo"]["module"]
+
+
+def test_profile_guided_is_the_default_of_every_untraced_model():
+    assert SimVariant().pgo and SimVariant(faults=True).pgo
+    assert not SimVariant(trace=True).pgo and not SimVariant(pgo=False).pgo
+    assert SimVariant(trace=True) == SimVariant(trace=True, pgo=False)     # one model, one key
+    with pytest.raises(ValueError, match="traced model is not profile-guided"):
+        SimVariant(trace=True, pgo=True)
+
+
+def test_the_profiling_run_keys_only_the_profile_guided_builds(inputs):
+    """A change to the firmware or the workload rebuilds a profile-guided model, not the others."""
+    cfg = layout.AccelConfig()
+    for path in [("pgo",) + rest for rest in _leaves(inputs["pgo"])]:
+        changed = _changed(inputs, path)
+        assert build_key("sim", cfg, SimVariant(), changed)[1] != build_key("sim", cfg, SimVariant(), inputs)[1]
+        for variant in (SimVariant(trace=True), SimVariant(pgo=False), SimVariant(faults=True, pgo=False)):
+            assert build_key("sim", cfg, variant, changed)[1] == build_key("sim", cfg, variant, inputs)[1], path
+
+
+def test_the_workload_digest_covers_its_models_and_images(monkeypatch):
+    base = pgo.digest()
+    assert pgo.digest() == base                            # a fixed seed: the same data every time
+    for name, value in (("SEED", pgo.SEED + 1), ("BATCH_IMAGES", pgo.BATCH_IMAGES + 1),
+                        ("CPU_IMAGES", pgo.CPU_IMAGES + 1)):
+        with monkeypatch.context() as m:
+            m.setattr(pgo, name, value)
+            assert pgo.digest() != base, name
+
+
+def test_a_failed_profiling_run_fails_the_build_and_says_so(tmp_path):
+    """No silent fallback to an un-profiled binary: the profiling run's error is the build's."""
+    (tmp_path / "gateware" / "obj_dir").mkdir(parents=True)
+    with pytest.raises(buildcache.BuildError, match=r"profiling run .* failed, so no model was built: "
+                                                    r"SimulatorError: no sim model at"):
+        buildcache._profile(buildcache.SimBuild(tmp_path), log=lambda line: None)
 
 
 def test_the_source_list_covers_every_nnhil_module_the_sim_soc_loads(inputs):
