@@ -63,7 +63,7 @@ def main(argv=None):
     images = datasets.load_split("fashion-mnist", "test")[0][:max(args.images, args.cpu_images)]
     images = images.reshape((-1,) + tuple(model.input_shape))
     figures = {"build": str(build.dir)}
-    with Simulator(build) as sim, open_dut(sim=sim, log=lambda s: None) as dut:
+    with Simulator(build) as sim, open_dut(sim=sim) as dut:
         pid = sim.proc.pid
         dut.load(model)
         dut.firmware                                     # booted before anything is timed

@@ -74,7 +74,7 @@ ONLY = {"mlp": {"acc_24_bits", "split_group_dropped", "out_base_ignored", "argma
 
 @pytest.fixture(scope="session")
 def fault_dut():
-    with open_dut(sim_variant=buildcache.SimVariant(faults=True), log=lambda *_: None) as dut:
+    with open_dut(sim_variant=buildcache.SimVariant(faults=True)) as dut:
         dut.firmware                                     # booted once for the session
         yield dut
 
