@@ -6,6 +6,7 @@ Builds, trained models and run history go under $NNHIL_HOME (default ~/.cache/nn
 import argparse
 import dataclasses
 import json
+import logging
 import signal
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from nnhil.training.onnx_import import ImportRefused
 from . import options
 from .options import InputError, deprecated
 
+log = logging.getLogger(__name__)
 RAW = argparse.RawDescriptionHelpFormatter      # keeps the examples' lines as written
 
 
@@ -342,6 +344,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with options.console_logging(args.log_level):
+            log.debug(f"nnhil {args.command}: " + ", ".join(f"{k}={v!r}" for k, v in sorted(vars(args).items())
+                                                           if k not in ("func", "command")))
             _require_tools(args)
             return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,

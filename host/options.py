@@ -185,7 +185,7 @@ class _Deprecated(argparse.Action):
         if self.nargs == 0:
             values = new.const if new.const is not None else True
         else:
-            values = parser._get_values(new, values)
+            values = parser._get_value(new, values)
             if new.choices is not None and values not in new.choices:
                 parser.error(f"{option_string} (now {self.new}): invalid choice: {values!r} "
                              f"(choose from {', '.join(map(str, new.choices))})")
