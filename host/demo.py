@@ -75,7 +75,8 @@ def run(args):
 def _trainer():
     """A worker process that prepares the later models; a failed or interrupted run stops it
     at once rather than waiting out a training."""
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=options.worker_logging, initargs=(log.getEffectiveLevel(),))
     try:
         yield pool
     except BaseException:

@@ -356,12 +356,21 @@ def console_logging(level=logging.INFO):
     """nnhil's loggers printed at ``level`` for as long as the block runs (the CLI's; a
     library user or pytest configures logging its own way). Progress is INFO: shown by default."""
     logger = logging.getLogger("nnhil")
-    handler, saved = _Console(), logger.level
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(level)
+    saved = logger.level
+    handler = worker_logging(level)
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
         logger.setLevel(saved)
+
+
+def worker_logging(level=logging.INFO):
+    """nnhil's loggers printed at ``level`` in this process from now on: the initializer of
+    a worker process the command starts (it does not inherit the command's handler)."""
+    logger = logging.getLogger("nnhil")
+    handler = _Console()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler
