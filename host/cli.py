@@ -345,7 +345,7 @@ def main(argv=None):
     try:
         with options.console_logging(args.log_level):
             log.debug(f"nnhil {args.command}: " + ", ".join(f"{k}={v!r}" for k, v in sorted(vars(args).items())
-                                                           if k not in ("func", "command")))
+                                                           if k not in ("func", "command", "log_level")))
             _require_tools(args)
             return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,

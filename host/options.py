@@ -116,19 +116,19 @@ def add_pytest_options(parser, group, cls, prefix="nnhil", ini=True):
     for f in _fields(cls, where="plugin"):
         m = f.metadata
         cli, key = pytest_names(f, prefix)
-        help_text = _help(f, f.default).replace("%%", "%")
+        help_text = _help(f, f.default)          # argparse's: a % is written %%
         if m["type"] is bool:
             group.addoption(cli, action="store_true", default=None if ini else False, dest=key, help=help_text)
-        elif m["repeat"]:
+        elif m["repeat"]:           # no ini key: a list does not fit one
             group.addoption(cli, action="append", default=[], dest=key, type=m["type"],
                             metavar=m["metavar"] or f.name.upper(), help=help_text)
         else:
             group.addoption(cli, type=m["type"], choices=m["choices"], dest=key, help=help_text,
                             default=None if ini else f.default,
                             metavar=None if m["choices"] else m["metavar"] or f.name.upper())
-        if ini:
-            parser.addini(key, f"{help_text}; {cli} overrides it", type="bool" if m["type"] is bool else "string",
-                          default=None)
+        if ini and not m["repeat"]:
+            parser.addini(key, f"{help_text.replace('%%', '%')}; {cli} overrides it",
+                          type="bool" if m["type"] is bool else "string", default=None)
 
 
 def pytest_value(config, cls, name, prefix="nnhil", ini=True):
@@ -140,10 +140,10 @@ def pytest_value(config, cls, name, prefix="nnhil", ini=True):
     m = f.metadata
     cli, key = pytest_names(f, prefix)
     value = config.getoption(key)
-    if value is not None and not (m["repeat"] and not ini):
-        return tuple(value) if m["repeat"] else value
-    if not ini:
-        return tuple(value or ()) if m["repeat"] else value
+    if m["repeat"]:                 # every occurrence on the command line (no ini key)
+        return tuple(value or ())
+    if value is not None or not ini:
+        return value
     value = config.getini(key)
     if value in (None, ""):
         return (m["env"] and os.environ.get(m["env"])) or f.default
@@ -243,9 +243,11 @@ class Target:
     def simulations(self, name="--sims"):
         """How many simulations the options ask for; an InputError for a count that cannot be."""
         sims = self.sims if self.sims is not None else 1 if self.board else default_sims()
-        if sims < 1 or (self.board and sims > 1):
-            raise InputError(f"{name} {sims}: give a number of simulations, 1 or more, and only "
-                             f"on the simulation (not with --target {self.target})")
+        if sims < 1:
+            raise InputError(f"{name} {sims}: give a number of simulations, 1 or more")
+        if self.board and sims > 1:
+            raise InputError(f"{name} {sims}: a board is one target; give a number of simulations "
+                             f"only with --target sim")
         return sims
 
 
