@@ -46,7 +46,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml host/doctor.py
 	touch $@
 
 demo: setup
-	$(BIN)/nnhil demo --model all
+	$(BIN)/nnhil demo --arch all
 
 # The suite in two passes: on every core (pytest-xdist, a simulation per worker), then the
 # tests that need the machine to themselves (marked serial: pytest-benchmark's timings, every
@@ -68,7 +68,7 @@ test: setup
 test-slow: setup
 	@s=0; $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --runslow -m slow $(PYTEST_ARGS) || s=$$?; \
 	[ $$s = 0 ] || [ $$s = 5 ] || exit $$s
-	$(BIN)/nnhil demo --model all --images 10000
+	$(BIN)/nnhil demo --arch all --images 10000
 
 clean:
 	rm -rf build .pytest_cache   # this checkout's test builds; $NNHIL_HOME is never removed here

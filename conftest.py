@@ -7,6 +7,7 @@ the HIL suite's options, the markers ``sim``/``board``/``serial``, pytest-benchm
 out of a ``pytest -n`` run, and the short fixture names its tests use.
 """
 import contextlib
+import dataclasses
 import os
 import signal
 import warnings
@@ -14,28 +15,36 @@ from pathlib import Path
 
 import pytest
 
-from nnhil.host.pytest_plugin import option
+from nnhil.host import options
+from nnhil.host.options import option
 from nnhil.training import workflow
 
 LATENCY_BASELINES = Path(__file__).resolve().parent / "tests" / "baselines" / "latency.json"
-DEFAULT_IMAGES = 300
-FULL_IMAGES = 10_000
 XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """This repository's own pytest options (host.options declares them; no prefix, no ini key)."""
+    runslow: bool = option(False, "also run tests marked slow (long trainings, synthesis)", cli=False)
+    model: tuple = option((), "a quantized model file to run the HIL suite on (repeatable)", type=str,
+                          repeat=True, metavar="PATH", cli=False)
+    images: int = option(300, "test images run on the target", cli=False)
+    full: bool = option(False, "run every test image of the dataset", cli=False)
+    update_baselines: bool = option(False, "rewrite the latency baselines with the measured cycles", cli=False)
+    baselines: str = option(None, "the latency baselines file (default: nnhil-baselines.json in the rootdir "
+                            "for the models of --model, else tests/baselines/latency.json)", metavar="PATH",
+                            cli=False)
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("nnhil-suite", "nnhil's own test suite")
-    group.addoption("--runslow", action="store_true", help="also run tests marked slow (long trainings, synthesis)")
-    group.addoption("--model", action="append", default=[], metavar="PATH",
-                    help="a quantized model file to run the HIL suite on (repeatable)")
-    group.addoption("--images", type=int, default=DEFAULT_IMAGES,
-                    help=f"test images run on the target (default {DEFAULT_IMAGES})")
-    group.addoption("--full", action="store_true", help=f"run all {FULL_IMAGES} test images")
-    group.addoption("--update-baselines", action="store_true",
-                    help="rewrite the latency baselines with the measured cycles")
-    group.addoption("--baselines", metavar="PATH",
-                    help="the latency baselines file (default: nnhil-baselines.json in the rootdir "
-                         "for the models of --model, else tests/baselines/latency.json)")
+    options.add_pytest_options(parser, group, Suite, prefix="", ini=False)
+
+
+def suite_options(config):
+    """This run's Suite options."""
+    return options.from_pytest(config, Suite, prefix="", ini=False)
 
 
 def pytest_configure(config):
@@ -50,8 +59,9 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)          # before -m selects by marker
 def pytest_collection_modifyitems(config, items):
-    target = option(config, "target")
-    runslow = config.getoption("--runslow")
+    from nnhil.host.pytest_plugin import option as plugin_option
+    target = plugin_option(config, "target")
+    runslow = suite_options(config).runslow
     for item in items:
         if "slow" in item.keywords and not runslow:
             item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
@@ -152,8 +162,9 @@ def suite_property(nnhil_suite_property):
 
 @pytest.fixture(scope="session")
 def n_images(request):
-    """How many test images a HIL test runs: --images, or all with --full."""
-    return FULL_IMAGES if request.config.getoption("--full") else request.config.getoption("--images")
+    """How many test images a HIL test runs: --images, or all of them (None) with --full."""
+    suite = suite_options(request.config)
+    return None if suite.full else suite.images
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ With Vivado on PATH the bitstream is built too, and kept only if the routed desi
 timing (gateware.vivado): Vivado writes it either way.
 """
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -20,6 +21,8 @@ from litex.soc.integration.builder import Builder
 from litex_boards.targets.digilent_arty import BaseSoC
 
 from . import link, soc as nnsoc, variants, vivado
+
+log = logging.getLogger(__name__)
 
 ROM_SIZE = 0x5C00         # 23 KiB: the BIOS of BIOS_OPTIONS is 22.1 KiB (LiteX 2024.12); LiteX refuses a larger one
 BIOS_OPTIONS = dict(bios_lto=True, bios_console="lite")
@@ -97,7 +100,7 @@ def check_routed_timing(gateware_dir, build_name):
                                   f"{bit.name}.timing-failed") from None
 
 
-def build(cfg=None, out_dir=None, variant=variants.DEFAULT, log=print):
+def build(cfg=None, out_dir=None, variant=variants.DEFAULT):
     """The Arty gateware, BIOS and Vivado project of ``variant``; the bitstream too when Vivado is
     on PATH and the routed design meets timing."""
     v = variants.get(variant)
@@ -113,9 +116,9 @@ def build(cfg=None, out_dir=None, variant=variants.DEFAULT, log=print):
         summary = check_routed_timing(gateware, soc.platform.name)
         info["timing"] = {"wns_ns": summary.wns, "tns_ns": summary.tns, "whs_ns": summary.whs}
         (out / "build.json").write_text(json.dumps(info, indent=2))
-        log(f"timing met ({summary.describe()})")
-        log(f"bitstream: {Path(gateware) / (soc.platform.name + '.bit')}")
+        log.info(f"timing met ({summary.describe()})")
+        log.info(f"bitstream: {Path(gateware) / (soc.platform.name + '.bit')}")
     else:
-        log(f"generated the Arty {v.name} gateware, BIOS and Vivado project in {gateware}; Vivado is "
+        log.info(f"generated the Arty {v.name} gateware, BIOS and Vivado project in {gateware}; Vivado is "
             f"not on PATH, so no bitstream was built: install Vivado and rerun 'nnhil build --target arty'")
     return out

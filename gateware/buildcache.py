@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import signal
@@ -33,6 +34,8 @@ from nnhil.training import filelock, home
 
 from . import layout, pgo
 from .simsoc import BRIDGE_CLK_FREQ, MAIN_RAM_SIZE, SIM_CLK_FREQ, SIM_MODULE, SIM_MODULE_DIR, sim_soc
+
+log = logging.getLogger(__name__)
 
 BUILD_TIMEOUT = 30 * 60        # seconds for one Verilator compile
 PACKAGE = "nnhil"
@@ -205,8 +208,9 @@ def build_key(target, cfg, sim_variant=SimVariant(), inputs=None, **params):
     return key, digest
 
 
-def _stream(cmd, cwd, log, timeout, what):
-    """Run ``cmd`` in its own process group, pass each output line to ``log``, kill it on timeout."""
+def _stream(cmd, cwd, timeout, what):
+    """Run ``cmd`` in its own process group, log each output line (debug: ``nnhil -v`` shows
+    them; a failure's message has the last ones), kill it on timeout."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", start_new_session=True)
     tail = deque(maxlen=40)
@@ -215,7 +219,7 @@ def _stream(cmd, cwd, log, timeout, what):
     try:
         for line in proc.stdout:
             tail.append(line.rstrip())
-            log(line.rstrip())
+            log.debug(f"  | {line.rstrip()}")
         rc = proc.wait(timeout=30)
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
@@ -229,21 +233,21 @@ def _stream(cmd, cwd, log, timeout, what):
         raise BuildError(f"{what} failed ({why}):\n" + "\n".join(tail))
 
 
-def _compile_sim(gateware_dir, verilog, variant, jobs, log, pgo_pass=""):
+def _compile_sim(gateware_dir, verilog, variant, jobs, pgo_pass=""):
     """Compile the model LiteX generated in ``gateware_dir`` from the ``verilog`` files with our
     model.mk, streaming the output; ``pgo_pass`` "generate" or "use" (model.mk's PGO)."""
     cmd = ["make", "-f", str(MODEL_MAKEFILE), f"JOBS={jobs}", f"OPT={MODEL_OPT}", f"PGO={pgo_pass}",
            "VERILOG=" + " ".join(verilog)] + (["TRACE=1"] if variant.trace else [])
-    _stream(cmd, gateware_dir, log, BUILD_TIMEOUT, f"Verilator build{' (PGO ' + pgo_pass + ')' if pgo_pass else ''}")
+    _stream(cmd, gateware_dir, BUILD_TIMEOUT, f"Verilator build{' (PGO ' + pgo_pass + ')' if pgo_pass else ''}")
 
 
-def _profile(build, log):
+def _profile(build):
     """Run gateware.pgo's workload on the instrumented model of ``build`` and check it wrote its
     profile; then drop the instrumented objects. Returns what build.json records of the run."""
     t0 = time.perf_counter()
     obj_dir = build.vsim.parent
     try:
-        cycles = pgo.run(build, log)
+        cycles = pgo.run(build)
     except Exception as e:
         raise BuildError(f"the profiling run of the profile-guided sim build (gateware.pgo) failed, "
                          f"so no model was built: {type(e).__name__}: {e}") from e
@@ -270,7 +274,7 @@ def _tools_on_path():
 
 
 def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=None,
-              jobs=2, log=print, variant=SimVariant()):
+              jobs=2, variant=SimVariant()):
     """The sim model of ``variant`` for ``cfg``, built or taken from the cache; returns a :class:`SimBuild`."""
     from litex.build.sim.config import SimConfig
     from litex.soc.integration.builder import Builder
@@ -280,11 +284,11 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
     out_root = Path(out_root or home.builds())
     result = SimBuild(out_root / f"sim-{digest}")
     # a second builder of the same model waits for the first (at most one build) and reuses it
-    with filelock.held(out_root / f"sim-{digest}.lock", BUILD_TIMEOUT + 60, f"building sim model {digest}", log):
+    with filelock.held(out_root / f"sim-{digest}.lock", BUILD_TIMEOUT + 60, f"building sim model {digest}"):
         if (result.dir / "build.json").exists() and result.vsim.exists():
-            log(f"sim model {digest} is up to date in {result.dir}")
+            log.info(f"sim model {digest} is up to date in {result.dir}")
             return result
-        log(f"building sim model {digest} in {result.dir}")
+        log.info(f"building sim model {digest} in {result.dir}")
         t0 = time.perf_counter()
         if result.dir.exists():
             shutil.rmtree(result.dir)          # a leftover of an interrupted build
@@ -300,24 +304,23 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
                       jobs=jobs, trace=variant.trace, trace_fst=variant.trace)
         verilog = [str(f) for f, *_ in soc.platform.sources if Path(f).suffix in (".v", ".sv")]
         t1 = time.perf_counter()
-        log(f"gateware and BIOS generated in {t1 - t0:.1f} s; compiling the Verilator model")
-        make_log = lambda line: log(f"  | {line}")
+        log.info(f"gateware and BIOS generated in {t1 - t0:.1f} s; compiling the Verilator model")
         record = {"key": key, "hash": digest, "generate_s": round(t1 - t0, 1)}
         if variant.pgo:
-            _compile_sim(result.gateware_dir, verilog, variant, jobs, make_log, "generate")
+            _compile_sim(result.gateware_dir, verilog, variant, jobs, "generate")
             _check_built(result)
-            log("profiling the instrumented model (gateware.pgo)")
-            record["profile"] = _profile(result, log)
-            _stream(["make", "-f", str(MODEL_MAKEFILE), "objects-clean"], result.gateware_dir, make_log, 60,
+            log.info("profiling the instrumented model (gateware.pgo)")
+            record["profile"] = _profile(result)
+            _stream(["make", "-f", str(MODEL_MAKEFILE), "objects-clean"], result.gateware_dir, 60,
                     "removing the instrumented objects")
-            _compile_sim(result.gateware_dir, verilog, variant, jobs, make_log, "use")
+            _compile_sim(result.gateware_dir, verilog, variant, jobs, "use")
         else:
-            _compile_sim(result.gateware_dir, verilog, variant, jobs, make_log)
+            _compile_sim(result.gateware_dir, verilog, variant, jobs)
         _check_built(result)
         t2 = time.perf_counter()
         record["compile_s"] = round(t2 - t1, 1)
         (result.dir / "build.json").write_text(json.dumps(record, indent=2))
-        log(f"sim model {digest} built in {t2 - t0:.1f} s")
+        log.info(f"sim model {digest} built in {t2 - t0:.1f} s")
         return result
 
 
@@ -329,19 +332,19 @@ def arty_dir(variant="a7-35", cfg=None, out_root=None):
     return Path(out_root or home.builds()) / f"arty-{build_key('arty', cfg or v.accel, variant=v.name)[1]}"
 
 
-def build_arty(cfg=None, variant="a7-35", out_root=None, log=print):
+def build_arty(cfg=None, variant="a7-35", out_root=None):
     """The Arty build of ``cfg`` for ``variant`` (see gateware.arty) in ``build/arty-<hash>/``."""
     from . import arty, variants
 
     _tools_on_path()
     cfg = cfg or variants.get(variant).accel
-    return arty.build(cfg, arty_dir(variant, cfg, out_root), variant, log)
+    return arty.build(cfg, arty_dir(variant, cfg, out_root), variant)
 
 
-def build(target="sim", cfg=layout.AccelConfig(), log=print, **kwargs):
+def build(target="sim", cfg=layout.AccelConfig(), **kwargs):
     """Build for ``target`` ("sim" or "arty"); see build_sim and build_arty."""
     if target == "sim":
-        return build_sim(cfg, log=log, **kwargs)
+        return build_sim(cfg, **kwargs)
     if target == "arty":
-        return build_arty(cfg, log=log, **kwargs)
+        return build_arty(cfg, **kwargs)
     raise ValueError(f"unknown target {target!r}: expected 'sim' or 'arty'")

@@ -14,9 +14,12 @@ only guides the compiler's choices, never what the model computes.
 """
 import dataclasses
 import hashlib
+import logging
 import signal
 import subprocess
 import time
+
+log = logging.getLogger(__name__)
 
 SEED = 25                      # the random models' and images' seed
 ARCHS = ("mlp", "cnn")         # each through the batch runner, if it fits the accelerator
@@ -59,7 +62,7 @@ def digest():
     return h.hexdigest()
 
 
-def run(build, log=print):
+def run(build):
     """Run the workload on the instrumented model of ``build`` (a buildcache.SimBuild) and stop
     it, so that it writes its profile; returns the simulated cycles it ran. Any failure raises."""
     from nnhil.gateware.program import ModelDoesNotFit, check_fits
@@ -76,7 +79,7 @@ def run(build, log=print):
                 try:
                     check_fits(models[arch], dut.config)
                 except ModelDoesNotFit:
-                    log(f"profiling run: the random {arch} does not fit this accelerator: not run")
+                    log.info(f"profiling run: the random {arch} does not fit this accelerator: not run")
                     continue
                 dut.load(models[arch])
                 dut.infer(batches[arch])
@@ -84,7 +87,7 @@ def run(build, log=print):
             bridge.csr_write("timer0_uptime_latch", 1)
             cycles = bridge.csr_read("timer0_uptime_cycles")
         _stop(sim)
-    log(f"profiling run: {cycles:,} cycles in {time.perf_counter() - t0:.1f} s")
+    log.info(f"profiling run: {cycles:,} cycles in {time.perf_counter() - t0:.1f} s")
     return cycles
 
 

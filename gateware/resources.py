@@ -5,11 +5,9 @@ and the whole Arty SoC of a variant (gateware.variants), and compares the cells 
 XC7A35T of the Arty A7-35 and the XC7A100T of the A7-100. Yosys is an estimate: Vivado
 usually needs somewhat fewer LUTs, the same DSP48E1s, and may map memories differently.
 
-``main`` is the ``nnhil resources`` command.
+``run`` is the ``nnhil resources`` command's work (host/cli.py declares its options).
 """
-import argparse
 import contextlib
-import dataclasses
 import json
 import random
 import shutil
@@ -155,32 +153,24 @@ def bram_margin(use, variant):
             f"({bram:g} used, limit {variant.ramb36_limit}: {'kept' if ok else 'EXCEEDED'})"), ok
 
 
-def add_arguments(p):
-    """The ``nnhil resources`` options."""
+DESIGNS = ("accelerator", "soc", "both")
+
+
+def run(design="both", variant=None, cfg=None, work_dir=None, record_to=None):
+    """Print the estimates of ``design`` (DESIGNS) for ``variant`` (default: the default one)
+    with accelerator ``cfg`` (default: the variant's), synthesised under ``work_dir`` (default:
+    $NNHIL_HOME/builds/resources), the figures recorded as JSON in ``record_to`` for 'nnhil
+    report' (None: not recorded); returns 1 if a path misses the timing budget, or the SoC
+    misses the variant's part or its block-RAM limit."""
     from . import variants
 
-    p.add_argument("--target", choices=["accelerator", "soc", "both"], default="both")
-    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
-                   help="the Arty A7 whose default build is checked (default %(default)s)")
-    p.add_argument("--out", default=str(home.builds() / "resources"), help="work directory")
-    p.add_argument("--record", default=str(home.out() / "resources.json"),
-                   help="where to record the estimate for 'nnhil report' ('' to skip)")
-    p.add_argument("--lanes", type=int, help="accelerator lanes (default: the variant's)")
-    p.add_argument("--weight-words", type=int, help="weight words (default: the variant's)")
-
-
-def run(args):
-    """Print the estimates; returns 1 if a path misses the timing budget, or the SoC misses
-    the variant's part or its block-RAM limit."""
-    from . import variants
-
-    variant = variants.get(args.variant)
-    given = {k: v for k, v in (("lanes", args.lanes), ("weight_words", args.weight_words)) if v is not None}
-    cfg = dataclasses.replace(variant.accel, **given)
+    variant = variants.get(variant or variants.DEFAULT)
+    cfg = cfg or variant.accel
+    work_dir = Path(work_dir) if work_dir else home.builds() / "resources"
     ok, designs, record = True, {}, {"config": str(cfg), "variant": variant.name, "device": variant.device,
                                      "capacity": DEVICES[variant.device]}
-    for target in (["accelerator", "soc"] if args.target == "both" else [args.target]):
-        use, est = synthesis(target, cfg, Path(args.out) / variant.name, variant.name)
+    for target in (["accelerator", "soc"] if design == "both" else [design]):
+        use, est = synthesis(target, cfg, work_dir / variant.name, variant.name)
         text, fits = report(f"{target} ({cfg})" if target == "accelerator" else
                             f"Arty {variant.name} SoC ({cfg})", use)
         print(text)
@@ -198,14 +188,8 @@ def run(args):
             if variant.device not in fits:
                 print(f"the SoC does not fit the {variant.part}")
             ok &= kept and variant.device in fits
-    if args.record:
-        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.record).write_text(json.dumps({**record, "designs": designs}, indent=1) + "\n")
-        print(f"recorded in {args.record} for 'nnhil report'")
+    if record_to:
+        Path(record_to).parent.mkdir(parents=True, exist_ok=True)
+        Path(record_to).write_text(json.dumps({**record, "designs": designs}, indent=1) + "\n")
+        print(f"recorded in {record_to} for 'nnhil report'")
     return 0 if ok else 1
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="nnhil resources", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -6,6 +6,7 @@ Builds, trained models and run history go under $NNHIL_HOME (default ~/.cache/nn
 import argparse
 import dataclasses
 import json
+import logging
 import signal
 import sys
 import textwrap
@@ -18,8 +19,10 @@ from nnhil.training.train import TrainConfig
 
 from nnhil.training.onnx_import import ImportRefused
 
-from .run import InputError
+from . import options
+from .options import InputError, deprecated
 
+log = logging.getLogger(__name__)
 RAW = argparse.RawDescriptionHelpFormatter      # keeps the examples' lines as written
 
 
@@ -31,14 +34,6 @@ def _layers(text):
     if len(sizes) < 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"--layers needs at least two positive sizes, got {text!r}")
     return sizes
-
-
-def _add_data_args(p):
-    p.add_argument("--data-dir", help=f"folder with the gzip IDX files or the Kaggle CSVs (default ${datasets.DATA_DIR_ENV} "
-                                      f"or {datasets.data_dir()})")
-    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(datasets.DATASETS),
-                   help="one of: %(choices)s (default %(default)s)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
 
 
 def _sizes(text):
@@ -81,14 +76,16 @@ def _train_config(args):
         raise SystemExit(f"nnhil train: error: {e}") from None
 
 
-def _load_data(args, val_size=5000, seed=0):
-    return workflow.load_data(args.dataset, args.data_dir, val_size, seed, not args.no_download)
+def _load_data(args, recorded=None, val_size=5000, seed=0):
+    """The dataset of the Data options (or the one a model file records), loaded."""
+    d = options.from_namespace(options.Data, args)
+    return workflow.load_data(d.name(recorded), d.data_dir, val_size, seed, not d.no_download)
 
 
 def cmd_train(args):
     cfg = _train_config(args)
-    data = _load_data(args, cfg.val_size, cfg.seed)
-    out = Path(args.out or workflow.default_out_dir(cfg, args.dataset))
+    data = _load_data(args, None, cfg.val_size, cfg.seed)
+    out = Path(args.model_dir or workflow.default_out_dir(cfg, data.name))
     m = workflow.train_and_quantize(cfg, data, out)
     print(f"float test accuracy    {m['float_test_accuracy']:.4f}  ({m['test_images']} images)")
     print(f"integer test accuracy  {m['int_test_accuracy']:.4f}  (agrees with float on "
@@ -98,10 +95,10 @@ def cmd_train(args):
 
 def cmd_quantize(args):
     model, st, meta = modelfile.load_float(args.model)
-    data = _load_data(args, meta.get("train_config", {}).get("val_size", 5000),
+    data = _load_data(args, meta.get("dataset"), meta.get("train_config", {}).get("val_size", 5000),
                       meta.get("train_config", {}).get("seed", 0))
     from nnhil.training.quantize import quantize
-    meta = dict(meta, dataset=meta.get("dataset", args.dataset))     # calibrated on it, tested on it
+    meta = dict(meta, dataset=data.name)             # calibrated on it, tested on it
     q = quantize(model, st, data.train[0][:workflow.CALIBRATION_IMAGES], data.classes, meta)
     out = Path(args.out or Path(args.model).with_name("quantized.npz"))
     digest = modelfile.save_quantized(out, q)
@@ -109,39 +106,45 @@ def cmd_quantize(args):
 
 
 def cmd_eval(args):
-    data = _load_data(args)
-    images, labels = data.test
     try:
         q = modelfile.load_quantized(args.model)
-        pred, kind = q.predict(images), "integer"
+        meta, predict, kind = q.meta, q.predict, "integer"
     except modelfile.ModelFileError as e:
         if "expected a quantized one" not in str(e):
             raise
-        model, st, _ = modelfile.load_float(args.model)
-        pred, kind = model.predict(st(images)), "float"
-    print(json.dumps({"model": str(args.model), "kind": kind, "dataset": args.dataset,
+        model, st, meta = modelfile.load_float(args.model)
+        predict, kind = (lambda x: model.predict(st(x))), "float"
+    data = _load_data(args, meta.get("dataset"))
+    images, labels = data.test
+    pred = predict(images)
+    print(json.dumps({"model": str(args.model), "kind": kind, "dataset": data.name,
                       "test_images": len(labels), "test_accuracy": workflow.accuracy(pred, labels)}))
+
+
+def _accel_config(args):
+    """The variant's accelerator with the --lanes, ... given; a bad value stops the command."""
+    try:
+        return options.accel_config(args.variant, args)
+    except ValueError as e:
+        raise SystemExit(f"nnhil {args.command}: error: {e}") from None
 
 
 def cmd_build(args):
     from nnhil.gateware import build_cli
-    build_cli.run(args)
+    if args.traced and args.target != "sim":
+        raise SystemExit("nnhil build: error: --traced is for --target sim")
+    print(build_cli.run(args.target, _accel_config(args), args.variant, args.jobs, args.traced))
 
 
 def cmd_resources(args):
     from nnhil.gateware import resources
-    return resources.run(args)
+    record = home.out() / "resources.json" if args.record is None else Path(args.record) if args.record else None
+    return resources.run(args.design, args.variant, _accel_config(args), args.work_dir, record)
 
 
 def cmd_cycles(args):
-    from nnhil.gateware import variants
     from . import cycles
-    cfg = variants.get(args.variant).accel
-    try:
-        cfg = dataclasses.replace(cfg, lanes=args.lanes) if args.lanes is not None else cfg
-    except ValueError as e:
-        raise SystemExit(f"nnhil cycles: error: --lanes: {e}") from None
-    cycles.print_cycles(cfg)
+    cycles.print_cycles(_accel_config(args))
 
 
 def cmd_demo(args):
@@ -151,27 +154,30 @@ def cmd_demo(args):
 
 def cmd_run(args):
     from . import run
-    return run.run(args)
+    return run.run(args.model, *(options.from_namespace(c, args)
+                                 for c in (options.Target, options.Data, options.Images, options.Results)))
 
 
 def cmd_report(args):
     from . import report
-    print(f"wrote {report.write(args.out or home.out() / 'report')}")
+    print(f"wrote {report.write(args.report_dir or home.out() / 'report')}")
 
 
 def _require_tools(args):
     """Stop before any work (a demo trains first) if a tool the command needs is missing."""
     from . import doctor
     if args.command in ("demo", "run"):
-        doctor.require("firmware", *(() if getattr(args, "board", None) else ("sim",)))
+        doctor.require("firmware", *(() if args.target != "sim" else ("sim",)))
     elif args.command == "build":
         doctor.require("sim" if args.target == "sim" else "firmware")
 
 
 def _command(sub, name, help, description, examples):
     """A subcommand whose --help has a description and examples (lines kept as written)."""
-    return sub.add_parser(name, help=help, description=textwrap.fill(description, 88),
-                          epilog="examples:\n" + textwrap.indent(examples, "  "), formatter_class=RAW)
+    p = sub.add_parser(name, help=help, description=textwrap.fill(description, 88),
+                       epilog="examples:\n" + textwrap.indent(examples, "  "), formatter_class=RAW)
+    options.add_verbosity(p, top=False)
+    return p
 
 
 def build_parser():
@@ -179,6 +185,7 @@ def build_parser():
     import nnhil
     parser = argparse.ArgumentParser(prog="nnhil", description=__doc__, formatter_class=RAW)
     parser.add_argument("--version", action="version", version=f"%(prog)s {nnhil.__version__}")
+    options.add_verbosity(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _command(sub, "train", "train an MLP or a CNN in NumPy, quantize it, report test accuracy, plot",
@@ -188,10 +195,12 @@ def build_parser():
                  "default.",
                  "nnhil train                                  # the default MLP (784-128-10)\n"
                  "nnhil train --arch cnn --dataset mnist       # the default CNN on MNIST\n"
-                 "nnhil train --layers 784,64,32,10 --out mine # your own shape, into ./mine/")
-    _add_data_args(p)
+                 "nnhil train --layers 784,64,32,10 --model-dir mine   # your own shape, into ./mine/")
+    options.add_arguments(p, options.Data)
     _add_train_args(p)
-    p.add_argument("--out", help="output folder (default: $NNHIL_HOME/out/<dataset>-<architecture>-<config hash>)")
+    p.add_argument("--model-dir", metavar="DIR",
+                   help="the folder of the model files (default: $NNHIL_HOME/out/<dataset>-<architecture>-<config hash>)")
+    deprecated(p, "--out", "--model-dir", options.OUT_FILE)
     p.set_defaults(func=cmd_train)
 
     p = _command(sub, "quantize", "quantize a float model file to the integer format",
@@ -200,8 +209,8 @@ def build_parser():
                  "nnhil quantize mine/float.npz\n"
                  "nnhil quantize float.npz --dataset mnist --out q.npz")
     p.add_argument("model", help="float model file (float.npz)")
-    p.add_argument("--out", help="quantized model file (default: quantized.npz beside the input)")
-    _add_data_args(p)
+    p.add_argument("--out", metavar="FILE", help="the quantized model file to write (default: quantized.npz beside the input)")
+    options.add_arguments(p, options.Data)
     p.set_defaults(func=cmd_quantize)
 
     p = _command(sub, "eval", "test-set accuracy of a float or quantized model file",
@@ -209,19 +218,19 @@ def build_parser():
                  "nnhil eval mine/quantized.npz\n"
                  "nnhil eval float.npz --dataset mnist")
     p.add_argument("model", help="a float or quantized model file")
-    _add_data_args(p)
+    options.add_arguments(p, options.Data)
     p.set_defaults(func=cmd_eval)
 
-    p = _command(sub, "demo", "the main job: train or reuse a model (--model mlp|cnn), run it on the SoC, report",
+    p = _command(sub, "demo", "the main job: train or reuse a model (--arch mlp|cnn|all), run it on the SoC, report",
                  "The main job: train (or reuse) the project's models, build (or reuse) the "
                  "simulated SoC, load each model with read-back, run the test images through the "
                  "accelerator, check every image bit-exact against the integer model and every "
                  "cycle count against the cycle model, measure the CPU for the speedup, and "
                  "report. Exits 0 only if everything is exact.",
                  "nnhil demo                        # the MLP, all 10,000 test images\n"
-                 "nnhil demo --model all            # the three models (make demo)\n"
-                 "nnhil demo --model cnn --images 100 --sims 2\n"
-                 "nnhil demo --board arty --port /dev/ttyUSB1")
+                 "nnhil demo --arch all             # the three models (make demo)\n"
+                 "nnhil demo --arch cnn --images 100 --sims 2\n"
+                 "nnhil demo --target arty --port /dev/ttyUSB1")
     from . import demo
     demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
@@ -238,7 +247,7 @@ def build_parser():
                  "nnhil run mine.npz --images-npy x.npy --labels-npy y.npy\n"
                  "nnhil run mine.npz --images 100 --trace 7    # and image 7 layer by layer\n"
                  "nnhil run mine.npz --trace 7 --wave          # and the waveform of its diverging layer\n"
-                 "nnhil run mine.npz --board arty --port /dev/ttyUSB1")
+                 "nnhil run mine.npz --target arty --port /dev/ttyUSB1")
     from . import run
     run.add_arguments(p)
     p.set_defaults(func=cmd_run)
@@ -255,7 +264,9 @@ def build_parser():
                  "Write report.md (the models side by side) and history.png (latency and accuracy "
                  "of the recorded runs) from the run history.",
                  "nnhil report")
-    p.add_argument("--out", help="output folder (default: $NNHIL_HOME/out/report, beside the run history)")
+    p.add_argument("--report-dir", metavar="DIR",
+                   help="the folder report.md and history.png go to (default: $NNHIL_HOME/out/report, beside the run history)")
+    deprecated(p, "--out", "--report-dir", options.OUT_FILE)
     p.set_defaults(func=cmd_report)
 
     p = _command(sub, "build", "build the SoC: a cached Verilator model, or the Arty A7 gateware",
@@ -266,8 +277,13 @@ def build_parser():
                  "nnhil build                          # the sim (about 40 s cold, under 1 s cached)\n"
                  "nnhil build --target arty --variant a7-100\n"
                  "nnhil build --lanes 32                # a sim with a 32-lane accelerator")
-    from nnhil.gateware import build_cli
-    build_cli.add_arguments(p)
+    options.add_arguments(p, options.Target, only=("target", "variant"))
+    p.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (sim; default: %(default)s)")
+    p.add_argument("--traced", action="store_true",
+                   help="the sim model with trace support: it writes sim.vcd beside itself "
+                        "(a build of its own, slower; docs/simulation-speed.md)")
+    deprecated(p, "--trace", "--traced", "--trace IMAGE_INDEX is the image nnhil run traces", flag=True)
+    options.add_accel_arguments(p)
     p.set_defaults(func=cmd_build)
 
     p = _command(sub, "resources", "Yosys estimate of the accelerator (cells, timing) and the Arty SoC; check they fit",
@@ -275,10 +291,19 @@ def build_parser():
                  "block RAM, DSPs, the logic-only timing of every path against the 100 MHz budget,"
                  " and whether the SoC fits the variant's part. Exits 1 if something misses. Takes"
                  " minutes.",
-                 "nnhil resources --target accelerator\n"
+                 "nnhil resources --design accelerator\n"
                  "nnhil resources --variant a7-100")
     from nnhil.gateware import resources
-    resources.add_arguments(p)
+    p.add_argument("--design", choices=resources.DESIGNS, default="both",
+                   help="what is synthesised: the accelerator alone, the Arty SoC, or both (default: %(default)s)")
+    deprecated(p, "--target", "--design", "--target names where the SoC runs (nnhil build, run, demo)")
+    options.add_arguments(p, options.Target, only=("variant",))
+    p.add_argument("--work-dir", metavar="DIR", help="Yosys's work folder (default: $NNHIL_HOME/builds/resources)")
+    deprecated(p, "--out", "--work-dir", options.OUT_FILE)
+    p.add_argument("--record", metavar="FILE",
+                   help="where to record the estimate for 'nnhil report' (default: $NNHIL_HOME/out/resources.json; "
+                        "'' to skip)")
+    options.add_accel_arguments(p, only=("lanes", "weight_words"))
     p.set_defaults(func=cmd_resources)
 
     p = _command(sub, "cycles", "cycles per inference of the default MLP and CNN, layer by layer",
@@ -289,18 +314,16 @@ def build_parser():
                  "nnhil cycles\n"
                  "nnhil cycles --variant a7-100\n"
                  "nnhil cycles --lanes 128")
-    from nnhil.gateware import variants
-    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
-                   help="the Arty A7 whose accelerator configuration is modelled (default %(default)s)")
-    p.add_argument("--lanes", type=int,
-                   help="parallel MAC lanes (a power of two >= 4; default: the variant's)")
+    options.add_arguments(p, options.Target, only=("variant",))
+    options.add_accel_arguments(p, only=("lanes",))
     p.set_defaults(func=cmd_cycles)
 
     from . import onnx_import_cmd
     p = _command(sub, "import", "an ONNX model (float, or QDQ from quantize_static) into a model file",
                  onnx_import_cmd.__doc__, onnx_import_cmd.EXAMPLES)
     onnx_import_cmd.add_arguments(p)
-    p.set_defaults(func=lambda a: onnx_import_cmd.run(a.onnx, a.out, a.input_range, a.dataset))
+    p.set_defaults(func=lambda a: onnx_import_cmd.run(a.onnx, a.out, a.input_range,
+                                                      options.from_namespace(options.Data, a).name()))
     from . import onnx_export_cmd
     p = _command(sub, "export", "a quantized model file as an integer ONNX graph, bit-exact on ONNX Runtime",
                  onnx_export_cmd.__doc__, onnx_export_cmd.EXAMPLES)
@@ -320,8 +343,11 @@ def main(argv=None):
     # a kill (CI timeout, systemd) unwinds like Ctrl-C: the sim and socat are stopped in order
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        _require_tools(args)
-        return args.func(args) or 0
+        with options.console_logging(args.log_level):
+            log.debug(f"nnhil {args.command}: " + ", ".join(f"{k}={v!r}" for k, v in sorted(vars(args).items())
+                                                           if k not in ("func", "command", "log_level")))
+            _require_tools(args)
+            return args.func(args) or 0
     except (datasets.DataError, modelfile.ModelFileError, program.ModelDoesNotFit, InputError,
             RuntimeError, OSError, ImportRefused) as e:     # host.doctor.MissingTools too
         print(f"nnhil: error: {e}", file=sys.stderr)

@@ -7,11 +7,12 @@ or the cached Arty build, a bitstream programmed first if asked). ``nnhil run``,
 """
 import contextlib
 import functools
+import logging
 from pathlib import Path
 
 from nnhil.gateware import buildcache, link, variants
 
-from . import board, doctor
+from . import board, doctor, options
 from .bridge import Bridge
 from .driver import AcceleratorDriver, AcceleratorError
 from .firmware import Firmware
@@ -29,8 +30,8 @@ class VariantMismatch(board.BoardError):
 
 # How the messages name the options of open_dut's arguments: the CLI's (``nnhil run``); the
 # pytest plugin passes its own (``--nnhil-port``, ...).
-CLI_OPTIONS = {"target": "--board", "port": "--port", "sim_fallback": "--sim-fallback",
-               "variant": "--variant", "build_dir": "--build-dir"}
+CLI_OPTIONS = options.option_names(options.Target)
+log = logging.getLogger(__name__)
 
 
 class FaultBuildRefused(board.BoardError):
@@ -132,7 +133,7 @@ class DUT:
 
 @contextlib.contextmanager
 def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstream=None,
-             sim_fallback=False, log=print, sim=None, program=None, variant=variants.DEFAULT,
+             sim_fallback=False, sim=None, program=None, variant=variants.DEFAULT,
              option_names=CLI_OPTIONS, sim_variant=buildcache.SimVariant(), firmware_defines=None):
     """The DUT on the simulation, or on board ``board_name`` ("arty"), for as long as the block runs.
 
@@ -161,7 +162,7 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
         doctor.require("firmware", *(("board",) if bitstream and program is None else ()))
         if bitstream:
             (program or functools.partial(board.program, variant=v.name))(bitstream)
-        build_dir = Path(build_dir or buildcache.build_arty(v.accel, variant=v.name, log=log))
+        build_dir = Path(build_dir or buildcache.build_arty(v.accel, variant=v.name))
         if not (build_dir / "csr.json").exists():
             raise board.BoardError(f"no csr.json in {build_dir}: pass the {o['build_dir']} of what the "
                                    f"board runs, or build it with 'nnhil build --target arty "
@@ -173,14 +174,14 @@ def open_dut(board_name=None, port=None, baud=link.BAUD, build_dir=None, bitstre
             yield d
         return
     if board_name:
-        log(f"{o['target']} {board_name}: no board found, running on the simulation ({o['sim_fallback']})")
+        log.warning(f"{o['target']} {board_name}: no board found, running on the simulation ({o['sim_fallback']})")
     doctor.require("firmware", *(() if isinstance(sim, Simulator) else ("sim",)))   # all that is missing, at once
     with contextlib.ExitStack() as stack:
         if callable(sim):
             sim = sim()
         if sim is None:
-            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, log=log, variant=sim_variant)))
-            log(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
+            sim = stack.enter_context(Simulator(buildcache.build_sim(v.accel, variant=sim_variant)))
+            log.info(f"sim SoC ({v.name}'s accelerator) answering on {sim.url} after {sim.boot_seconds:.1f} s")
         bridge = stack.enter_context(sim.bridge())
         d = DUT("sim", bridge, sim.build.dir, sim=sim, firmware_defines=firmware_defines)
         check_variant(d, v.name, o)

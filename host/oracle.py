@@ -8,6 +8,7 @@ QDQ graph the largest logit difference from ONNX Runtime's int8 result, in the g
 units. The image fed to ONNX Runtime is what the graph was imported as taking: the pixel
 as float32, divided by 255 in float32 for an input range of 0-1.
 """
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ ROUNDING = ("ONNX Runtime requantizes in float (QuantizeLinear rounds half to ev
             "mult, adds 2^(shift-1) and shifts (round half up), with mult/2^shift within the "
             "import's reported error of the graph's scale, and takes raw pixels where the graph "
             "quantizes its input")
+
+log = logging.getLogger(__name__)
 
 
 class OracleUnavailable(RuntimeError):
@@ -61,7 +64,7 @@ def run_onnx(info, images):
     return tuple(np.concatenate([p[k] for p in parts]).reshape(len(images), -1) for k in (0, 1))
 
 
-def check(job, results, log=print):
+def check(job, results):
     """The figures of ``nnhil run`` against ONNX Runtime, for board.json and the history
     (an empty dict for a model not imported from ONNX)."""
     info = job.model.meta.get("onnx")
@@ -70,11 +73,11 @@ def check(job, results, log=print):
     try:
         logits, output = run_onnx(info, job.images)
     except OracleUnavailable as e:
-        log(f"ONNX oracle      skipped: {e}")
+        log.warning(f"ONNX oracle      skipped: {e}")
         return {"onnx_oracle": f"skipped: {e}"}
     figures = figures_of(info, results.logits, results.argmax, logits, output, job.labels)
     for line in lines(figures):
-        log(line)
+        log.info(line)
     return figures
 
 

@@ -31,50 +31,28 @@ from pathlib import Path
 
 import pytest
 
-from nnhil.gateware import link, variants
+from nnhil.gateware import variants
+from nnhil.host import options
 from nnhil.host.doctor import MissingTools
 
-TARGETS = ("sim", "arty")
+# The plugin's options: the fields of these host.options concerns that exist in pytest,
+# as --nnhil-<name> and ini key nnhil_<name> (the CLI takes the same fields unprefixed).
+CONCERNS = ("Target", "Home")
+PREFIX = "nnhil"
 
 
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One plugin option: ``--nnhil-<name>`` on the command line, ``nnhil_<name>`` in the ini file."""
-    name: str
-    help: str
-    type: type = str
-    default: object = None
-    choices: tuple = None
-    flag: bool = False          # store_true; "true"/"false" in the ini file
-
-    @property
-    def cli(self):
-        return "--nnhil-" + self.name.replace("_", "-")
-
-    @property
-    def ini(self):
-        return "nnhil_" + self.name
+def _concerns():
+    return [getattr(options, name) for name in CONCERNS]      # looked up when used
 
 
-OPTIONS = (
-    Option("target", "where the tests run: the Verilator simulation, or an Arty A7 board",
-           choices=TARGETS, default="sim"),
-    Option("variant", "the Arty A7 variant (gateware/variants.py): its part and accelerator, on the "
-                      "board and in its sim twin", choices=tuple(sorted(variants.VARIANTS)),
-           default=variants.DEFAULT),
-    Option("port", "the board's serial port, any pyserial URL (default: find the Arty's FTDI UART)"),
-    Option("baud", "baud rate of the board's UART", type=int, default=link.BAUD),
-    Option("bitstream", "program this bitstream into the board first (openFPGALoader)"),
-    Option("place", "acquire this labgrid place and use its board (coordinator: --lg-coordinator "
-                    "or LG_COORDINATOR); a RemotePlace in labgrid's --lg-env does the same"),
-    Option("build_dir", "build directory of what the board runs (csr.json, software)"),
-    Option("sim_fallback", "with a board target and no board found, run on the simulation "
-                           "instead of skipping", type=bool, default=False, flag=True),
-    Option("home", "where builds, trained models and run history go (default: $NNHIL_HOME, "
-                   "else ~/.cache/nnhil)"),
-)
-BY_NAME = {o.name: o for o in OPTIONS}
-OPTION_NAMES = {o.name: o.cli for o in OPTIONS}      # how host.dut's messages name them
+def _concern(name):
+    for cls in _concerns():
+        if name in {f.name for f in dataclasses.fields(cls)}:
+            return cls
+    raise KeyError(f"the nnhil plugin has no option {name!r}")
+
+
+OPTION_NAMES = options.option_names(options.Target, PREFIX)      # how host.dut's messages name them
 
 
 def assert_bit_exact(dut, images, results, out_dir=None):
@@ -87,40 +65,19 @@ def assert_bit_exact(dut, images, results, out_dir=None):
 
 def pytest_addoption(parser):
     group = parser.getgroup("nnhil", "nnhil: the SoC under test")
-    for o in OPTIONS:
-        default = f" (default {o.default})" if o.default not in (None, False) else ""
-        if o.flag:
-            group.addoption(o.cli, action="store_true", default=None, dest=o.ini, help=o.help)
-        else:
-            group.addoption(o.cli, type=o.type, choices=o.choices, dest=o.ini, help=o.help + default,
-                            metavar=None if o.choices else o.name.upper())
-        parser.addini(o.ini, f"{o.help}{default}; {o.cli} overrides it",
-                      type="bool" if o.flag else "string", default=None)
+    for cls in _concerns():
+        options.add_pytest_options(parser, group, cls, PREFIX)
 
 
 def option(config, name):
-    """The value of option ``name`` (OPTIONS): the command line's, else the ini file's, else its default."""
-    o = BY_NAME[name]
-    value = config.getoption(o.ini)
-    if value is not None:
-        return value
-    value = config.getini(o.ini)
-    if value in (None, ""):
-        return o.default
-    if o.flag:
-        return value
-    try:
-        value = o.type(value)
-    except ValueError:
-        raise pytest.UsageError(f"{o.ini} = {value!r} in the ini file: expected {o.type.__name__}") from None
-    if o.choices and value not in o.choices:
-        raise pytest.UsageError(f"{o.ini} = {value!r} in the ini file: expected one of {', '.join(o.choices)}")
-    return value
+    """The value of option ``name`` (a field of CONCERNS): the command line's, else the ini
+    file's, else its default."""
+    return options.pytest_value(config, _concern(name), name, PREFIX)
 
 
 def pytest_configure(config):
-    for o in OPTIONS:           # a bad ini value stops the run before any test
-        option(config, o.name)
+    for cls in _concerns():     # a bad ini value stops the run before any test
+        options.from_pytest(config, cls, PREFIX)
     home = option(config, "home")
     if home:                    # the environment: subprocesses and sims see it too
         from nnhil.training import home as homes
@@ -190,11 +147,10 @@ def nnhil_dut(request, nnhil_suite_property):
     from nnhil.host import dut as duts
 
     config = request.config
-    opt = lambda name: option(config, name)     # noqa: E731
-    board_name = None if opt("target") == "sim" else opt("target")
-    port, program = opt("port"), None
+    t = options.from_pytest(config, options.Target, PREFIX)
+    board_name, port, program = t.board, t.port, None
     if board_name and not port:
-        place = _place(config, opt("place"))
+        place = _place(config, t.place)
         if place:
             from nnhil.host import lab
             port, program = lab.hold(config, place), place.program   # released at the end of the run
@@ -202,9 +158,9 @@ def nnhil_dut(request, nnhil_suite_property):
     with contextlib.ExitStack() as stack:
         try:
             d = stack.enter_context(duts.open_dut(
-                board_name, port, opt("baud"), opt("build_dir"), opt("bitstream"), opt("sim_fallback"),
-                log=print, sim=lambda: request.getfixturevalue("nnhil_sim"), program=program,
-                variant=opt("variant"), option_names=OPTION_NAMES))
+                board_name, port, t.baud, t.build_dir, t.bitstream, t.sim_fallback,
+                sim=lambda: request.getfixturevalue("nnhil_sim"), program=program,
+                variant=t.variant, option_names=OPTION_NAMES))
         except (duts.BoardNotFound, MissingTools) as e:
             d = e                   # skipped or failed outside the handler: the message alone, no traceback
         if isinstance(d, duts.BoardNotFound):

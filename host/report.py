@@ -75,7 +75,7 @@ def side_by_side(records):
     """Markdown table of the latest demo run of each model."""
     latest = latest_demos(records)
     if not latest:
-        return ["No demo run yet: run `nnhil demo` (and `nnhil demo --model cnn`)."]
+        return ["No demo run yet: run `nnhil demo` (and `nnhil demo --arch cnn`)."]
     cols = sorted(latest)
     lines = ["| | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for key, label in TABLE:

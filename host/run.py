@@ -16,7 +16,7 @@ this same code.
 import dataclasses
 import functools
 import json
-import os
+import logging
 import threading
 import time
 from concurrent.futures import Future
@@ -25,19 +25,21 @@ from pathlib import Path
 import numpy as np
 import threadpoolctl
 
-from nnhil.gateware import link, variants
-from nnhil.training import datasets, home, modelfile, plots
+from nnhil.gateware import link
+from nnhil.training import datasets, modelfile, plots
 from nnhil.training.intmodel import as_chw
 
-from . import divergence, history, latency, oracle, pace, shards
+from . import divergence, history, latency, options, oracle, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES, batch_timing
+from .options import InputError
 from .results import Results
 from .timeline import Timeline
 
 CPU_IMAGES = 2                # the CPU takes millions of cycles per image (each C inference)
 PROGRESS_EVERY_S = 5          # a long batch reports how far it is at most this often
-FULL_IMAGES = 10_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -56,55 +58,15 @@ class Job:
     reference: object = None  # a Future of the host's own model runs (reference), beside the sims
 
 
-def add_target_arguments(p):
-    """Where the SoC runs: the options of nnhil run and nnhil demo."""
-    p.add_argument("--board", choices=["arty"], help="run on a board instead of the simulation")
-    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
-                   help="the Arty A7 variant: its part and accelerator, on the board or in its sim twin "
-                        "(default: %(default)s)")
-    p.add_argument("--port", help="the board's serial port (default: find the Arty's FTDI)")
-    p.add_argument("--baud", type=int, default=link.BAUD, help="the board's link rate (default: %(default)s)")
-    p.add_argument("--build-dir", help="the board's build directory (default: the cached Arty build)")
-    p.add_argument("--bitstream", help="program this bitstream into the board first (openFPGALoader)")
-    p.add_argument("--sim-fallback", action="store_true",
-                   help="with --board and no board found, run on the simulation")
-    p.add_argument("--sims", type=int, default=None,
-                   help="spread the CPU inferences and the images over this many simulations "
-                        f"(default: one per core, {default_sims()} here; 1 with --board)")
-    p.add_argument("--out", default=str(home.out()),
-                   help="where the run goes: history.jsonl and board/<model>/ (default: %(default)s)")
-
-
-def default_sims():
-    """One simulation per core this process may run on (what ``pytest -n auto`` counts)."""
-    return len(os.sched_getaffinity(0))
-
-
 def add_arguments(p):
-    p.add_argument("model", help="a quantized model file (quantized.npz; see the README's 'Model files')")
-    p.add_argument("--dataset", choices=sorted(datasets.DATASETS),
-                   help="its test images (default: the dataset the model was trained on, if recorded)")
-    p.add_argument("--data-dir", help="folder with the gzip IDX files")
-    p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
-    p.add_argument("--labels-npy", help="their labels: a .npy of integer class indices (0 to the model's "
-                                        "outputs - 1), one per image")
-    p.add_argument("--images-csv", help="your own images as a CSV in the Kaggle layout: an optional header, "
-                                        "then label,pixel1,... or pixel1,... per image (labels used when present)")
-    n = p.add_mutually_exclusive_group()
-    n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
-    n.add_argument("--full", action="store_true", help=f"all images ({FULL_IMAGES} of a dataset's test set)")
-    p.add_argument("--trace", type=int, metavar="IMAGE_INDEX",
-                   help="also rerun this image layer by layer and write every layer's on-board output "
-                        "beside the model's (trace-IMAGE_INDEX.npz) and the report, even when nothing differs")
-    p.add_argument("--wave", action="store_true",
-                   help="with --trace (or, on the simulation, for the first diverging image): rerun it on the "
-                        "traced sim build and write the waveform of its first diverging layer, trace-I.fst, "
-                        "with a GTKWave save file trace-I.gtkw marking the first wrong write (docs/waveforms.md)")
-    add_target_arguments(p)
-
-
-class InputError(ValueError):
-    """Images or labels given to nnhil run do not fit the model."""
+    """The options of ``nnhil run`` (host.options declares them)."""
+    p.add_argument("model", help="a quantized model file (quantized.npz; docs/model-format.md)")
+    options.add_arguments(p, options.Data)
+    options.add_arguments(p, options.Images)
+    options.add_arguments(p, options.Results)
+    options.deprecated(p, "--out", "--results-dir", options.OUT_FILE)
+    options.add_arguments(p, options.Target)
+    options.deprecated(p, "--board", "--target")
 
 
 def _load_npy(path, what):
@@ -171,34 +133,36 @@ def user_labels(model, labels, n_images, where):
     return labels.astype(np.int64)
 
 
-def job_from_file(args, log=print):
-    """The Job of ``nnhil run``: the model file and its images."""
-    path = Path(args.model)
+def job_from_file(model_path, data=options.Data(), images=options.Images()):
+    """The Job of ``nnhil run``: the model file and its images (host.options.Data, .Images)."""
+    path = Path(model_path)
     model = modelfile.load_quantized(path)
-    if getattr(args, "images_csv", None):
-        if args.images_npy:
+    if images.images is not None and images.images < 1:
+        raise InputError(f"--images {images.images}: give a number of images, 1 or more")
+    if images.images_csv:
+        if images.images_npy:
             raise InputError("--images-csv and --images-npy: give your images one way")
-        images, labels = datasets.read_csv(args.images_csv, model.n_in, model.n_out)
-        images, classes, dataset = fit_images(model, images, args.images_csv), model.classes, \
-            Path(args.images_csv).stem
-    elif args.images_npy:
-        images, labels = user_images(model, args.images_npy, args.labels_npy)
-        classes, dataset = model.classes, Path(args.images_npy).stem
+        pixels, labels = datasets.read_csv(images.images_csv, model.n_in, model.n_out)
+        pixels, classes, dataset = fit_images(model, pixels, images.images_csv), model.classes, \
+            Path(images.images_csv).stem
+    elif images.images_npy:
+        pixels, labels = user_images(model, images.images_npy, images.labels_npy)
+        classes, dataset = model.classes, Path(images.images_npy).stem
     else:
-        dataset = args.dataset or model.meta.get("dataset")
+        dataset = data.dataset or model.meta.get("dataset")
         if dataset is None:
             raise InputError(f"{path} does not record its dataset: pass --dataset or --images-npy")
         classes = dataset_classes(model, path, dataset)
-        images, labels = datasets.load_split(dataset, "test", args.data_dir)
-        images = fit_images(model, images, f"{dataset}'s test set")
-    if args.images:
-        images = images[:args.images]
-        labels = None if labels is None else labels[:args.images]
+        pixels, labels = datasets.load_split(dataset, "test", data.data_dir, not data.no_download)
+        pixels = fit_images(model, pixels, f"{dataset}'s test set")
+    if images.images:
+        pixels = pixels[:images.images]
+        labels = None if labels is None else labels[:images.images]
     float_model = None
     if (path.parent / "float.npz").exists():                             # nnhil train's layout
         float_model = modelfile.load_float(path.parent / "float.npz")[:2]
     return Job(name=path.stem if path.stem != "quantized" else path.parent.name,
-               arch=describe(model), model=model, images=images, labels=labels, classes=classes,
+               arch=describe(model), model=model, images=pixels, labels=labels, classes=classes,
                dataset=dataset, float_model=float_model, record={"model_file": str(path)})
 
 
@@ -266,7 +230,7 @@ def prepare_host(jobs, timeline):
     threading.Thread(target=work, name="nnhil-reference", daemon=True).start()
 
 
-def progress_logger(log):
+def progress_logger():
     """A progress(done, total) that logs at most every PROGRESS_EVERY_S, and the end."""
     last = time.monotonic()
 
@@ -274,21 +238,24 @@ def progress_logger(log):
         nonlocal last
         if done == total or time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
-            log(f"  {done}/{total} images")
+            log.info(f"  {done}/{total} images")
     return progress
 
 
-def run_job(job, duts, args, log=print, kind="run", timeline=None):
+def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=False, kind="run", timeline=None):
     """One model through the DUTs (the CPU inferences and its images shared out among them);
-    logs the figures and where the time went, writes the outputs; True if all is exact."""
+    logs the figures and where the time went, writes the outputs under ``results_dir`` (the
+    history and board/<model>-<dataset>/); True if all is exact. ``baud`` is the link rate a
+    board's figures are estimated at; ``trace`` an image index to trace layer by layer anyway;
+    ``wave`` writes the waveform of the traced (or first diverging) image on the simulation."""
     timeline = timeline or Timeline()
     if job.reference is None:
         prepare_host([job], timeline)
     model, images, labels = job.model, job.images, job.labels
-    out = Path(args.out)
+    out = Path(results_dir)
     board_dir = out / "board" / f"{job.name}-{job.dataset}"
     board_dir.mkdir(parents=True, exist_ok=True)
-    log(f"{job.arch} on {job.dataset}:")
+    log.info(f"{job.arch} on {job.dataset}:")
     dut = duts[0]
 
     def traffic():
@@ -296,7 +263,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     t0, link0 = time.perf_counter(), traffic()
     shards.run_each(duts, lambda d: d.load(model), "load", timeline)
     load_s, load_bytes = time.perf_counter() - t0, (traffic() - link0) // len(duts)
-    log(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s"
+    log.info(f"loaded {model.weight_count} weights over the bridge and read them back in {load_s:.2f} s"
         + (f" (on each of {len(duts)} simulations at once)" if len(duts) > 1 else ""))
     # the CPU's C inferences (millions of cycles an image) first, the longest first, an image
     # each, on the first free simulation: on two sims each runs half of them, the images after
@@ -304,14 +271,14 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     cpu_tasks = [(CPUImage(code, i), functools.partial(_cpu_infer, model=model, images=images[i:i + 1],
                                                        code=code))
                  for code in ("plain", "optimised") for i in range(n_cpu)]
-    log(f"{CPU_IMAGES} images in plain and in optimised C on the CPU, {len(images)} through the accelerator"
+    log.info(f"{CPU_IMAGES} images in plain and in optimised C on the CPU, {len(images)} through the accelerator"
         + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
     try:
-        done = shards.run(duts, images, cpu_tasks, progress_logger(log), timeline)
+        done = shards.run(duts, images, cpu_tasks, progress_logger(), timeline)
     except shards.ShardError as e:
         ref = _wait_reference(job, timeline)[0]
         for (lo, hi), part in sorted(e.done.items()):
-            log(f"images {lo}-{hi - 1}: {int(part.matches(ref[lo:hi]).sum())}/{hi - lo} bit-exact")
+            log.info(f"images {lo}-{hi - 1}: {int(part.matches(ref[lo:hi]).sum())}/{hi - lo} bit-exact")
         raise
     r = done.results
     cpu = {code: Results.concatenate([done.tasks[CPUImage(code, i)] for i in range(n_cpu)]) for code in CPU_CODES}
@@ -324,7 +291,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     cpu_cycles, plain_cycles = cycles["cpu_optimised_cycles_per_inference"], cycles["cpu_plain_cycles_per_inference"]
     model_cycles = dut.accelerator.model_cycles
     macs = dut.compiled.hardware_macs
-    board_pace = pace.board(args.baud)
+    board_pace = pace.board(baud)
     summary = {
         "target": dut.target, "model": job.name, "dataset": job.dataset, "arch": job.arch,
         "images": len(images), "model_hash": model.hash, **job.record,
@@ -352,7 +319,7 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
                                + int(r.driver_cycles.sum()) / link.CLOCK_HZ, 2),
     }
     summary.update(job.host_times)
-    summary.update(oracle.check(job, r, log))
+    summary.update(oracle.check(job, r))
     outputs = timeline.now()
     np.savez_compressed(board_dir / "results.npz", **dataclasses.asdict(r))
     if labels is not None:
@@ -364,22 +331,22 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
     timeline.add("outputs", "host", outputs, timeline.now())
     summary["time"] = timeline.records()
     (board_dir / "board.json").write_text(json.dumps(summary, indent=1) + "\n")
-    _log_summary(summary, exact, r, ref, dut, board_dir, args, log)
-    log("\n".join(["time             " + timeline.lines()[0]] + timeline.lines()[1:]))
+    _log_summary(summary, exact, r, ref, dut, board_dir, out, baud)
+    log.info("\n".join(["time             " + timeline.lines()[0]] + timeline.lines()[1:]))
     traced = np.flatnonzero(~exact)[:divergence.TRACED_IMAGES].tolist()
     if traced:                      # only a failing run pays for the layer-by-layer reruns
-        log("")
-        log(divergence.explain(dut, images, r, board_dir))
-    wanted = getattr(args, "trace", None)
+        log.info("")
+        log.info(divergence.explain(dut, images, r, board_dir))
+    wanted = trace
     if wanted is not None and wanted not in traced:
-        log("")
-        log(divergence.trace(dut, images[wanted], wanted, board_dir).text())
+        log.info("")
+        log.info(divergence.trace(dut, images[wanted], wanted, board_dir).text())
     if traced or wanted is not None:
-        log(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
-    if getattr(args, "wave", False) and dut.target == "sim" and (wanted is not None or traced):
+        log.info(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
+    if wave and dut.target == "sim" and (wanted is not None or traced):
         from . import wave
-        log(wave.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
-                              dut.config, log))
+        log.info(wave.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
+                                   dut.config))
     return bool(exact.all() and cpu_exact and summary["cycles_exact"] and not summary["batch_timing_errors"])
 
 
@@ -406,82 +373,70 @@ def _wait_reference(job, timeline):
         return job.reference.result()
 
 
-def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
+def _log_summary(s, exact, r, ref, dut, board_dir, results_dir, baud):
     us = 1e6 / link.CLOCK_HZ
     n = s["images"]
-    log("")
-    log(f"model            {s['arch']} on {s['dataset']}, {s['macs']} MACs, hash {s['model_hash'][:12]}")
+    log.info("")
+    log.info(f"model            {s['arch']} on {s['dataset']}, {s['macs']} MACs, hash {s['model_hash'][:12]}")
     if s["board_accuracy"] is not None:
         float_acc = "" if s["float_test_accuracy"] is None else f"  float {s['float_test_accuracy']:.4f}"
-        log(f"accuracy         on-board {s['board_accuracy']:.4f}  software integer "
+        log.info(f"accuracy         on-board {s['board_accuracy']:.4f}  software integer "
             f"{s['software_int_accuracy']:.4f}{float_acc}  ({n} images)")
-    log(f"bit-exact        {s['bit_exact_images']}/{n} images: logits and argmax equal the integer "
+    log.info(f"bit-exact        {s['bit_exact_images']}/{n} images: logits and argmax equal the integer "
         f"reference model; CPU inference (optimised and plain C) {'bit-exact' if s['cpu_bit_exact'] else 'DIFFERS'}")
     if not exact.all():
         i = int(np.flatnonzero(~exact)[0])
-        log(f"                 first differing image {i}: board {r.logits[i].tolist()} "
+        log.info(f"                 first differing image {i}: board {r.logits[i].tolist()} "
             f"(argmax {int(r.argmax[i])}) vs model {ref[i].tolist()}")
-    log(f"accelerator      {s['accelerator_cycles']} cycles per inference "
+    log.info(f"accelerator      {s['accelerator_cycles']} cycles per inference "
         f"({s['accelerator_cycles'] * us:.2f} us at {link.CLOCK_HZ / 1e6:g} MHz), model {s['model_cycles']}"
         f"{'' if s['cycles_exact'] else ' (DIFFERS)'}, {s['macs_per_cycle']} MACs/cycle, "
         f"{dut.config.lanes} lanes")
-    log(f"with driver      {s['batch_cycles_per_image']} cycles per image "
-        f"({s['batch_cycles_per_image'] * us:.2f} us) through the firmware, "
-        + ("within the bounds of the accelerator's counts" if not s["batch_timing_errors"]
-           else "OUT OF BOUNDS: " + "; ".join(s["batch_timing_errors"])))
-    log(f"CPU (VexRiscv)   {s['cpu_optimised_cycles_per_inference']} cycles per inference in optimised C "
-        f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_plain_cycles_per_inference']} "
-        f"in plain C ({s['cpu_plain_cycles_per_inference'] * us / 1000:.2f} ms)")
-    log(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver) "
+    log.info(f"with driver      {s['batch_cycles_per_image']} cycles per image "
+             f"({s['batch_cycles_per_image'] * us:.2f} us) through the firmware, "
+             + ("within the bounds of the accelerator's counts" if not s["batch_timing_errors"]
+                else "OUT OF BOUNDS: " + "; ".join(s["batch_timing_errors"])))
+    log.info(f"CPU (VexRiscv)   {s['cpu_optimised_cycles_per_inference']} cycles per inference in optimised C "
+             f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_plain_cycles_per_inference']} "
+             f"in plain C ({s['cpu_plain_cycles_per_inference'] * us / 1000:.2f} ms)")
+    log.info(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver) "
         f"over the optimised C; {s['speedup_plain_accelerator']}x, {s['speedup_plain_with_driver']}x over the plain C")
-    log(f"host CPU         {s['host_int_us_batch1']} us per image (integer model, NumPy, one at a time), "
+    log.info(f"host CPU         {s['host_int_us_batch1']} us per image (integer model, NumPy, one at a time), "
         f"{s['host_int_us_batched']} us batched"
         + (f", float {s['host_float_us_batched']} us batched" if "host_float_us_batched" in s else "")
         + f"; the accelerator {s['accelerator_cycles'] * us:.2f} us at {link.CLOCK_HZ / 1e6:g} MHz")
-    log(f"weight load      {s['weight_load_s']:.2f} s over the bridge, verified by read-back; uses "
+    log.info(f"weight load      {s['weight_load_s']:.2f} s over the bridge, verified by read-back; uses "
         + ", ".join(f"{s[k + '_used']}/{getattr(dut.config, k)} {k.replace('_', ' ')}"
                     for k in dut.compiled.usage))
-    log(f"board link       {s['board_weight_load_s']} s for the weight load and {s['board_batch_s']} s "
-        f"for the {n} images on a board at {args.baud} baud ({s['weight_load_link_bytes'] + s['batch_link_bytes']} "
+    log.info(f"board link       {s['board_weight_load_s']} s for the weight load and {s['board_batch_s']} s "
+        f"for the {n} images on a board at {baud} baud ({s['weight_load_link_bytes'] + s['batch_link_bytes']} "
         f"bytes; the sim's link is unpaced: {s['weight_load_s']:.1f} s and {s['batch_wall_s']:.1f} s here)")
-    log(f"outputs          {board_dir}/ (board.json, results.npz{', confusion.png' if 'confusion_png' in s else ''}); "
-        f"history in {Path(args.out) / history.NAME}, plotted by 'nnhil report'")
+    log.info(f"outputs          {board_dir}/ (board.json, results.npz{', confusion.png' if 'confusion_png' in s else ''}); "
+        f"history in {Path(results_dir) / history.NAME}, plotted by 'nnhil report'")
 
 
-def simulations(args):
-    """How many simulations a run's target options ask for (``--sims``, default one per core;
-    a board is one); an InputError for a count that cannot be: check it before any work."""
-    sims = args.sims if args.sims is not None else 1 if args.board else default_sims()
-    if sims < 1 or (args.board and sims > 1):
-        raise InputError(f"--sims {sims}: give a number of simulations, 1 or more, and only "
-                         f"without --board")
-    return sims
+def open_targets(target, timeline=None):
+    """The DUTs of a run (a host.options.Target): the board, or its simulations, started and
+    their firmware booted all at once."""
+    return shards.open_all(lambda: open_dut(target.board, target.port, target.baud, target.build_dir,
+                                            target.bitstream, target.sim_fallback, variant=target.variant),
+                           target.simulations(), ready=lambda d: d.firmware, timeline=timeline)
 
 
-def open_targets(args, log=print, timeline=None):
-    """The DUTs of a run: the board, or ``--sims`` simulations, started and their firmware
-    booted all at once."""
-    sims = simulations(args)
-    return shards.open_all(lambda: open_dut(args.board, args.port, args.baud, args.build_dir,
-                                            args.bitstream, args.sim_fallback, log,
-                                            variant=args.variant), sims,
-                           ready=lambda d: d.firmware, timeline=timeline)
-
-
-def run(args, log=print):
+def run(model_path, target=options.Target(), data=options.Data(), images=options.Images(),
+        results=options.Results()):
     """nnhil run: 0 if every image, the CPU inference and the cycles are exact, else 1."""
-    if args.full:
-        args.images = None
-    simulations(args)
+    target.simulations()
+    if results.wave and target.board:
+        raise InputError("--wave: a board has no waveform dump (docs/waveforms.md shows LiteScope "
+                         "for it); run on the simulation (--target sim) to trace")
     timeline = Timeline()
     with timeline.phase("model and images"):
-        job = job_from_file(args, log)
-    if args.trace is not None and not 0 <= args.trace < len(job.images):
-        raise InputError(f"--trace {args.trace}: the run has images 0 to {len(job.images) - 1}; "
+        job = job_from_file(model_path, data, images)
+    if results.trace is not None and not 0 <= results.trace < len(job.images):
+        raise InputError(f"--trace {results.trace}: the run has images 0 to {len(job.images) - 1}; "
                          f"give one of them")
-    if getattr(args, "wave", False) and args.board:
-        raise InputError("--wave: a board has no waveform dump (docs/waveforms.md shows LiteScope "
-                         "for it); run without --board to trace on the simulation")
     prepare_host([job], timeline)
-    with open_targets(args, log, timeline) as duts:
-        return 0 if run_job(job, duts, args, log, timeline=timeline) else 1
+    with open_targets(target, timeline) as duts:
+        return 0 if run_job(job, duts, results.directory(), target.baud, results.trace, results.wave,
+                            timeline=timeline) else 1

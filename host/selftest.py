@@ -21,9 +21,8 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from nnhil.gateware import buildcache, faults as fault_list, variants
+from nnhil.gateware import buildcache, faults as fault_list
 from nnhil.gateware.compiled import CompiledModel
-from nnhil.training import datasets, home
 
 from . import coverage, divergence, shards
 from .driver import AcceleratorError
@@ -274,32 +273,24 @@ def write_reports(out_dir, verdicts, cov, strict, seconds, extra=None):
 
 def open_fault_duts(sims, variant, log=print):
     """``sims`` simulations of the fault build, their firmware booted."""
-    return shards.open_all(lambda: open_dut(log=log, variant=variant,
+    return shards.open_all(lambda: open_dut(variant=variant,
                                             sim_variant=buildcache.SimVariant(faults=True)),
                            sims, ready=lambda d: d.firmware)
 
 
 def add_arguments(p):
-    from . import run
+    from . import options
     p.add_argument("model", help="a quantized model file (quantized.npz)")
     p.add_argument("--faults", default="all",
                    help="all, or comma-separated names of gateware/faults.py (default: all): "
                         + ", ".join(fault_list.BY_NAME))
     p.add_argument("--strict", action="store_true", help="also fail on faults the images did not exercise")
-    p.add_argument("--dataset", choices=sorted(datasets.DATASETS),
-                   help="its test images (default: the dataset the model was trained on, if recorded)")
-    p.add_argument("--data-dir", help="folder with the gzip IDX files")
-    p.add_argument("--images-npy", help="your own images instead: a .npy of uint8 in the model's input shape")
-    p.add_argument("--labels-npy", help="their labels: a .npy of integers, one per image")
-    p.add_argument("--images-csv", help="your own images as a CSV in the Kaggle layout, as nnhil run's")
-    n = p.add_mutually_exclusive_group()
-    n.add_argument("--images", type=int, help="run the first N images (default: all of them)")
-    n.add_argument("--full", action="store_true", help=f"all images ({run.FULL_IMAGES} of a dataset's test set)")
+    options.add_arguments(p, options.Data)
+    options.add_arguments(p, options.Images)
     p.add_argument("--sims", type=int, default=1, help="share the faults over this many simulations (default 1)")
-    p.add_argument("--variant", choices=sorted(variants.VARIANTS), default=variants.DEFAULT,
-                   help="the accelerator of this Arty variant's sim twin (default: %(default)s)")
-    p.add_argument("--out", default=str(home.out()),
-                   help="the reports go to board/<model>-<dataset>/ in it, as nnhil run's (default: %(default)s)")
+    options.add_arguments(p, options.Target, only=("variant",))
+    options.add_arguments(p, options.Results, only=("results_dir",))
+    options.deprecated(p, "--out", "--results-dir", options.OUT_FILE)
 
 
 def run(args, log=print):
@@ -312,10 +303,9 @@ def run(args, log=print):
         raise run_mod.InputError(f"--faults: {e}") from None
     if args.sims < 1:
         raise run_mod.InputError(f"--sims {args.sims}: give a number of simulations, 1 or more")
-    if args.full:
-        args.images = None
-    args.trace = None
-    job = run_mod.job_from_file(args, log)
+    from . import options
+    job = run_mod.job_from_file(args.model, options.from_namespace(options.Data, args),
+                                options.from_namespace(options.Images, args))
     if len(job.images) < 2:
         raise run_mod.InputError(f"{len(job.images)} image(s): the selftest needs two or more (the "
                                  f"double-buffered batch, state left between images)")
@@ -328,7 +318,7 @@ def run(args, log=print):
     seconds = time.perf_counter() - t0
     log(cov.text())
     log(table(verdicts))
-    out_dir = Path(args.out) / "board" / f"{job.name}-{job.dataset}"
+    out_dir = options.from_namespace(options.Results, args).directory() / "board" / f"{job.name}-{job.dataset}"
     paths = write_reports(out_dir, verdicts, cov, args.strict, seconds,
                           {"model": job.name, "dataset": job.dataset, "images": len(job.images)})
     bad = failed(verdicts, args.strict)

@@ -291,7 +291,7 @@ def capture(sim_build, model, image, k, path, channel=None, start_timeout=20.0):
 
 def traced_build(cfg, log=print):
     """The traced sim variant of ``cfg``, built and cached on first use."""
-    return buildcache.build_sim(cfg, log=log, variant=buildcache.SimVariant(trace=True))
+    return buildcache.build_sim(cfg, variant=buildcache.SimVariant(trace=True))
 
 
 def trace_image(model, image, k, out_dir, index, cfg, log=print, channel=None):

@@ -9,10 +9,13 @@ import contextlib
 import datetime
 import fcntl
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 POLL_S = (0.001, 0.1)         # the wait between tries: from a short lock's to a long one's
 RECORD_BYTES = 512            # the holder's record, padded: written in place, never truncated
@@ -64,7 +67,7 @@ def _record(purpose):
 
 
 @contextlib.contextmanager
-def held(path, timeout, purpose, log=None):
+def held(path, timeout, purpose):
     """Hold the lock at ``path`` for the block; wait at most ``timeout`` seconds for it.
 
     Yields the record of the holder it waited for, or None if the lock was free at once.
@@ -77,8 +80,7 @@ def held(path, timeout, purpose, log=None):
         waited_for = None
         if not _try(fd):
             waited_for = holder(path)
-            if log:
-                log(f"waiting up to {timeout:.0f} s for {describe(waited_for)} to release {path}")
+            log.info(f"waiting up to {timeout:.0f} s for {describe(waited_for)} to release {path}")
             deadline, pause = time.monotonic() + timeout, POLL_S[0]
             while not _try(fd):
                 if time.monotonic() > deadline:

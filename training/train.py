@@ -2,6 +2,7 @@
 L2 weight decay and label smoothing; seeded, deterministic, best-on-validation checkpoint.
 """
 import copy
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
@@ -10,6 +11,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .mlp import MLP, cross_entropy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,16 +108,16 @@ def sgd_step(params, grads, velocity, lr, momentum, l2):
         p += v
 
 
-def train(cfg, x_train, y_train, x_val, y_val, log=print):
+def train(cfg, x_train, y_train, x_val, y_val):
     """Train cfg.build_model() (an MLP, or any model with the same forward/backward/params
     interface, e.g. the CNN) on standardised float32 inputs; returns (best model, history).
 
     BLAS runs with cfg.blas_threads threads, whatever the caller's setting."""
     with threadpool_limits(cfg.blas_threads, user_api="blas"):
-        return _train(cfg, x_train, y_train, x_val, y_val, log)
+        return _train(cfg, x_train, y_train, x_val, y_val)
 
 
-def _train(cfg, x_train, y_train, x_val, y_val, log):
+def _train(cfg, x_train, y_train, x_val, y_val):
     model = cfg.build_model()
     rng = np.random.default_rng(cfg.seed + 1)
     n_classes = model.n_out
@@ -148,7 +151,7 @@ def _train(cfg, x_train, y_train, x_val, y_val, log):
         mark = ""
         if not len(y_val) or val_acc > best_acc:
             best_acc, best, mark = val_acc, copy.deepcopy(model), "  *best"
-        log(f"epoch {epoch:3d}/{cfg.epochs}  loss {hist.loss[-1]:.4f}  "
+        log.info(f"epoch {epoch:3d}/{cfg.epochs}  loss {hist.loss[-1]:.4f}  "
             f"train {hist.train_acc[-1]:.4f}  val {val_acc:.4f}  "
             f"lr {lr:.4f}  {hist.seconds[-1]:.2f}s{mark}")
     return best, hist

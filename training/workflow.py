@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from . import datasets, filelock, home, modelfile, plots
 from .cnn import CNNConfig
 from .quantize import quantize
 from .train import Standardizer, TrainConfig, train
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_IMAGES = 5000
 ARCHS = {"mlp": TrainConfig, "cnn": CNNConfig}   # the architectures, by name, with their defaults
@@ -110,7 +113,7 @@ def accuracy(pred, labels):
     return float((np.asarray(pred) == labels).mean())
 
 
-def train_and_quantize(cfg, data, out_dir, log=print):
+def train_and_quantize(cfg, data, out_dir):
     """Train, checkpoint, quantize, evaluate on the test set and plot; returns metrics.
 
     cfg is a TrainConfig (an MLP) or a CNNConfig (a CNN); both write float.npz,
@@ -124,13 +127,13 @@ def train_and_quantize(cfg, data, out_dir, log=print):
                 f"dense {'-'.join(map(str, cfg.layers))}")
     else:
         name = f"MLP {'-'.join(map(str, cfg.layers))}"
-    log(f"training {name} on {data.name}: "
+    log.info(f"training {name} on {data.name}: "
         f"{len(data.train[1])} train / {len(data.val[1])} validation images")
     t0 = time.perf_counter()
     st = data.standardizer if cfg.inputs == "standardize" else Standardizer(0.0, 1.0)
     with pinned_blas():
         model, hist = train(cfg, st(data.train[0]), data.train[1].astype(np.int64),
-                            st(data.val[0]), data.val[1], log=log)
+                            st(data.val[0]), data.val[1])
         train_s = time.perf_counter() - t0
         meta = {"dataset": data.name, "train_config": cfg.to_dict(),
                 "config_hash": config_hash(cfg, data.name), "provenance": provenance()}
@@ -167,9 +170,9 @@ def train_and_quantize(cfg, data, out_dir, log=print):
     return metrics
 
 
-def train_cnn(data, out_dir, log=print, **overrides):
+def train_cnn(data, out_dir, **overrides):
     """train_and_quantize for CNNConfig(**overrides): the entry point of 'nnhil train --arch cnn'."""
-    return train_and_quantize(CNNConfig(**overrides), data, out_dir, log)
+    return train_and_quantize(CNNConfig(**overrides), data, out_dir)
 
 
 def stale(meta, cfg, dataset):
@@ -194,23 +197,23 @@ def training_timeout(cfg, data):
     return training_flops(cfg, data) / TRAIN_FLOPS_FLOOR + TRAIN_OVERHEAD_S
 
 
-def _cached(path, cfg, dataset, log):
+def _cached(path, cfg, dataset):
     """The cached model at path if it is what cfg would train here now, else None (saying why)."""
     if not path.exists():
         return None
     try:
         model = modelfile.load_quantized(path)
     except modelfile.ModelFileError as e:
-        log(f"retraining: cached model unusable ({e})")
+        log.info(f"retraining: cached model unusable ({e})")
         return None
     why = stale(model.meta, cfg, dataset)
     if why is None:
         return model
-    log(f"retraining: the cached {path} was {why}")
+    log.info(f"retraining: the cached {path} was {why}")
     return None
 
 
-def ensure_model(cfg, data, out_dir=None, log=print):
+def ensure_model(cfg, data, out_dir=None):
     """The quantized model for cfg, trained only if no cached copy made by the same
     configuration, sources and libraries exists.
 
@@ -218,9 +221,8 @@ def ensure_model(cfg, data, out_dir=None, log=print):
     training_timeout) and takes the cached model, or fails saying the trainer died."""
     out_dir = Path(out_dir or default_out_dir(cfg, data.name))
     path = out_dir / "quantized.npz"
-    with filelock.held(out_dir / TRAINING_LOCK, training_timeout(cfg, data), f"training {out_dir}",
-                       log) as waited_for:
-        model = _cached(path, cfg, data.name, log)
+    with filelock.held(out_dir / TRAINING_LOCK, training_timeout(cfg, data), f"training {out_dir}") as waited_for:
+        model = _cached(path, cfg, data.name)
         if model is not None:
             return model, out_dir
         if waited_for is not None:
@@ -228,5 +230,5 @@ def ensure_model(cfg, data, out_dir=None, log=print):
                     else "finished without a usable model (see its output)")
             raise TrainingLockError(f"{filelock.describe(waited_for)} was training {out_dir} and {fate}; "
                                     f"nothing is cached there: run again to train it in this process")
-        train_and_quantize(cfg, data, out_dir, log)
+        train_and_quantize(cfg, data, out_dir)
         return modelfile.load_quantized(path), out_dir

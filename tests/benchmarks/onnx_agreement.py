@@ -4,7 +4,7 @@ The project's trained CNN and MLP (float.npz of `nnhil train`) are written as fl
 graphs in torch.onnx.export's node patterns (training.onnx_export.float_to_onnx), the CNN's
 graph is also quantized by ONNX Runtime's quantize_static (QDQ, per-channel int8 weights,
 uint8 activations, calibrated on the first 1,000 training images); then each goes through
-`nnhil import` (and `nnhil quantize` for the float ones) and `nnhil run --full`, whose
+`nnhil import` (and `nnhil quantize` for the float ones) and `nnhil run` (every test image), whose
 ONNX Runtime oracle measures top-1 agreement and accuracy. Usage:
 
     python tests/benchmarks/onnx_agreement.py --cnn OUT/fashion-mnist-cnn.../float.npz \\
@@ -70,7 +70,7 @@ def main():
     figures = {}
     for name, q in runs.items():
         out = work / "runs" / name
-        nnhil("run", q, "--out", out, *(["--images", a.images] if a.images else ["--full"]))
+        nnhil("run", q, "--results-dir", out, *(["--images", a.images] if a.images else []))
         (board,) = (out / "board").iterdir()
         s = json.loads((board / "board.json").read_text())
         figures[name] = {k: v for k, v in s.items() if k.startswith("onnx_") or k in (

@@ -91,8 +91,7 @@ def measure(names, seeds, results, log):
             if dataset not in data:
                 data[dataset] = workflow.load_data(dataset)
             with tempfile.TemporaryDirectory(prefix="seed-table-") as tmp:
-                m = workflow.train_and_quantize(dataclasses.replace(cfg, seed=seed), data[dataset], tmp,
-                                                log=lambda s: None)
+                m = workflow.train_and_quantize(dataclasses.replace(cfg, seed=seed), data[dataset], tmp)
             row = {"model": name, "seed": seed, "default_seed": cfg.seed, "dataset": dataset,
                    "float": m["float_test_accuracy"], "int": m["int_test_accuracy"],
                    "test_images": m["test_images"], "train_seconds": m["train_seconds"],

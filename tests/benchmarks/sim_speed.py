@@ -55,7 +55,7 @@ def measure(dut, pid, fn):
     return c1 - c0, t1 - t0, p1 - p0
 
 
-def build_litex(cfg, log=print):
+def build_litex(cfg):
     """The sim model as the project built it when issue 25 was filed: today's gateware, generated
     and compiled by LiteX 2024.12's own flow (its build_sim.sh and core Makefile: ``--trace``,
     veril.cpp, OPT_LEVEL=O3 that Debian's verilated.mk overrides with -Os for the hot code, every
@@ -69,7 +69,7 @@ def build_litex(cfg, log=print):
     digest = buildcache.build_key("sim", cfg, buildcache.SimVariant(pgo=False))[1]
     out = buildcache.SimBuild(home.builds() / f"sim-litex-{digest}")
     with filelock.held(home.builds() / f"sim-litex-{digest}.lock", buildcache.BUILD_TIMEOUT + 60,
-                       f"building the LiteX-flow sim model {digest}", log):
+                       f"building the LiteX-flow sim model {digest}"):
         if (out.dir / "build.json").exists() and out.vsim.exists():
             return out
         shutil.rmtree(out.dir, ignore_errors=True)
@@ -82,20 +82,20 @@ def build_litex(cfg, log=print):
                           csr_json=str(out.csr_json), csr_csv=str(out.dir / "csr.csv"))
         builder.build(sim_config=sim_config, extra_mods=[SIM_MODULE], extra_mods_path=str(mods),
                       jobs=2, opt_level="O3", interactive=False)
-        buildcache._stream(["bash", "build_sim.sh"], out.gateware_dir, lambda line: None,
+        buildcache._stream(["bash", "build_sim.sh"], out.gateware_dir,
                            buildcache.BUILD_TIMEOUT, "LiteX's sim build")
         (out.dir / "build.json").write_text(json.dumps({"flow": "litex", "of": digest}) + "\n")
         return out
 
 
-def get_build(name, log=print):
+def get_build(name):
     """The build ``name`` (:data:`BUILDS`) of the default variant's accelerator, built if missing."""
     cfg = variants.get(variants.DEFAULT).accel
     if name == "litex":
-        return build_litex(cfg, log)
+        return build_litex(cfg)
     variant = {"default": buildcache.SimVariant(), "no-pgo": buildcache.SimVariant(pgo=False),
                "trace": buildcache.SimVariant(trace=True)}[name]
-    return buildcache.build_sim(cfg, variant=variant, log=log)
+    return buildcache.build_sim(cfg, variant=variant)
 
 
 def run_once(build, n_images, cpu_images):
@@ -104,7 +104,7 @@ def run_once(build, n_images, cpu_images):
     images = datasets.load_split("fashion-mnist", "test")[0][:max(n_images, cpu_images)]
     images = images.reshape((-1,) + tuple(model.input_shape))
     figures = {}
-    with Simulator(build) as sim, open_dut(sim=sim, log=lambda s: None) as dut:
+    with Simulator(build) as sim, open_dut(sim=sim) as dut:
         pid = sim.proc.pid
         dut.load(model)
         dut.firmware                                     # booted before anything is timed

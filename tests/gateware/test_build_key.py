@@ -96,7 +96,7 @@ def test_a_failed_profiling_run_fails_the_build_and_says_so(tmp_path):
     (tmp_path / "gateware" / "obj_dir").mkdir(parents=True)
     with pytest.raises(buildcache.BuildError, match=r"profiling run .* failed, so no model was built: "
                                                     r"SimulatorError: no sim model at"):
-        buildcache._profile(buildcache.SimBuild(tmp_path), log=lambda line: None)
+        buildcache._profile(buildcache.SimBuild(tmp_path))
 
 
 def test_the_source_list_covers_every_nnhil_module_the_sim_soc_loads(inputs):

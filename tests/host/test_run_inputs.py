@@ -61,7 +61,7 @@ def test_nnhil_run_refuses_bad_labels_before_it_starts(model, images, tmp_path):
     np.save(tmp_path / "labels.npy", np.array([0, 1, 2, 99, 4, 5]))
     r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", str(tmp_path / "model.npz"),
                         "--images-npy", str(images), "--labels-npy", str(tmp_path / "labels.npy"),
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+                        "--results-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "label 99 (image 3) is not one of the model's 10 classes, 0 to 9" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()

@@ -81,7 +81,7 @@ ONLY = {"mlp": {"acc_24_bits", "split_group_dropped", "out_base_ignored", "argma
 
 @pytest.fixture(scope="module")         # its sim stopped after the module, not left spinning for the run
 def fault_dut():
-    with open_dut(sim_variant=buildcache.SimVariant(faults=True), log=lambda *_: None) as dut:
+    with open_dut(sim_variant=buildcache.SimVariant(faults=True)) as dut:
         dut.firmware                                     # booted once for the module
         yield dut
 
@@ -206,7 +206,7 @@ def test_command_line(tmp_path, capsys):
     modelfile.save_quantized(tmp_path / "quantized.npz", model)
     np.save(tmp_path / "x.npy", images_for(rng, model))
     args = ["selftest", str(tmp_path / "quantized.npz"), "--images-npy", str(tmp_path / "x.npy"),
-            "--faults", "cycles_from_1,relu_broken", "--out", str(tmp_path / "out")]
+            "--faults", "cycles_from_1,relu_broken", "--results-dir", str(tmp_path / "out")]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "cycles_from_1" in out and "1 caught, 1 not exercised, 0 survived of 2 faults" in out

@@ -55,7 +55,7 @@ def test_variant_that_the_soc_does_not_run_is_refused(sim, sim_build):
     with sim.pty() as tty:
         with pytest.raises(duts.VariantMismatch, match=r"--variant a7-100 has the accelerator "
                            r"AccelConfig\(lanes=128.*runs AccelConfig\(lanes=64.*that is --variant a7-35"):
-            with duts.open_dut("arty", tty, build_dir=sim_build.dir, variant="a7-100", log=lambda s: None):
+            with duts.open_dut("arty", tty, build_dir=sim_build.dir, variant="a7-100"):
                 pass
 
 
@@ -88,7 +88,7 @@ def test_mlp_of_90_percent_runs_bit_exact_on_the_a7_100(twin, fashion, record_pr
     on this machine's BLAS kernel)."""
     model, _ = workflow.ensure_model(MLP_90, fashion)
     images, labels = fashion.test
-    with duts.open_dut(sim=twin, variant="a7-100", log=lambda s: None) as d:
+    with duts.open_dut(sim=twin, variant="a7-100") as d:
         d.load(model)
         r = d.infer(images)
         cpu = d.cpu_infer(model, images[:1])

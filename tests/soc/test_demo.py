@@ -18,8 +18,8 @@ IMAGES = 40
 
 def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
     models = {workflow.MODELS[name]: trained(name) for name in workflow.MODELS}   # before the demo
-    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--model", "all", "--images", str(IMAGES),
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--arch", "all", "--images", str(IMAGES),
+                        "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count(f"bit-exact        {IMAGES}/{IMAGES} images") == len(workflow.MODELS)
     assert "| | cnn on fashion-mnist | cnn on mnist | mlp on fashion-mnist |" in r.stdout
@@ -44,7 +44,7 @@ def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
 def test_demo_with_its_defaults(trained, sim_build, tmp_path):
     """`nnhil demo` as the README runs it: the MLP on all 10,000 test images (five 2,000-image chunks)."""
     t = trained("mlp")
-    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--results-dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=1800, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = np.load(tmp_path / "board" / "mlp-fashion-mnist" / "results.npz")

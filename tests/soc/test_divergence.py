@@ -103,7 +103,7 @@ def test_nnhil_run_traces_an_image_on_demand(model, images, tmp_path):
     modelfile.save_quantized(tmp_path / "m.npz", model)
     np.save(tmp_path / "x.npy", images)
     r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
-                        tmp_path / "x.npy", "--trace", "1", "--out", tmp_path / "run"],
+                        tmp_path / "x.npy", "--trace", "1", "--results-dir", tmp_path / "run"],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "image 1: every layer's on-board output equals the integer model's (4 layers)" in r.stdout

@@ -44,7 +44,7 @@ def test_qdq_pytorch_model_on_the_board_against_onnx_runtime(fashion, tmp_path):
     rows = ["label," + ",".join(f"pixel{i}" for i in range(1, 785))]
     rows += [",".join(map(str, [int(y)] + im.ravel().tolist())) for im, y in zip(images, labels)]
     csv.write_text("\n".join(rows) + "\n")
-    r = nnhil("run", tmp_path / "q" / "quantized.npz", "--images-csv", csv, "--out", tmp_path / "run")
+    r = nnhil("run", tmp_path / "q" / "quantized.npz", "--images-csv", csv, "--results-dir", tmp_path / "run")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"bit-exact        {N}/{N} images" in r.stdout
     (board,) = (tmp_path / "run" / "board").iterdir()

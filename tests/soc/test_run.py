@@ -24,7 +24,7 @@ def nnhil(*args, timeout=900):
 
 def run_and_check(model_file, out, images, *args):
     """nnhil run, then every image's on-board outputs checked here against the model."""
-    r = nnhil("run", model_file, "--out", out, *args)
+    r = nnhil("run", model_file, "--results-dir", out, *args)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     model = modelfile.load_quantized(model_file)
     (board,) = (Path(out) / "board").iterdir()
@@ -49,7 +49,7 @@ def run_and_check(model_file, out, images, *args):
     ["--arch", "cnn", "--channels", "6,12", "--layers", "24,10", "--epochs", "1"],
 ], ids=["mlp-784-48-24-10", "cnn-6-12-24-10"])
 def test_run_a_model_trained_with_other_shapes(fashion, tmp_path, train_args):
-    r = nnhil("train", *train_args, "--out", tmp_path / "model")
+    r = nnhil("train", *train_args, "--model-dir", tmp_path / "model")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     _, summary = run_and_check(tmp_path / "model" / "quantized.npz", tmp_path / "run",
                                fashion.test[0][:120], "--images", 120)
@@ -120,7 +120,7 @@ def test_run_a_file_written_without_nnhil_on_your_own_images(tmp_path):
     assert summary["board_accuracy"] == summary["software_int_accuracy"]
 
     np.save(tmp_path / "floats.npy", images.astype(np.float32))
-    r = nnhil("run", tmp_path / "mine.npz", "--images-npy", tmp_path / "floats.npy", "--out", tmp_path / "x")
+    r = nnhil("run", tmp_path / "mine.npz", "--images-npy", tmp_path / "floats.npy", "--results-dir", tmp_path / "x")
     assert r.returncode == 2 and "images are float32, the model takes uint8" in r.stderr
 
 

@@ -24,7 +24,7 @@ def two(sim_build):
     def boot(d):
         both.wait()
         return d.firmware
-    with shards.open_all(lambda: open_dut(log=lambda s: None), 2, ready=boot, timeline=timeline) as duts:
+    with shards.open_all(lambda: open_dut(), 2, ready=boot, timeline=timeline) as duts:
         assert len({d.sim.port for d in duts}) == 2          # each its own process and port
         assert sorted((n, w) for n, w, _, _ in timeline.spans) == [
             ("ready", "sim 1"), ("ready", "sim 2"), ("start", "sim 1"), ("start", "sim 2")]

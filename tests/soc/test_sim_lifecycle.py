@@ -1,5 +1,6 @@
 """Builds are cached, and a dead sim gives a clear error at once and leaves no process."""
 import json
+import logging
 import os
 import shutil
 import signal
@@ -17,12 +18,12 @@ pytestmark = pytest.mark.sim
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_cached_build_is_reused_untouched(sim_build):
+def test_cached_build_is_reused_untouched(sim_build, caplog):
     stamp = sim_build.vsim.stat().st_mtime_ns
-    lines = []
-    again = buildcache.build_sim(layout.AccelConfig(), log=lines.append)
+    with caplog.at_level(logging.INFO, logger="nnhil"):
+        again = buildcache.build_sim(layout.AccelConfig())
     assert again == sim_build
-    assert lines == [f"sim model {sim_build.dir.name[4:]} is up to date in {sim_build.dir}"]
+    assert [r.getMessage() for r in caplog.records] == [f"sim model {sim_build.dir.name[4:]} is up to date in {sim_build.dir}"]
     assert sim_build.vsim.stat().st_mtime_ns == stamp
 
 
@@ -65,7 +66,7 @@ def test_the_traced_variant_is_its_own_build_and_writes_only_where_asked():
     """The traced build (cached beside the default one, as tests/soc/test_wave.py uses it) has
     FST trace support, and its main writes no file of its own: a run's trace goes only to the
     file $NNHIL_TRACE_FILE names, and only while the trace window is armed (host.wave)."""
-    traced = buildcache.build_sim(layout.AccelConfig(), log=lambda line: None,
+    traced = buildcache.build_sim(layout.AccelConfig(),
                                   variant=buildcache.SimVariant(trace=True))
     assert traced.dir.name != f"sim-{buildcache.build_key('sim', layout.AccelConfig())[1]}"
     classes = (traced.gateware_dir / "obj_dir" / "Vsim_classes.mk").read_text()

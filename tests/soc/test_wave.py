@@ -147,7 +147,7 @@ def test_nnhil_run_wave_writes_the_waveform_beside_the_report(traced, model, ima
     modelfile.save_quantized(tmp_path / "m.npz", model)
     np.save(tmp_path / "x.npy", images)
     r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
-                        tmp_path / "x.npy", "--trace", "1", "--wave", "--out", tmp_path / "run"],
+                        tmp_path / "x.npy", "--trace", "1", "--wave", "--results-dir", tmp_path / "run"],
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (board,) = (tmp_path / "run" / "board").iterdir()
@@ -164,7 +164,7 @@ def test_wave_with_a_board_is_refused_before_any_work(model, images, tmp_path):
     modelfile.save_quantized(tmp_path / "m.npz", model)
     np.save(tmp_path / "x.npy", images)
     r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
-                        tmp_path / "x.npy", "--trace", "0", "--wave", "--board", "arty", "--out", tmp_path / "run"],
+                        tmp_path / "x.npy", "--trace", "0", "--wave", "--target", "arty", "--results-dir", tmp_path / "run"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode != 0 and "--wave: a board has no waveform dump" in r.stdout + r.stderr
     assert not (tmp_path / "run").exists()

@@ -11,7 +11,7 @@ from nnhil.training import modelfile
 def trained(tmp_path_factory, fashion):
     out = tmp_path_factory.mktemp("cli") / "run"
     assert main(["train", "--layers", "784,24,10", "--epochs", "2", "--no-download",
-                 "--out", str(out)]) == 0
+                 "--model-dir", str(out)]) == 0
     return out
 
 
@@ -41,6 +41,8 @@ def test_quantize_reproduces_the_trained_integer_model(trained, tmp_path):
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    from nnhil.host.testmodels import random_default_model
+    modelfile.save_quantized(tmp_path / "m.npz", random_default_model("mlp"))
     assert main(["eval", str(tmp_path / "m.npz"), "--data-dir", str(tmp_path), "--no-download"]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "--data-dir" in err
@@ -62,7 +64,7 @@ def test_bad_layers_flag(capsys):
 def test_train_cnn_from_the_command_line(tmp_path, fashion):
     out = tmp_path / "cnn"
     assert main(["train", "--arch", "cnn", "--channels", "4,8", "--kernel", "2", "--layers", "16,10",
-                 "--epochs", "1", "--no-download", "--out", str(out)]) == 0
+                 "--epochs", "1", "--no-download", "--model-dir", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["arch"] == "cnn" and metrics["int_test_accuracy"] > 0.7
     q = modelfile.load_quantized(out / "quantized.npz")

@@ -130,8 +130,8 @@ def test_training_is_deterministic_and_learns():
     x = x.reshape(300, -1)
     cfg = CNNConfig(layers=(3,), channels=(4, 4), kernel=2, input_shape=(1, 8, 8), epochs=4,
                     batch=32, lr=0.05, val_size=0)
-    a, ha = train(cfg, x[:250], y[:250], x[250:], y[250:], log=lambda s: None)
-    b, hb = train(cfg, x[:250], y[:250], x[250:], y[250:], log=lambda s: None)
+    a, ha = train(cfg, x[:250], y[:250], x[250:], y[250:])
+    b, hb = train(cfg, x[:250], y[:250], x[250:], y[250:])
     for p, q in zip(a.params, b.params):
         assert np.array_equal(p, q)
     assert ha.loss == hb.loss and max(ha.val_acc) > 0.9
@@ -413,7 +413,7 @@ def test_train_cnn_workflow_end_to_end(fashion, tmp_path):
     small = workflow.Data(fashion.name, fashion.classes, tuple(a[:1500] for a in fashion.train),
                           tuple(a[:300] for a in fashion.val), tuple(a[:500] for a in fashion.test),
                           fashion.standardizer)
-    m = workflow.train_cnn(small, tmp_path, log=lambda s: None, channels=(4, 8), layers=(10,),
+    m = workflow.train_cnn(small, tmp_path, channels=(4, 8), layers=(10,),
                             kernel=3, epochs=1)
     assert m["arch"] == "cnn" and m["channels"] == [4, 8] and m["test_images"] == 500
     assert m["float_test_accuracy"] > 0.5 and m["int_test_accuracy"] > 0.5

@@ -90,7 +90,7 @@ def test_cnn_trains_with_its_own_blas_threads(caller_threads):
     cfg = _ThreadProbe(layers=(3,), channels=(2,), input_shape=(1, 8, 8), epochs=1, batch=20, val_size=0)
     _ThreadProbe.seen = []
     with threadpool_limits(caller_threads, user_api="blas"):
-        train(cfg, x, y, x[:0], y[:0], log=lambda s: None)
+        train(cfg, x, y, x[:0], y[:0])
         after = threadpool_info()
     assert _ThreadProbe.seen == [CNNConfig.blas_threads] * 2
     assert all(p["num_threads"] == caller_threads for p in after if p["user_api"] == "blas")

@@ -81,7 +81,7 @@ def test_l2_shrinks_trained_weights():
     norms = {}
     for l2 in (0.0, 0.05):
         cfg = TrainConfig(layers=(10, 16, 4), epochs=10, l2=l2, dropout=0, label_smoothing=0)
-        model, _ = train(cfg, x, y, x[:0], y[:0], log=lambda s: None)   # no validation: last epoch
+        model, _ = train(cfg, x, y, x[:0], y[:0])   # no validation: last epoch
         norms[l2] = sum(float((w ** 2).sum()) for w in model.weights)
     assert norms[0.05] < 0.8 * norms[0.0]
 
@@ -89,14 +89,14 @@ def test_l2_shrinks_trained_weights():
 def test_training_is_deterministic_for_a_seed_and_learns():
     x, y = _toy_data()
     cfg = TrainConfig(layers=(10, 16, 4), epochs=3, dropout=0.2, val_size=0)
-    a, ha = train(cfg, x, y, x[:100], y[:100], log=lambda s: None)
-    b, hb = train(cfg, x, y, x[:100], y[:100], log=lambda s: None)
+    a, ha = train(cfg, x, y, x[:100], y[:100])
+    b, hb = train(cfg, x, y, x[:100], y[:100])
     for wa, wb in zip(a.params, b.params):
         assert np.array_equal(wa, wb)
     assert ha.loss == hb.loss
     assert ha.val_acc[-1] > 0.9
     c, _ = train(TrainConfig(layers=(10, 16, 4), epochs=3, dropout=0.2, seed=1), x, y,
-                 x[:100], y[:100], log=lambda s: None)
+                 x[:100], y[:100])
     assert not np.array_equal(a.weights[0], c.weights[0])
 
 
@@ -126,7 +126,7 @@ def test_best_validation_checkpoint_is_kept(monkeypatch):
     monkeypatch.setattr(MLP, "predict", spy)
     cfg = TrainConfig(layers=(30, 256, 4), epochs=12, batch=16, lr=0.005, dropout=0, l2=0, label_smoothing=0,
                       seed=0)
-    model, hist = train(cfg, x, y, xv, yv, log=lambda s: None)
+    model, hist = train(cfg, x, y, xv, yv)
     monkeypatch.undo()
     best = int(np.argmax(hist.val_acc))
     assert len(snapshots) == cfg.epochs and 0 < best < cfg.epochs - 1

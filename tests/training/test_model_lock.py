@@ -1,5 +1,6 @@
 """One process trains a model at a time: two workers asking for the same model train it once,
 and a waiter whose trainer died, or hangs, says so instead of hanging. Real processes training."""
+import logging
 import os
 import signal
 import subprocess
@@ -15,8 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 LONG_EPOCHS = 5000                # minutes of training: the trainer is killed long before
 # A child asks for the small MLP in an output directory once the test writes a line to its stdin.
 CHILD = """
-import sys
+import logging, sys
 from nnhil.training import workflow
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
 from nnhil.training.train import TrainConfig
 out, epochs = sys.argv[1], int(sys.argv[2])
 d = workflow.load_data("fashion-mnist")
@@ -24,8 +26,7 @@ small = workflow.Data(d.name, d.classes, tuple(a[:600] for a in d.train), tuple(
                       tuple(a[:200] for a in d.test), d.standardizer)
 print("ready", flush=True)
 sys.stdin.readline()
-model, _ = workflow.ensure_model(TrainConfig(layers=(784, 8, 10), epochs=epochs, val_size=200), small, out,
-                                 log=lambda line: print(line, flush=True))
+model, _ = workflow.ensure_model(TrainConfig(layers=(784, 8, 10), epochs=epochs, val_size=200), small, out)
 print("model", model.hash, flush=True)
 """
 
@@ -105,14 +106,23 @@ def test_a_waiter_gives_up_after_the_training_time_or_when_the_trainer_died(tmp_
         m.setattr(workflow, "TRAIN_OVERHEAD_S", 0.5)
         m.setattr(workflow, "TRAIN_FLOPS_FLOOR", 1e18)
         with pytest.raises(filelock.LockTimeout, match=rf"held by process {trainer.pid} .* after 0.5 s of waiting"):
-            workflow.ensure_model(cfg(LONG_EPOCHS), small, tmp_path, log=lambda line: None)
+            workflow.ensure_model(cfg(LONG_EPOCHS), small, tmp_path)
     assert trainer.poll() is None                 # the trainer goes on: only the waiter gave up
 
-    def kill_once_waiting(line):
-        if line.startswith("waiting up to"):
-            os.kill(trainer.pid, signal.SIGKILL)
-    with pytest.raises(workflow.TrainingLockError,
-                       match=rf"process {trainer.pid} \(.*\) was training {tmp_path} and died before it finished"):
-        workflow.ensure_model(cfg(LONG_EPOCHS), small, tmp_path, log=kill_once_waiting)
+    class KillOnceWaiting(logging.Handler):         # the waiter's message: the trainer dies then
+        def emit(self, record):
+            if record.getMessage().startswith("waiting up to"):
+                os.kill(trainer.pid, signal.SIGKILL)
+    logger, handler = logging.getLogger("nnhil.training.filelock"), KillOnceWaiting()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(workflow.TrainingLockError,
+                           match=rf"process {trainer.pid} \(.*\) was training {tmp_path} and died before it finished"):
+            workflow.ensure_model(cfg(LONG_EPOCHS), small, tmp_path)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     assert trainer.wait(timeout=10) == -signal.SIGKILL
     assert not (tmp_path / "quantized.npz").exists()

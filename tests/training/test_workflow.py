@@ -1,5 +1,7 @@
 """The model cache: a cached model is reused only while its configuration, the training
 sources and the libraries that change its numbers are what made it."""
+import contextlib
+import logging
 import shutil
 
 import pytest
@@ -9,6 +11,22 @@ from nnhil.training import modelfile, workflow
 from nnhil.training.train import TrainConfig
 
 CFG = TrainConfig(layers=(784, 8, 10), epochs=1, val_size=200)
+
+
+@contextlib.contextmanager
+def logged(name="nnhil"):
+    """The messages logged under ``name`` (INFO and up) while the block runs, in a list."""
+    lines, logger = [], logging.getLogger(name)
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +40,8 @@ def small(fashion):
 def cached(small, tmp_path_factory):
     """A model trained once into a cache directory; each test works on a copy of it."""
     out = tmp_path_factory.mktemp("cached") / "out"
-    lines = []
-    workflow.ensure_model(CFG, small, out, log=lines.append)
+    with logged() as lines:
+        workflow.ensure_model(CFG, small, out)
     assert lines and lines[0].startswith("training MLP 784-8-10")
     return out
 
@@ -39,8 +57,8 @@ def sources(tmp_path, monkeypatch):
 
 def _ensure(small, out_dir):
     """(model hash, log lines) of ensure_model."""
-    lines = []
-    model, _ = workflow.ensure_model(CFG, small, out_dir, log=lines.append)
+    with logged() as lines:
+        model, _ = workflow.ensure_model(CFG, small, out_dir)
     return model.hash, lines
 
 
