@@ -1,8 +1,10 @@
 """Build the standalone accelerator for Icarus and run the cocotb tests on it.
 
 ``build`` writes the Verilog and a JSON map (configuration and CSR word addresses) for
-cocotb_accelerator.py and compiles it; ``run`` runs one of its tests, passing the build's
-name and its map as plusargs. Both hold the build's lock: the workers of ``pytest -n`` share
+cocotb_accelerator.py and compiles it under the testbench top nnhil_accel_tb.v (its clock and
+Wishbone master), whose command buffer is as deep as the build's largest region (a Verilog
+parameter, through the runner); ``run`` runs one of its tests, passing the build's name and its
+map as plusargs. Both hold the build's lock: the workers of ``pytest -n`` share
 its directory (and cocotb's results.xml in it).
 """
 import json
@@ -14,6 +16,8 @@ from nnhil.training import filelock
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "gateware_sim"
 TOPLEVEL = "nnhil_accel_top"
+TESTBENCH = Path(__file__).resolve().with_name("nnhil_accel_tb.v")
+TB_TOPLEVEL = "nnhil_accel_tb"
 LOCK_TIMEOUT_S = 900          # another worker's build, or one of its cocotb tests
 
 
@@ -29,7 +33,8 @@ def build(cfg, name):
         if not source.exists() or source.read_text() != verilog:   # keep the timestamp: no rebuild
             source.write_text(verilog)
         (out / "map.json").write_text(json.dumps({"config": cfg.to_dict(), "csr": top.csr_map()}))
-        runner.build(verilog_sources=[source], hdl_toplevel=TOPLEVEL, build_dir=out / "sim_build")
+        runner.build(verilog_sources=[source, TESTBENCH], hdl_toplevel=TB_TOPLEVEL, build_dir=out / "sim_build",
+                     parameters={"DEPTH": max(cfg.region_words.values())})
     return runner, out
 
 
@@ -40,7 +45,7 @@ def _locked(out, what):
 def run(runner, out, testcase, build):
     """Run one cocotb test of cocotb_accelerator.py on the build ``build``; raises if it fails."""
     with _locked(out, f"running {testcase} on"):
-        runner.test(test_module="cocotb_accelerator", hdl_toplevel=TOPLEVEL, testcase=testcase,
+        runner.test(test_module="cocotb_accelerator", hdl_toplevel=TB_TOPLEVEL, testcase=testcase,
                     build_dir=out / "sim_build", test_dir=out,
                     plusargs=[f"+build={build}", f"+map={out / 'map.json'}"],
                     # cocotb's assertion rewriting builds a pytest Config, which would import
