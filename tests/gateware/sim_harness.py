@@ -3,12 +3,21 @@
 ``build`` writes the Verilog and a JSON map (configuration and CSR word addresses) for
 cocotb_accelerator.py and compiles it under the testbench top nnhil_accel_tb.v (its clock and
 Wishbone master), whose command buffer is as deep as the build's largest region (a Verilog
-parameter, through the runner); ``run`` runs one of its tests, passing the build's name and its
-map as plusargs. Both hold the build's lock: the workers of ``pytest -n`` share
-its directory (and cocotb's results.xml in it).
+parameter, through the runner). A build lives in build/gateware_sim/<name>-<hash>/, keyed by
+everything compiled (the generated Verilog, the testbench, its parameters, the Icarus and
+cocotb versions): the workers of ``pytest -n`` share it, the first builds it under the build's
+lock and the others wait for it and reuse it. ``run`` runs one of its tests, passing the
+build's name and its map as plusargs; runs only read the build (each writes its own results
+file), so any worker runs any test, several at a time on one build.
 """
+import hashlib
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
+
+import cocotb
 
 from nnhil.gateware.standalone import Standalone
 from nnhil.training import filelock
@@ -18,37 +27,44 @@ BUILD_DIR = ROOT / "build" / "gateware_sim"
 TOPLEVEL = "nnhil_accel_top"
 TESTBENCH = Path(__file__).resolve().with_name("nnhil_accel_tb.v")
 TB_TOPLEVEL = "nnhil_accel_tb"
-LOCK_TIMEOUT_S = 900          # another worker's build, or one of its cocotb tests
+LOCK_TIMEOUT_S = 300          # another worker's build of the same configuration (seconds at most)
+
+
+def _icarus_version():
+    return subprocess.run(["iverilog", "-V"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
 
 
 def build(cfg, name):
-    """Generate and compile the top for ``cfg`` under build/gateware_sim/<name>; return the runner."""
+    """Generate the top for ``cfg`` and compile it with the testbench, unless that exact build
+    exists; return the runner and the build's directory."""
     from cocotb.runner import get_runner
-    out = BUILD_DIR / name
     top = Standalone(cfg)
     verilog = top.verilog(TOPLEVEL)
-    source = out / f"{TOPLEVEL}.v"
+    parameters = {"DEPTH": max(cfg.region_words.values())}
+    key = {"verilog": hashlib.sha256(verilog.encode()).hexdigest(),
+           "testbench": hashlib.sha256(TESTBENCH.read_bytes()).hexdigest(),
+           "parameters": parameters, "icarus": _icarus_version(), "cocotb": cocotb.__version__}
+    out = BUILD_DIR / f"{name}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}"
     runner = get_runner("icarus")
-    with _locked(out, "building"):
-        if not source.exists() or source.read_text() != verilog:   # keep the timestamp: no rebuild
+    with filelock.held(out / ".lock", LOCK_TIMEOUT_S, f"building the cocotb build {out.name}"):
+        if not (out / "sim_build" / "sim.vvp").exists():   # the key covers everything compiled
+            source = out / f"{TOPLEVEL}.v"
             source.write_text(verilog)
-        (out / "map.json").write_text(json.dumps({"config": cfg.to_dict(), "csr": top.csr_map()}))
-        runner.build(verilog_sources=[source, TESTBENCH], hdl_toplevel=TB_TOPLEVEL, build_dir=out / "sim_build",
-                     parameters={"DEPTH": max(cfg.region_words.values())})
+            (out / "map.json").write_text(json.dumps({"config": cfg.to_dict(), "csr": top.csr_map()}))
+            partial = out / "sim_build.partial"     # renamed when complete: never half a build
+            shutil.rmtree(partial, ignore_errors=True)
+            runner.build(verilog_sources=[source, TESTBENCH], hdl_toplevel=TB_TOPLEVEL,
+                         build_dir=partial, parameters=parameters, always=True)
+            os.replace(partial, out / "sim_build")
     return runner, out
-
-
-def _locked(out, what):
-    return filelock.held(out / ".lock", LOCK_TIMEOUT_S, f"{what} the cocotb build {out.name}")
 
 
 def run(runner, out, testcase, build):
     """Run one cocotb test of cocotb_accelerator.py on the build ``build``; raises if it fails."""
-    with _locked(out, f"running {testcase} on"):
-        runner.test(test_module="cocotb_accelerator", hdl_toplevel=TB_TOPLEVEL, testcase=testcase,
-                    build_dir=out / "sim_build", test_dir=out,
-                    plusargs=[f"+build={build}", f"+map={out / 'map.json'}"],
-                    # cocotb's assertion rewriting builds a pytest Config, which would import
-                    # every installed pytest11 plugin (labgrid's takes seconds) in each simulator
-                    # run; the tests need no BLAS threads
-                    extra_env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "OPENBLAS_NUM_THREADS": "1"})
+    runner.test(test_module="cocotb_accelerator", hdl_toplevel=TB_TOPLEVEL, testcase=testcase,
+                build_dir=out / "sim_build", test_dir=out,
+                plusargs=[f"+build={build}", f"+map={out / 'map.json'}"],
+                # cocotb's assertion rewriting builds a pytest Config, which would import
+                # every installed pytest11 plugin (labgrid's takes seconds) in each simulator
+                # run; the tests need no BLAS threads
+                extra_env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "OPENBLAS_NUM_THREADS": "1"})
