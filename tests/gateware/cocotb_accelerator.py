@@ -12,8 +12,7 @@ import json
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge
+from cocotb.triggers import Edge, FallingEdge, RisingEdge
 
 from nnhil.gateware import cyclemodel, layout, program, vectors
 from nnhil.gateware.layout import AccelConfig
@@ -71,7 +70,8 @@ def tests():
 
 
 class Host:
-    """Wishbone master and the host-side protocol (load, start, poll, read back)."""
+    """The host-side protocol (load, start, poll, read back) over the testbench's Wishbone master
+    (nnhil_accel_tb.v): each access, burst or poll is one command the simulator runs alone."""
 
     def __init__(self, dut, cfg, csr):
         self.dut = dut
@@ -80,8 +80,8 @@ class Host:
         self.base = cfg.region_base
 
     async def reset(self):
+        """The testbench clock runs from time 0; bus idle, reset for three cycles, then a falling edge."""
         dut = self.dut
-        cocotb.start_soon(Clock(dut.sys_clk, 10, units="ns").start())
         dut.wb_cyc.value = dut.wb_stb.value = dut.wb_we.value = 0
         dut.wb_adr.value = dut.wb_dat_w.value = 0
         dut.wb_sel.value = 0xF
@@ -91,31 +91,38 @@ class Host:
         dut.sys_rst.value = 0
         await FallingEdge(dut.sys_clk)
 
-    async def _access(self, adr, we, data=0, strict=True):
-        """One Wishbone cycle; signals change on falling edges, the slave samples on rising ones.
-
-        Unwritten RAM reads as X in simulation: an error unless ``strict`` is off, then 0.
-        """
+    async def _command(self, adr, count, we=False, words=(), poll=None):
+        """Run ``count`` accesses from word ``adr`` (a poll: of ``adr``, until ``(word & mask) ==
+        value``); returns the number acknowledged. Never hangs: 16 cycles at most per access."""
         dut = self.dut
-        dut.wb_adr.value = adr
-        dut.wb_we.value = we
-        dut.wb_dat_w.value = data
-        dut.wb_cyc.value = dut.wb_stb.value = 1
-        for _ in range(16):
-            await FallingEdge(dut.sys_clk)
-            if dut.wb_ack.value:
-                value = dut.wb_dat_r.value
-                value = int(value) if strict else int(value.binstr.replace("x", "0").replace("z", "0"), 2)
-                await FallingEdge(dut.sys_clk)
-                dut.wb_cyc.value = dut.wb_stb.value = 0
-                return value
-        raise AssertionError(f"no Wishbone ack at word {adr:#x}")
+        assert count <= len(dut.data), f"{count} words: the testbench moves {len(dut.data)} at most"
+        for k, w in enumerate(words):
+            dut.data[k].value = w
+        dut.cmd_adr.value = adr
+        dut.cmd_count.value = count
+        dut.cmd_we.value = int(we)
+        dut.cmd_poll.value = int(poll is not None)
+        if poll is not None:
+            dut.poll_mask.value, dut.poll_value.value = poll
+        dut.cmd_go.value = 1 - int(dut.cmd_go.value)
+        await Edge(dut.cmd_done)
+        acked = int(dut.acked.value)
+        if dut.no_ack.value:
+            raise AssertionError(f"no Wishbone ack at word {adr if poll else adr + acked:#x}")
+        return acked
+
+    def _word(self, k, strict):
+        """Word ``k`` the last command read. Unwritten RAM reads as X in simulation: an error
+        unless ``strict`` is off, then 0."""
+        value = self.dut.data[k].value
+        return int(value) if strict else int(value.binstr.replace("x", "0").replace("z", "0"), 2)
 
     async def write(self, adr, data):
-        await self._access(adr, 1, data)
+        await self._command(adr, 1, True, [data])
 
     async def read(self, adr, strict=True):
-        return await self._access(adr, 0, strict=strict)
+        await self._command(adr, 1)
+        return self._word(0, strict)
 
     async def csr(self, name, value=None):
         if value is None:
@@ -124,11 +131,11 @@ class Host:
 
     async def write_region(self, region, words, offset=0):
         assert offset + len(words) <= self.cfg.region_words[region]
-        for k, w in enumerate(words):
-            await self.write(self.base[region] + offset + k, int(w))
+        await self._command(self.base[region] + offset, len(words), True, [int(w) for w in words])
 
     async def read_region(self, region, n, offset=0, strict=True):
-        return [await self.read(self.base[region] + offset + k, strict) for k in range(n)]
+        await self._command(self.base[region] + offset, n)
+        return [self._word(k, strict) for k in range(n)]
 
     async def status(self):
         return layout.decode_status(await self.csr("status"))
@@ -146,10 +153,12 @@ class Host:
 
     async def wait_done(self, limit):
         """Poll status until done; fail (never hang) after ``limit`` cycles."""
-        for _ in range(limit // 2 + 10):   # a poll takes at least two cycles
-            busy, done, error = await self.status()
-            if done and not busy:
-                return error
+        polls = limit // 2 + 10   # a poll takes at least two cycles
+        done = layout.STATUS_DONE
+        await self._command(self.csr_map["status"], polls, poll=(layout.STATUS_BUSY | done, done))
+        busy, done, error = layout.decode_status(self._word(0, strict=True))
+        if done and not busy:
+            return error
         raise AssertionError(f"not done after {limit} cycles")
 
     async def infer(self, model, image, slot=0):

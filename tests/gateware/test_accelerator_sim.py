@@ -1,5 +1,6 @@
 """The accelerator in Icarus Verilog: each cocotb test of cocotb_accelerator.py on the builds it
-declares (collected from that module), one simulator run per test and build."""
+declares (collected from that module), one simulator run per test and build. With pytest -n
+any worker runs any of them: the workers share each build (sim_harness.py)."""
 import functools
 
 import pytest
@@ -8,8 +9,7 @@ import cocotb_accelerator
 import sim_harness
 
 CASES = [(build, name) for name, builds in cocotb_accelerator.tests().items() for build in builds]
-# with pytest -n --dist loadgroup, a build's tests go to one worker, which builds it alone
-PARAMS = [pytest.param(b, t, id=f"{b}-{t}", marks=pytest.mark.xdist_group(f"cocotb-{b}")) for b, t in CASES]
+PARAMS = [pytest.param(b, t, id=f"{b}-{t}") for b, t in CASES]
 
 
 @functools.cache
