@@ -99,6 +99,9 @@ def add_arguments(p):
                    help="with --trace (or, on the simulation, for the first diverging image): rerun it on the "
                         "traced sim build and write the waveform of its first diverging layer, trace-I.fst, "
                         "with a GTKWave save file trace-I.gtkw marking the first wrong write (docs/waveforms.md)")
+    p.add_argument("--wave-all", action="store_true",
+                   help="--wave with every signal of the SoC in the window (the CPU's and the bus's too): "
+                        "a traced build of its own, a larger file")
     add_target_arguments(p)
 
 
@@ -351,10 +354,11 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         log(divergence.trace(dut, images[wanted], wanted, board_dir).text())
     if traced or wanted is not None:
         log(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
-    if getattr(args, "wave", False) and dut.target == "sim" and (wanted is not None or traced):
+    wave_all = getattr(args, "wave_all", False)
+    if (getattr(args, "wave", False) or wave_all) and dut.target == "sim" and (wanted is not None or traced):
         from . import wave
         log(wave.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
-                              dut.config, log))
+                              dut.config, log, "all" if wave_all else "accelerator"))
     return bool(exact.all() and cpu_exact and summary["cycles_exact"])
 
 
@@ -452,7 +456,7 @@ def run(args, log=print):
     if args.trace is not None and not 0 <= args.trace < len(job.images):
         raise InputError(f"--trace {args.trace}: the run has images 0 to {len(job.images) - 1}; "
                          f"give one of them")
-    if getattr(args, "wave", False) and args.board:
+    if (getattr(args, "wave", False) or getattr(args, "wave_all", False)) and args.board:
         raise InputError("--wave: a board has no waveform dump (docs/waveforms.md shows LiteScope "
                          "for it); run without --board to trace on the simulation")
     prepare_host([job], timeline)
