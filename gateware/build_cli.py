@@ -3,7 +3,7 @@ import argparse
 import dataclasses
 import sys
 
-from . import layout
+from . import analyzer, layout
 from .buildcache import SimBuild, SimVariant, build
 
 
@@ -20,6 +20,9 @@ def add_arguments(parser):
     parser.add_argument("--trace", action="store_true",
                         help="the sim model with trace support: it writes sim.vcd beside itself "
                              "(a build of its own, slower; docs/simulation-speed.md)")
+    parser.add_argument("--litescope", action="store_true",
+                        help="the Arty build with the LiteScope analyzer of a layer's window (a build of "
+                             f"its own; {', '.join(analyzer.VARIANTS)} only; docs/waveforms.md)")
     for f in dataclasses.fields(layout.AccelConfig):
         parser.add_argument("--" + f.name.replace("_", "-"), type=int, default=None,
                             help=f"accelerator {f.name} (default: the variant's)")
@@ -33,8 +36,15 @@ def run(args):
                                        if getattr(args, f.name) is not None})
     if args.trace and args.target != "sim":
         raise SystemExit("nnhil build: error: --trace is for --target sim")
+    if args.litescope:
+        if args.target != "arty":
+            raise SystemExit("nnhil build: error: --litescope is for --target arty (the sim has --trace)")
+        try:
+            analyzer.check(args.variant)
+        except ValueError as e:
+            raise SystemExit(f"nnhil build: error: --{e}") from None
     kwargs = ({"jobs": args.jobs, "variant": SimVariant(trace=args.trace)} if args.target == "sim"
-              else {"variant": args.variant})
+              else {"variant": args.variant, "litescope": args.litescope})
     result = build(args.target, cfg, **kwargs)
     print(result.dir if isinstance(result, SimBuild) else result)
 
