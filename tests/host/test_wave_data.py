@@ -99,7 +99,7 @@ def test_a_file_that_is_not_a_trace_is_named(tmp_path):
 def test_the_wait_for_the_trace_grows_with_the_window_from_a_floor():
     """A short window gets the floor; past it the wait is proportional to the window's cycles
     (the default CNN's conv layer of 4,659 cycles and a window a thousand times longer)."""
-    short = wave.close_timeout((1520, 6178))
+    short = wave.dump_timeout((1520, 6178))
     assert short == wave.CLOSE_FLOOR_S
-    long_ = wave.close_timeout((1, 4_659_000))
-    assert long_ > wave.CLOSE_FLOOR_S and wave.close_timeout((1, 2 * 4_659_000)) == 2 * long_
+    long_ = wave.dump_timeout((1, 4_659_000))
+    assert long_ > wave.CLOSE_FLOOR_S and wave.dump_timeout((1, 2 * 4_659_000)) == 2 * long_

@@ -218,13 +218,16 @@ def test_a_trace_that_never_comes_is_an_error_naming_the_window(traced, model, i
     assert given.exists() and not other.exists()
 
 
-def test_nnhil_run_wave_writes_the_waveform_beside_the_report(traced, model, images, tmp_path):
+@pytest.mark.parametrize("option, build", [("--wave", "traced"), ("--wave-all", "traced_all")])
+def test_nnhil_run_wave_writes_the_waveform_beside_the_report(option, build, request, model, images, tmp_path):
     """`nnhil run --trace 1 --wave` on a passing run: the last layer's window (none diverges),
-    its FST and save file beside trace-1.npz, every logit written as the model's."""
+    its FST and save file beside trace-1.npz, every logit written as the model's; with
+    --wave-all, the file of the whole SoC's signals (its build made beforehand by the fixture)."""
+    request.getfixturevalue(build)
     modelfile.save_quantized(tmp_path / "m.npz", model)
     np.save(tmp_path / "x.npy", images)
     r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
-                        tmp_path / "x.npy", "--trace", "1", "--wave", "--out", tmp_path / "run"],
+                        tmp_path / "x.npy", "--trace", "1", option, "--out", tmp_path / "run"],
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (board,) = (tmp_path / "run" / "board").iterdir()
@@ -235,6 +238,7 @@ def test_nnhil_run_wave_writes_the_waveform_beside_the_report(traced, model, ima
     assert "every write in the window equals the integer model's value" in r.stdout
     assert (board / "trace-1.fst").stat().st_size > 0 and (board / "trace-1.gtkw").exists()
     assert (board / "trace-1.npz").exists()
+    assert bool(cpu_signals(full_names(board / "trace-1.fst"))) == (option == "--wave-all")
 
 
 def test_wave_with_a_board_is_refused_before_any_work(model, images, tmp_path):
