@@ -43,6 +43,7 @@ def test_the_option_is_a_build_of_its_own_and_leaves_the_default_key_alone():
 
 def _generate(tmp_path, litescope, csv=None):
     rng = random.Random(0)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     with open(tmp_path / "litex.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         soc = ArtySoC(variant="a7-100", litescope=litescope, analyzer_csv=csv,
                       rom_init=[rng.getrandbits(32) for _ in range(arty.ROM_SIZE // 4)])
