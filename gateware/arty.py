@@ -20,7 +20,7 @@ from pathlib import Path
 from litex.soc.integration.builder import Builder
 from litex_boards.targets.digilent_arty import BaseSoC
 
-from . import link, soc as nnsoc, variants, vivado
+from . import analyzer, link, soc as nnsoc, variants, vivado
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,10 @@ L2_SIZE = 0x1000
 
 
 class ArtySoC(BaseSoC):
-    def __init__(self, accel_config=None, variant=variants.DEFAULT, rom_init=None, litescope=False):
-        if litescope and variant == "a7-35":   # its SoC uses 45 of the 50 RAMB36 already
-            raise ValueError("litescope: the A7-35 has no block RAM to spare for the analyzer; "
-                             "use variant a7-100")
+    def __init__(self, accel_config=None, variant=variants.DEFAULT, rom_init=None, litescope=False,
+                 analyzer_csv=None):
+        if litescope:          # before any work: the A7-35 may not carry it
+            analyzer.check(variant)
         accel_config = accel_config or variants.get(variant).accel
         kwargs = dict(nnsoc.SOC_KWARGS, with_uart=True, uart_name="crossover+uartbone",
                       uart_baudrate=link.BAUD, integrated_rom_size=ROM_SIZE, l2_size=L2_SIZE)
@@ -42,8 +42,7 @@ class ArtySoC(BaseSoC):
         BaseSoC.__init__(self, variant=variant, toolchain="vivado", sys_clk_freq=link.CLOCK_HZ, **kwargs)
         nnsoc.add_accelerator(self, accel_config)
         if litescope:          # a board's view of a layer's window (docs/waveforms.md)
-            from . import tracewindow
-            tracewindow.add_litescope(self)
+            analyzer.add(self, variant, csr_csv=analyzer_csv)
 
 
 LUTRAM_MAX_BITS = 8192     # a CPU memory this small goes to LUT RAM (a RAMB18 holds 18 Kbit)
@@ -100,17 +99,19 @@ def check_routed_timing(gateware_dir, build_name):
                                   f"{bit.name}.timing-failed") from None
 
 
-def build(cfg=None, out_dir=None, variant=variants.DEFAULT):
-    """The Arty gateware, BIOS and Vivado project of ``variant``; the bitstream too when Vivado is
-    on PATH and the routed design meets timing."""
+def build(cfg=None, out_dir=None, variant=variants.DEFAULT, litescope=False):
+    """The Arty gateware, BIOS and Vivado project of ``variant`` (with ``litescope``, the
+    gateware.analyzer and its analyzer.csv); the bitstream too when Vivado is on PATH and the
+    routed design meets timing."""
     v = variants.get(variant)
     cfg = cfg or v.accel
     out = Path(out_dir)
     has_vivado = shutil.which("vivado") is not None
-    soc = ArtySoC(cfg, variant=v.name)
+    soc = ArtySoC(cfg, variant=v.name, litescope=litescope,
+                  analyzer_csv=str(out / analyzer.CSV) if litescope else None)
     gateware = generate(soc, out, compile_software=True, compile_gateware=has_vivado,
                         csr_json=str(out / "csr.json"), csr_csv=str(out / "csr.csv"))
-    info = {"accel_config": cfg.to_dict(), "variant": v.name, "part": v.part}
+    info = {"accel_config": cfg.to_dict(), "variant": v.name, "part": v.part, "litescope": litescope}
     (out / "build.json").write_text(json.dumps(info, indent=2))
     if has_vivado:
         summary = check_routed_timing(gateware, soc.platform.name)

@@ -47,6 +47,7 @@ ROOTS = {"sim": ("nnhil.gateware.simsoc",), "arty": ("nnhil.gateware.arty",)}
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"    # run by the profiling run
 MODEL_MAKEFILE = SIM_MODULE_DIR / "model.mk"
 MODEL_OPT = "-O3"              # every C++ file of the model (see sim_tcp/model.mk)
+TRACE_SCOPES = ("accelerator", "all")   # a traced model's signals: trace_signals.vlt's, or every one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,9 @@ class SimVariant:
 
     ``trace``: verilated with FST trace support, run by sim_tcp/sim_trace_main.cpp, which dumps
     only the signals sim_tcp/trace_signals.vlt names, while the gateware.tracewindow window is
-    open, to the file $NNHIL_TRACE_FILE names (host.wave). ``faults``: the accelerator with the
+    open, to the file $NNHIL_TRACE_FILE names (host.wave). ``trace_scope``: what a traced model
+    dumps, one of TRACE_SCOPES: the accelerator's signals (trace_signals.vlt), or "all" of the
+    SoC's (``nnhil run --wave-all``: a build of its own). ``faults``: the accelerator with the
     selftest's fault injection (gateware.faults). The default builds neither.
 
     ``pgo``: the C++ compiled with GCC profile-guided optimisation, from a profiling run of the
@@ -67,12 +70,17 @@ class SimVariant:
     trace: bool = False
     faults: bool = False
     pgo: bool = None
+    trace_scope: str = TRACE_SCOPES[0]
 
     def __post_init__(self):
         if self.pgo is None:
             object.__setattr__(self, "pgo", not self.trace)
         if self.pgo and self.trace:
             raise ValueError("SimVariant(trace=True, pgo=True): a traced model is not profile-guided")
+        if self.trace_scope not in TRACE_SCOPES:
+            raise ValueError(f"trace_scope {self.trace_scope!r}: expected one of {', '.join(TRACE_SCOPES)}")
+        if self.trace_scope != TRACE_SCOPES[0] and not self.trace:
+            raise ValueError(f"trace_scope {self.trace_scope!r} is for a traced build: give trace=True")
 
 
 class BuildError(RuntimeError):
@@ -237,7 +245,8 @@ def _compile_sim(gateware_dir, verilog, variant, jobs, pgo_pass=""):
     """Compile the model LiteX generated in ``gateware_dir`` from the ``verilog`` files with our
     model.mk, streaming the output; ``pgo_pass`` "generate" or "use" (model.mk's PGO)."""
     cmd = ["make", "-f", str(MODEL_MAKEFILE), f"JOBS={jobs}", f"OPT={MODEL_OPT}", f"PGO={pgo_pass}",
-           "VERILOG=" + " ".join(verilog)] + (["TRACE=1"] if variant.trace else [])
+           "VERILOG=" + " ".join(verilog)] + (["TRACE=1"] if variant.trace else []) \
+        + (["TRACE_ALL=1"] if variant.trace_scope == "all" else [])
     _stream(cmd, gateware_dir, BUILD_TIMEOUT, f"Verilator build{' (PGO ' + pgo_pass + ')' if pgo_pass else ''}")
 
 
@@ -324,21 +333,23 @@ def build_sim(cfg=layout.AccelConfig(), main_ram_size=MAIN_RAM_SIZE, out_root=No
         return result
 
 
-def arty_dir(variant="a7-35", cfg=None, out_root=None):
-    """``build/arty-<hash>/``: the Arty build of ``cfg`` (default: the variant's) for ``variant``."""
+def arty_dir(variant="a7-35", cfg=None, out_root=None, litescope=False):
+    """``build/arty-<hash>/``: the Arty build of ``cfg`` (default: the variant's) for ``variant``
+    (with ``litescope``, the gateware.analyzer option: a key of its own)."""
     from . import variants
 
     v = variants.get(variant)
-    return Path(out_root or home.builds()) / f"arty-{build_key('arty', cfg or v.accel, variant=v.name)[1]}"
+    option = {"litescope": True} if litescope else {}
+    return Path(out_root or home.builds()) / f"arty-{build_key('arty', cfg or v.accel, variant=v.name, **option)[1]}"
 
 
-def build_arty(cfg=None, variant="a7-35", out_root=None):
+def build_arty(cfg=None, variant="a7-35", out_root=None, litescope=False):
     """The Arty build of ``cfg`` for ``variant`` (see gateware.arty) in ``build/arty-<hash>/``."""
     from . import arty, variants
 
     _tools_on_path()
     cfg = cfg or variants.get(variant).accel
-    return arty.build(cfg, arty_dir(variant, cfg, out_root), variant)
+    return arty.build(cfg, arty_dir(variant, cfg, out_root, litescope), variant, litescope)
 
 
 def build(target="sim", cfg=layout.AccelConfig(), **kwargs):

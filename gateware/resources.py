@@ -107,8 +107,9 @@ def accelerator_sources(cfg, workdir):
     return [out], "nnhil_accelerator"
 
 
-def soc_sources(cfg, workdir, variant="a7-35"):
-    """The Arty SoC's Verilog, CPU and memory init files; returns (sources, top).
+def soc_sources(cfg, workdir, variant="a7-35", litescope=False):
+    """The Arty SoC's Verilog, CPU and memory init files (with ``litescope``, the SoC with the
+    gateware.analyzer option); returns (sources, top).
 
     The BIOS is not compiled here, so the ROM gets a placeholder image: an empty ROM would
     be optimised away and under-count the block RAMs.
@@ -120,15 +121,16 @@ def soc_sources(cfg, workdir, variant="a7-35"):
     with open(workdir / "litex.log", "w") as log, \
          contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         soc = arty.ArtySoC(cfg, variant=variant,
-                           rom_init=[rng.getrandbits(32) for _ in range(arty.ROM_SIZE // 4)])
+                           rom_init=[rng.getrandbits(32) for _ in range(arty.ROM_SIZE // 4)],
+                           litescope=litescope)
         gateware = Path(arty.generate(soc, workdir / "build"))
     sources = [Path(f) if Path(f).is_absolute() else gateware / f for f, *_ in soc.platform.sources]
     return sources + sorted(gateware.glob("*.init")), soc.platform.name
 
 
-def synthesis(target, cfg, workdir, variant="a7-35"):
+def synthesis(target, cfg, workdir, variant="a7-35", litescope=False):
     """(utilization, timing Estimate) of the accelerator alone, or (utilization, None) of the
-    Arty SoC of ``variant``."""
+    Arty SoC of ``variant`` (``litescope``: with the gateware.analyzer option)."""
     from . import timing
 
     workdir = Path(workdir) / target
@@ -136,12 +138,12 @@ def synthesis(target, cfg, workdir, variant="a7-35"):
         sources, top = accelerator_sources(cfg, workdir)
         use = utilization(synthesize(sources, top, workdir / "yosys", timing=True))
         return use, timing.read_estimate(workdir / "yosys", top)
-    sources, top = soc_sources(cfg, workdir, variant)
+    sources, top = soc_sources(cfg, workdir, variant, litescope)
     return utilization(synthesize(sources, top, workdir / "yosys")), None
 
 
-def estimate(target, cfg, workdir, variant="a7-35"):
-    return synthesis(target, cfg, workdir, variant)[0]
+def estimate(target, cfg, workdir, variant="a7-35", litescope=False):
+    return synthesis(target, cfg, workdir, variant, litescope)[0]
 
 
 def bram_margin(use, variant):

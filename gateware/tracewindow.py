@@ -7,7 +7,7 @@ This module drives that pad instead from the accelerator's own ``cycles`` counte
 layer and arms the window, and the pad is high while a run's counter is in that range.
 It is off at time 0 and after every run (the window disarms when it closes), so a
 model that is never armed dumps nothing. The traced variant of :func:`gateware.simsoc.sim_soc`
-adds it (:func:`add`); on a board, :func:`add_litescope` adds it with a LiteScope analyzer that
+adds it (:func:`add`); on a board, gateware.analyzer adds it with a LiteScope analyzer that
 triggers on the same window (off by default; docs/waveforms.md).
 """
 from migen import *
@@ -16,7 +16,6 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect.csr import CSRField, CSRStatus, CSRStorage
 
 NAME = "tracewindow"          # its CSRs: tracewindow_first, _last, _control, _closed
-LITESCOPE_DEPTH = 1024        # samples the board's analyzer keeps from the window's first cycle
 
 
 class TraceWindow(LiteXModule):
@@ -54,25 +53,3 @@ def add(soc):
     soc.add_module(name=NAME, module=window)
     return window
 
-
-def probes(soc, window):
-    """What the analyzer samples: the window, the sequencer's layer, cycle and read addresses,
-    the MAC issue, and the requantizer's write port (output index, data, write enables)."""
-    from . import soc as nnsoc
-
-    accel = getattr(soc, nnsoc.NAME)
-    seq, rq = accel.sequencer, accel.requant
-    return [window.trace, seq.layer, seq.cycles, seq.addr, seq.w_adr, seq.valid, seq.first, seq.last,
-            rq.out_adr, rq.out_dat, rq.act_we, rq.act_we_next, rq.logit_we]
-
-
-def add_litescope(soc, depth=LITESCOPE_DEPTH, csr_csv=None):
-    """A board's view of the same window: a TraceWindow and a LiteScope analyzer of
-    :func:`probes`, ``depth`` samples, to be triggered on the window's rising edge by the host
-    (litescope_cli over the SoC's UARTBone; docs/waveforms.md)."""
-    from litescope import LiteScopeAnalyzer
-
-    window = add(soc)
-    soc.add_module(name="analyzer", module=LiteScopeAnalyzer(probes(soc, window), depth=depth,
-                                                             clock_domain="sys", csr_csv=csr_csv))
-    return window

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from nnhil.gateware import program
+from nnhil.gateware import analyzer, program
 from nnhil.training import datasets, home, modelfile, workflow
 from nnhil.training.cnn import CNNConfig
 from nnhil.training.train import TrainConfig
@@ -131,9 +131,11 @@ def _accel_config(args):
 
 def cmd_build(args):
     from nnhil.gateware import build_cli
-    if args.traced and args.target != "sim":
-        raise SystemExit("nnhil build: error: --traced is for --target sim")
-    print(build_cli.run(args.target, _accel_config(args), args.variant, args.jobs, args.traced))
+    try:
+        build_cli.check(args.target, args.variant, args.traced, args.litescope)
+    except ValueError as e:
+        raise SystemExit(f"nnhil build: error: {e}") from None
+    print(build_cli.run(args.target, _accel_config(args), args.variant, args.jobs, args.traced, args.litescope))
 
 
 def cmd_resources(args):
@@ -280,8 +282,11 @@ def build_parser():
     options.add_arguments(p, options.Target, only=("target", "variant"))
     p.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (sim; default: %(default)s)")
     p.add_argument("--traced", action="store_true",
-                   help="the sim model with trace support: it writes sim.vcd beside itself "
-                        "(a build of its own, slower; docs/simulation-speed.md)")
+                   help="the sim model with trace support: a run that arms its trace window dumps it to "
+                        "the file $NNHIL_TRACE_FILE names (a build of its own, slower; docs/waveforms.md)")
+    p.add_argument("--litescope", action="store_true",
+                   help="the Arty build with the LiteScope analyzer of a layer's window (a build of its own; "
+                        f"{', '.join(analyzer.VARIANTS)} only; docs/waveforms.md)")
     deprecated(p, "--trace", "--traced", "--trace IMAGE_INDEX is the image nnhil run traces", flag=True)
     options.add_accel_arguments(p)
     p.set_defaults(func=cmd_build)

@@ -299,6 +299,12 @@ class Results:
                         "rerun it on the traced sim build and write the waveform of its first diverging "
                         "layer, trace-I.fst, with a GTKWave save file trace-I.gtkw marking the first "
                         "wrong write (docs/waveforms.md)", plugin=False)
+    wave_all: bool = option(False, "--wave with every signal of the SoC in the window (the CPU's and the "
+                            "bus's too): a traced build of its own, a larger file", plugin=False)
+
+    def wave_scope(self):
+        """The trace scope (gateware.buildcache.TRACE_SCOPES) a run's waveform dumps, None for none."""
+        return "all" if self.wave_all else "accelerator" if self.wave else None
 
     def directory(self):
         """The results folder, resolved now (a parser built elsewhere must not fix the home)."""

@@ -242,12 +242,13 @@ def progress_logger():
     return progress
 
 
-def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=False, kind="run", timeline=None):
+def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=None, kind="run", timeline=None):
     """One model through the DUTs (the CPU inferences and its images shared out among them);
     logs the figures and where the time went, writes the outputs under ``results_dir`` (the
     history and board/<model>-<dataset>/); True if all is exact. ``baud`` is the link rate a
     board's figures are estimated at; ``trace`` an image index to trace layer by layer anyway;
-    ``wave`` writes the waveform of the traced (or first diverging) image on the simulation."""
+    ``wave``, a trace scope (gateware.buildcache.TRACE_SCOPES), writes the waveform of the traced
+    (or first diverging) image on the simulation with that scope's signals."""
     timeline = timeline or Timeline()
     if job.reference is None:
         prepare_host([job], timeline)
@@ -344,9 +345,9 @@ def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=False, kind
     if traced or wanted is not None:
         log.info(f"traces           {board_dir}/trace-<image>.npz (every layer, board and model), .txt, .png")
     if wave and dut.target == "sim" and (wanted is not None or traced):
-        from . import wave
-        log.info(wave.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
-                                   dut.config))
+        from . import wave as waveform
+        log.info(waveform.wave_for_run(model, images, traced[0] if wanted is None else wanted, board_dir,
+                                       dut.config, scope=wave))
     return bool(exact.all() and cpu_exact and summary["cycles_exact"] and not summary["batch_timing_errors"])
 
 
@@ -427,7 +428,7 @@ def run(model_path, target=options.Target(), data=options.Data(), images=options
         results=options.Results()):
     """nnhil run: 0 if every image, the CPU inference and the cycles are exact, else 1."""
     target.simulations()
-    if results.wave and target.board:
+    if results.wave_scope() and target.board:
         raise InputError("--wave: a board has no waveform dump (docs/waveforms.md shows LiteScope "
                          "for it); run on the simulation (--target sim) to trace")
     timeline = Timeline()
@@ -438,5 +439,5 @@ def run(model_path, target=options.Target(), data=options.Data(), images=options
                          f"give one of them")
     prepare_host([job], timeline)
     with open_targets(target, timeline) as duts:
-        return 0 if run_job(job, duts, results.directory(), target.baud, results.trace, results.wave,
+        return 0 if run_job(job, duts, results.directory(), target.baud, results.trace, results.wave_scope(),
                             timeline=timeline) else 1

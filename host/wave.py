@@ -15,6 +15,7 @@ names of its blocks (``<prefix>sequencer_``, ``<prefix>requant_``, ...), the pre
 trace itself.
 """
 import dataclasses
+import logging
 import re
 import time
 from pathlib import Path
@@ -24,8 +25,17 @@ import numpy as np
 from nnhil.gateware import buildcache, cyclemodel, program
 from nnhil.gateware.tracewindow import NAME as TRACE_WINDOW
 
+log = logging.getLogger(__name__)
+
 WRITE_PORT = "requant_out_adr"     # the requantizer's output index: what names the accelerator's prefix
-CLOSE_TIMEOUT = 30.0               # seconds for the model to finish the file once the layer has run
+# How long the traced sim may take to dump a window, on top of the run's untraced pace, and then
+# to finish the file: the window's cycles at DUMP_CYCLES_PER_S, at least CLOSE_FLOOR_S. Measured
+# on the docs' example (a 4,659-cycle window, load average 35 on 2 cores): the run to the layer's
+# end took 1.06 s longer armed than not with every SoC signal (--wave-all; 0.38 s with the
+# accelerator's), about 4,400 window cycles a second, and the file was there as the run ended.
+# The figure is under a quarter of that; the floor is a loaded host's scheduling of the model.
+DUMP_CYCLES_PER_S = 1_000
+CLOSE_FLOOR_S = 10.0
 
 
 class WaveError(RuntimeError):
@@ -227,10 +237,18 @@ def save_file(path, fst, signals, prefix, lanes, marker_ps, window_ps, period_ps
     return [n for _, members in groups(names, prefix, lanes) for n in members]
 
 
-def record(dut, image, k, path):
+def dump_timeout(window):
+    """Seconds the traced sim may spend dumping the (first, last) cycle ``window``, and waiting
+    for its file once the layer has run."""
+    return max(CLOSE_FLOOR_S, (window[1] - window[0] + 1) / DUMP_CYCLES_PER_S)
+
+
+def record(dut, image, k, path, timeout=None):
     """Run ``image`` to the end of layer k on ``dut``, a DUT on a traced sim started with
     $NNHIL_TRACE_FILE = ``path`` and its model loaded, with layer k's window armed; wait for the
-    model to finish the file. Returns the window (first, last cycle)."""
+    model to finish the file, at most ``timeout`` seconds (default :func:`dump_timeout` of the
+    window). Each wait of the run gets the window's dump_timeout on top of the sim's pace: the
+    sim runs slower while it dumps. Returns the window (first, last cycle)."""
     path, bridge = Path(path), dut.bridge
     if f"{TRACE_WINDOW}_first" not in bridge.csr.registers:
         raise WaveError(f"the SoC of {dut.build_dir} has no trace window: run the traced sim build "
@@ -239,13 +257,23 @@ def record(dut, image, k, path):
     bridge.csr_write(f"{TRACE_WINDOW}_first", first)
     bridge.csr_write(f"{TRACE_WINDOW}_last", last)
     bridge.csr_write(f"{TRACE_WINDOW}_control", 1)
-    dut.accelerator.run_layers(image, k + 1)
-    deadline = time.monotonic() + CLOSE_TIMEOUT
+    pace = bridge.pace
+    bridge.pace = dataclasses.replace(pace, allowance_s=pace.allowance_s + dump_timeout((first, last)))
+    try:
+        dut.accelerator.run_layers(image, k + 1)
+    finally:
+        bridge.pace = pace
+    timeout = dump_timeout((first, last)) if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     while not path.exists():
         dut.sim.check_alive()
         if time.monotonic() > deadline:
-            raise WaveError(f"the traced sim did not finish {path} within {CLOSE_TIMEOUT} s of the "
-                            f"layer's end (window closed: {bridge.csr_read(TRACE_WINDOW + '_closed')})")
+            closed = bridge.csr_read(TRACE_WINDOW + "_closed")
+            raise WaveError(
+                f"the traced sim did not finish {path} within {timeout:g} s of layer {k}'s end (its window, "
+                f"cycles {first}-{last}, {'closed' if closed else 'NOT closed'} in the gateware): "
+                + ("was the sim started with $NNHIL_TRACE_FILE naming that file (host.wave.trace_env)?"
+                   if closed else "the window never saw those cycles of a run"))
         time.sleep(0.05)
     return first, last
 
@@ -289,15 +317,16 @@ def capture(sim_build, model, image, k, path, channel=None, start_timeout=20.0):
     return analyse(path, model, compiled, image, k, window, channel)
 
 
-def traced_build(cfg, log=print):
-    """The traced sim variant of ``cfg``, built and cached on first use."""
-    return buildcache.build_sim(cfg, variant=buildcache.SimVariant(trace=True))
+def traced_build(cfg, scope=buildcache.TRACE_SCOPES[0]):
+    """The traced sim variant of ``cfg`` dumping ``scope``'s signals (the accelerator's, or
+    "all" of the SoC's: a build of its own), built and cached on first use."""
+    return buildcache.build_sim(cfg, variant=buildcache.SimVariant(trace=True, trace_scope=scope))
 
 
-def trace_image(model, image, k, out_dir, index, cfg, log=print, channel=None):
-    """Layer k of ``image`` on the traced variant of ``cfg``: trace-<index>.fst and .gtkw in
-    ``out_dir``; the :class:`Trace`."""
-    build = traced_build(cfg, log)
+def trace_image(model, image, k, out_dir, index, cfg, channel=None, scope=buildcache.TRACE_SCOPES[0]):
+    """Layer k of ``image`` on the traced variant of ``cfg`` for ``scope``: trace-<index>.fst and
+    .gtkw in ``out_dir``; the :class:`Trace`."""
+    build = traced_build(cfg, scope)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return capture(build, model, image, k, Path(out_dir) / f"trace-{index}.fst", channel)
 
@@ -313,13 +342,13 @@ def diverging_layer(npz_path):
     return None
 
 
-def wave_for_run(model, images, index, board_dir, cfg, log=print):
-    """``nnhil run --wave``: the waveform of image ``index``'s first diverging layer (its
-    trace-<index>.npz from host.divergence in ``board_dir``), or of its last layer when none
-    diverges; the report's lines."""
+def wave_for_run(model, images, index, board_dir, cfg, scope=buildcache.TRACE_SCOPES[0]):
+    """``nnhil run --wave`` (``--wave-all``: ``scope`` "all"): the waveform of image ``index``'s
+    first diverging layer (its trace-<index>.npz from host.divergence in ``board_dir``), or of
+    its last layer when none diverges; the report's lines."""
     found = diverging_layer(Path(board_dir) / f"trace-{index}.npz")
     k, channel = found if found else (len(program.layer_shapes(model)) - 1, None)
     why = f"layer {k}, the first to diverge" if found else f"layer {k} (the last: none diverges)"
-    log(f"waveform of image {index}, {why}: rerunning it on the traced sim build")
-    trace = trace_image(model, images[index], k, board_dir, index, cfg, log, channel)
+    log.info(f"waveform of image {index}, {why}: rerunning it on the traced sim build")
+    trace = trace_image(model, images[index], k, board_dir, index, cfg, channel, scope)
     return f"image {index}:\n" + trace.text()

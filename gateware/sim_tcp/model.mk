@@ -5,6 +5,7 @@
 #   VERILOG     the Verilog sources, VexRiscv's and the generated sim.v
 #   TRACE=1     a traced model: --trace-fst, sim_trace_main.cpp and trace_signals.vlt (host/wave.py);
 #               otherwise sim_main.cpp
+#   TRACE_ALL=1 with TRACE=1: without trace_signals.vlt, every signal of the SoC (--wave-all)
 #   VERILATOR   the verilator command
 #   JOBS        parallel C++ compiles
 #   OPT         the optimisation of ALL the model's C++: Debian's verilated.mk appends
@@ -23,7 +24,7 @@ OBJ_DIR := $(abspath obj_dir)
 
 CORE_SRCS := sim.c pads.c parse.c modules.c libdylib.c
 CORE_OBJS := $(CORE_SRCS:.c=.o)
-MAIN := $(if $(TRACE),$(MAIN_DIR)sim_trace_main.cpp $(MAIN_DIR)trace_signals.vlt,$(MAIN_DIR)sim_main.cpp)
+MAIN := $(if $(TRACE),$(MAIN_DIR)sim_trace_main.cpp $(if $(TRACE_ALL),,$(MAIN_DIR)trace_signals.vlt),$(MAIN_DIR)sim_main.cpp)
 PGO_FLAGS_generate := -fprofile-generate -fprofile-update=single
 PGO_FLAGS_use := -fprofile-use -fprofile-partial-training -Wno-missing-profile
 PGO_FLAGS := $(PGO_FLAGS_$(PGO))

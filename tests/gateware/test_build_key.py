@@ -42,6 +42,8 @@ def test_every_input_makes_a_new_key(inputs):
     keys["trace"] = build_key("sim", cfg, SimVariant(trace=True), inputs, main_ram_size=1 << 22)[1]
     keys["faults"] = build_key("sim", cfg, SimVariant(faults=True), inputs, main_ram_size=1 << 22)[1]
     keys["no-pgo"] = build_key("sim", cfg, SimVariant(pgo=False), inputs, main_ram_size=1 << 22)[1]
+    keys["trace_all"] = build_key("sim", cfg, SimVariant(trace=True, trace_scope="all"), inputs,
+                                  main_ram_size=1 << 22)[1]
     keys["ram"] = build_key("sim", cfg, SimVariant(), inputs, main_ram_size=1 << 21)[1]
     keys["lanes"] = build_key("sim", dataclasses.replace(cfg, lanes=cfg.lanes // 2), SimVariant(), inputs,
                               main_ram_size=1 << 22)[1]
@@ -141,3 +143,10 @@ def test_a_missing_verilator_is_a_clear_error(tmp_path, monkeypatch):
 def test_a_module_outside_the_package_is_refused():
     with pytest.raises(buildcache.BuildError, match="not a module of the nnhil package"):
         buildcache.source_files(["json"])
+
+
+def test_a_trace_scope_needs_a_traced_build_and_a_known_scope():
+    with pytest.raises(ValueError, match="'all' is for a traced build: give trace=True"):
+        SimVariant(trace_scope="all")
+    with pytest.raises(ValueError, match="'cpu': expected one of accelerator, all"):
+        SimVariant(trace=True, trace_scope="cpu")

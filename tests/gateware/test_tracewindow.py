@@ -1,15 +1,11 @@
-"""The trace window (gateware.tracewindow) in Migen's simulator, and where it may be built.
+"""The trace window (gateware.tracewindow) in Migen's simulator.
 
 A counter stands in for the accelerator's: ``busy`` for 40 cycles from cycle 3, ``cycles``
 counting from 0 while busy. The window [first, last] is open exactly while the count is in it,
 only after an arming, once per arming, and off at time 0; ``closed`` says it has been dumped.
 """
-from pathlib import Path
-
-import pytest
 from migen import Module, Signal, If, run_simulation
 
-from nnhil.gateware.arty import ArtySoC
 from nnhil.gateware.tracewindow import TraceWindow
 
 RUN = (3, 43)          # busy from cycle 3 to 42
@@ -58,27 +54,3 @@ def test_unarmed_it_stays_off():
 def test_a_window_past_the_run_never_opens():
     assert not any(trace for _, trace, *_ in record(50, 60, arm_at=2))
 
-
-def test_the_a7_35_refuses_the_litescope_option():
-    with pytest.raises(ValueError, match="A7-35 has no block RAM to spare.*a7-100"):
-        ArtySoC(variant="a7-35", litescope=True)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("litescope", [False, True])
-def test_the_a7_100_soc_has_the_analyzer_only_when_asked(litescope, tmp_path):
-    """The option elaborates into the A7-100 SoC's Verilog, with its CSRs; the default has neither."""
-    import contextlib
-    import random
-
-    from nnhil.gateware import arty
-
-    rng = random.Random(0)
-    with open(tmp_path / "litex.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        soc = ArtySoC(variant="a7-100", litescope=litescope,
-                      rom_init=[rng.getrandbits(32) for _ in range(arty.ROM_SIZE // 4)])
-        gateware = Path(arty.generate(soc, tmp_path / "build"))
-    verilog = (gateware / f"{soc.platform.name}.v").read_text()
-    csrs = {n for n in soc.csr.locs if n in ("analyzer", "tracewindow")}
-    assert csrs == ({"analyzer", "tracewindow"} if litescope else set())
-    assert ("tracewindow_first_storage" in verilog) == litescope

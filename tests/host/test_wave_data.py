@@ -94,3 +94,12 @@ def test_a_file_that_is_not_a_trace_is_named(tmp_path):
     (tmp_path / "other.vcd").write_text(VCD.replace("requant_out_adr", "something_else"))
     with pytest.raises(wave.WaveError, match="not of an nnhil accelerator"):
         wave.read_writes(tmp_path / "other.vcd", np.zeros(1), logits=False)
+
+
+def test_the_wait_for_the_trace_grows_with_the_window_from_a_floor():
+    """A short window gets the floor; past it the wait is proportional to the window's cycles
+    (the default CNN's conv layer of 4,659 cycles and a window a thousand times longer)."""
+    short = wave.dump_timeout((1520, 6178))
+    assert short == wave.CLOSE_FLOOR_S
+    long_ = wave.dump_timeout((1, 4_659_000))
+    assert long_ > wave.CLOSE_FLOOR_S and wave.dump_timeout((1, 2 * 4_659_000)) == 2 * long_

@@ -54,7 +54,8 @@ def test_the_default_model_is_untraced_and_writes_no_vcd(sim_build):
     """The default build has no trace support (LiteX's own sim opens sim.vcd and flushes it
     every half cycle): nothing is written beside the model, whichever sim runs."""
     key = json.loads((sim_build.dir / "build.json").read_text())["key"]
-    assert not key["sim"]["variant"]["trace"] and not key["sim"]["variant"]["faults"]
+    variant = key["sim"]["variant"]
+    assert not variant["trace"] and not variant["faults"] and variant["trace_scope"] == "accelerator"
     assert "VM_TRACE = 0" in (sim_build.gateware_dir / "obj_dir" / "Vsim_classes.mk").read_text()
     with Simulator(sim_build) as s:
         assert s.bridge().csr_read("nnhil_magic") == layout.MAGIC

@@ -41,6 +41,12 @@ def traced():
     return wave.traced_build(layout.AccelConfig())
 
 
+@pytest.fixture(scope="module")
+def traced_all():
+    """The --wave-all build: every signal of the SoC (a second traced build)."""
+    return wave.traced_build(layout.AccelConfig(), scope="all")
+
+
 def write_cycle(shape, lanes, first, index):
     """The accelerator cycle at which a conv layer (one tile) starting at cycle ``first`` writes
     output ``index`` (channel-major), from the cycle model's decomposition (see the module doc):
@@ -55,6 +61,31 @@ def write_cycle(shape, lanes, first, index):
     gap = max(0, shape.c_out - m)
     last_write = first + cyclemodel.layer_cycles(shape, lanes) - 2
     return last_write - (shape.windows(lanes) - 1 - w) * (m + gap) - (shape.c_out - 1 - c)
+
+
+def full_names(path):
+    return {v.full_name for v in wave._read(path).all_vars()}
+
+
+def cpu_signals(names):
+    """The CPU's signals: VexRiscv is a Verilog module of its own inside the flattened SoC."""
+    return {n for n in names if ".VexRiscv." in n}
+
+
+def assert_window_only(path, window):
+    """The file at ``path`` holds layer's ``window`` only: the accelerator's cycle count at its
+    clock edges runs from the window's first cycle to its last, plus the edge at which the window
+    closes, and nothing is dumped before the first of those edges or after the half cycle past
+    the last. Returns the edges' times."""
+    s = wave._Signals(path)
+    cycles = s.vars[f"{wave._prefix(s.names())}sequencer_cycles"]
+    edges = s.rising_edges("sys_clk")
+    assert [s.at(cycles.name, e) for e in edges] == list(range(window[0], window[1] + 2))
+    times = []
+    s.wave.stream_time_steps(lambda t, *_: times.append(t), None)      # every time with a change
+    period = (edges[-1] - edges[0]) // (len(edges) - 1)
+    assert times[0] == edges[0] and edges[-1] <= times[-1] <= edges[-1] + period // 2
+    return edges
 
 
 @pytest.mark.parametrize("layer", [0, 1])
@@ -92,13 +123,11 @@ def test_the_first_wrong_write_is_where_and_when_the_fault_implies(traced, model
     assert all(x.value == faulty[x.index] and x.cycle == write_cycle(shape, lanes, window[0], x.index)
                for x in t.writes)
 
-    # the file holds the window only: the accelerator's cycle count at every clock edge in it
-    s = wave._Signals(path)
-    cycles = s.vars[f"{wave._prefix(s.names())}sequencer_cycles"]
-    edges = s.rising_edges("sys_clk")
-    seen = [s.at(cycles.name, e) for e in edges]
-    assert seen == list(range(window[0], window[1] + 2))   # and the edge at which the window closes
+    # the file holds the window only, and the accelerator's signals only (no CPU: that is --wave-all)
+    edges = assert_window_only(path, window)
     assert (t.time_ps[0], t.time_ps[1]) == (edges[0], edges[-1])
+    s = wave._Signals(path)
+    assert not cpu_signals(full_names(path))
 
     # the save file names signals of the trace, in its groups, the marker at the first wrong write
     gtkw = t.save_file.read_text()
@@ -141,13 +170,52 @@ def test_two_traced_runs_of_one_build_at_once_write_two_files(traced, model, ima
     assert not (traced.gateware_dir / "sim.fst").exists()
 
 
-def test_nnhil_run_wave_writes_the_waveform_beside_the_report(traced, model, images, tmp_path):
+def test_wave_all_holds_the_whole_socs_signals_in_the_window_only(traced, traced_all, model, images, tmp_path):
+    """The same layer of the same image on both traced builds: the --wave-all file holds the
+    CPU's signals besides every one of the accelerator's, the other none of them; both hold
+    only the window, and the writes replayed from either are the model's."""
+    names = {}
+    for scope, build in (("accelerator", traced), ("all", traced_all)):
+        path = tmp_path / f"{scope}.fst"
+        with Simulator(build, env=wave.trace_env(path)) as sim, sim.bridge() as bridge:
+            dut = DUT("sim", bridge, build.dir, sim=sim)
+            compiled = dut.load(model)
+            window = wave.record(dut, images[3], 1, path)
+        t = wave.analyse(path, model, compiled, images[3], 1, window)
+        expected = program.layer_outputs(model, images[3][None])[1][0].reshape(-1)
+        assert t.first_wrong is None and sorted(x.index for x in t.writes) == list(range(expected.size))
+        assert_window_only(path, window)
+        names[scope] = full_names(path)
+    assert cpu_signals(names["all"]) and not cpu_signals(names["accelerator"])
+    assert names["accelerator"] < names["all"]
+    assert traced_all.dir != traced.dir
+
+
+def test_a_trace_that_never_comes_is_an_error_naming_the_window(traced, model, images, tmp_path):
+    """The model writes the file $NNHIL_TRACE_FILE names; a wait for another one ends at its
+    timeout (one second here: the default is the window's) with the layer's window, said closed."""
+    given, other = tmp_path / "given.fst", tmp_path / "other.fst"
+    with Simulator(traced, env=wave.trace_env(given)) as sim, sim.bridge() as bridge:
+        dut = DUT("sim", bridge, traced.dir, sim=sim)
+        compiled = dut.load(model)
+        first, last = wave.layer_window(compiled, 1)
+        with pytest.raises(wave.WaveError, match=rf"{other} within 1 s of layer 1's end \(its window, cycles "
+                                                 rf"{first}-{last}, closed in the gateware\).*NNHIL_TRACE_FILE"):
+            wave.record(dut, images[0], 1, other, timeout=1)
+        sim.check_alive()
+    assert given.exists() and not other.exists()
+
+
+@pytest.mark.parametrize("option, build", [("--wave", "traced"), ("--wave-all", "traced_all")])
+def test_nnhil_run_wave_writes_the_waveform_beside_the_report(option, build, request, model, images, tmp_path):
     """`nnhil run --trace 1 --wave` on a passing run: the last layer's window (none diverges),
-    its FST and save file beside trace-1.npz, every logit written as the model's."""
+    its FST and save file beside trace-1.npz, every logit written as the model's; with
+    --wave-all, the file of the whole SoC's signals (its build made beforehand by the fixture)."""
+    request.getfixturevalue(build)
     modelfile.save_quantized(tmp_path / "m.npz", model)
     np.save(tmp_path / "x.npy", images)
     r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
-                        tmp_path / "x.npy", "--trace", "1", "--wave", "--results-dir", tmp_path / "run"],
+                        tmp_path / "x.npy", "--trace", "1", option, "--results-dir", tmp_path / "run"],
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (board,) = (tmp_path / "run" / "board").iterdir()
@@ -158,6 +226,7 @@ def test_nnhil_run_wave_writes_the_waveform_beside_the_report(traced, model, ima
     assert "every write in the window equals the integer model's value" in r.stdout
     assert (board / "trace-1.fst").stat().st_size > 0 and (board / "trace-1.gtkw").exists()
     assert (board / "trace-1.npz").exists()
+    assert bool(cpu_signals(full_names(board / "trace-1.fst"))) == (option == "--wave-all")
 
 
 def test_wave_with_a_board_is_refused_before_any_work(model, images, tmp_path):
