@@ -28,7 +28,7 @@ from nnhil.gateware import link, variants
 from nnhil.training import datasets, home, modelfile, plots
 from nnhil.training.intmodel import as_chw
 
-from . import divergence, history, latency, oracle, pace, shards
+from . import cpu_cache, divergence, history, latency, oracle, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES
 from .results import Results
@@ -275,12 +275,15 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         + (f" (on each of {len(duts)} simulations at once)" if len(duts) > 1 else ""))
     # the CPU's C inferences (millions of cycles an image) first, the longest first, an image
     # each, on the first free simulation: on two sims each runs half of them, the images after
+    # (those host.cpu_cache holds for this SoC, firmware, model and image are not run again)
     n_cpu = len(images[:CPU_IMAGES])
-    cpu_tasks = [(CPUImage(code, i), functools.partial(_cpu_infer, model=model, images=images[i:i + 1],
-                                                       code=code))
-                 for code in ("plain", "optimised") for i in range(n_cpu)]
-    log(f"{CPU_IMAGES} images in plain and in optimised C on the CPU, {len(images)} through the accelerator"
-        + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
+    cached = {task: hit for task in (CPUImage(code, i) for code in ("plain", "optimised") for i in range(n_cpu))
+              if (hit := cpu_cache.lookup(dut, model, images[task[1]:task[1] + 1], task[0]))}
+    cpu_tasks = [(task, functools.partial(cpu_cache.cpu_infer, model=model, images=images[i:i + 1], code=code))
+                 for code in ("plain", "optimised") for i in range(n_cpu) if (task := CPUImage(code, i)) not in cached]
+    log(f"{CPU_IMAGES} images in plain and in optimised C on the CPU"
+        + (f" ({cpu_cache.describe([b.cached for b in cached.values()], 2 * n_cpu)})" if cached else "")
+        + f", {len(images)} through the accelerator" + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
     try:
         done = shards.run(duts, images, cpu_tasks, progress_logger(log), timeline)
     except shards.ShardError as e:
@@ -289,7 +292,8 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
             log(f"images {lo}-{hi - 1}: {int(part.matches(ref[lo:hi]).sum())}/{hi - lo} bit-exact")
         raise
     r = done.results
-    cpu = {code: Results.concatenate([done.tasks[CPUImage(code, i)] for i in range(n_cpu)]) for code in CPU_CODES}
+    baselines = {**cached, **done.tasks}
+    cpu = {code: Results.concatenate([baselines[CPUImage(code, i)].results for i in range(n_cpu)]) for code in CPU_CODES}
     batch_s, batch_bytes = done.images_s, done.images_link_bytes
     ref, float_acc = _wait_reference(job, timeline)
     exact = r.matches(ref)
@@ -313,7 +317,8 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         **{f"{k}_used": v for k, v in dut.compiled.usage.items()},
         # the CPU baseline: the optimised C (the speedups), and the plain C that the history
         # has recorded as cpu_cycles_per_inference from the start
-        "cpu_bit_exact": cpu_exact,
+        "cpu_bit_exact": cpu_exact, "cpu_runs": 2 * n_cpu,
+        "cpu_cached": sorted(b.cached for b in cached.values()),     # when each run from the cache was measured
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
         "speedup_plain_accelerator": round(plain_cycles / accel_cycles, 1),
@@ -369,10 +374,6 @@ class CPUImage(tuple):
         return f"CPU {self[0]} C"
 
 
-def _cpu_infer(dut, model, images, code):
-    return dut.cpu_infer(model, images, code=code)
-
-
 def _wait_reference(job, timeline):
     """The job's reference (logits, float accuracy), waiting for its thread if need be."""
     if job.reference.done():
@@ -404,7 +405,8 @@ def _log_summary(s, exact, r, ref, dut, board_dir, args, log):
         f"({s['batch_cycles_per_image'] * us:.2f} us) through the firmware")
     log(f"CPU (VexRiscv)   {s['cpu_optimised_cycles_per_inference']} cycles per inference in optimised C "
         f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_cycles_per_inference']} "
-        f"in plain C ({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)")
+        f"in plain C ({s['cpu_cycles_per_inference'] * us / 1000:.2f} ms)"
+        + (f"; {cpu_cache.describe(s['cpu_cached'], s['cpu_runs'])}" if s["cpu_cached"] else ""))
     log(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver) "
         f"over the optimised C; {s['speedup_plain_accelerator']}x, {s['speedup_plain_with_driver']}x over the plain C")
     log(f"host CPU         {s['host_int_us_batch1']} us per image (integer model, NumPy, one at a time), "
