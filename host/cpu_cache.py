@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def load(path):
         with np.load(path, allow_pickle=False) as f:
             results = Results(*(np.array(f[name]) for name in FIELDS))
             written = str(f["written"])
-    except (OSError, ValueError, KeyError, EOFError):          # missing, truncated, foreign
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):   # missing, torn, foreign
         return None
     if len({len(getattr(results, name)) for name in FIELDS}) != 1:
         return None

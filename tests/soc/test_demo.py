@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnhil.training import workflow
+from nnhil.training import home, workflow
 
 pytestmark = pytest.mark.sim
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +38,20 @@ def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
         np.testing.assert_array_equal(out["argmax"], t.model.predict(images))
         assert (out["cycles"] == rec["model_cycles"]).all()
     assert "## Models side by side" in (tmp_path / "report" / "report.md").read_text()
+
+    # again: every CPU baseline of the CNN (its 2 images in both C codes) from host.cpu_cache,
+    # which the run above filled (or found filled), said so, and the same figures as above
+    again = tmp_path / "again"
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--model", "cnn", "--images", str(IMAGES),
+                        "--out", str(again)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"on the CPU (4 of 4 C runs from the cache of {home.root() / 'cpu-baselines'}, measured " in r.stdout
+    assert "in plain C (" in r.stdout and "; 4 of 4 C runs from the cache of " in r.stdout
+    rec = json.loads((again / "history.jsonl").read_text())
+    first = next(x for x in records if x["model"] == "cnn" and x["dataset"] == "fashion-mnist")
+    assert len(rec["cpu_cached"]) == rec["cpu_runs"] == 4 and rec["cpu_bit_exact"]
+    for figure in ("cpu_cycles_per_inference", "cpu_optimised_cycles_per_inference"):
+        assert rec[figure] == first[figure]
 
 
 @pytest.mark.slow
