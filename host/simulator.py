@@ -84,7 +84,7 @@ class Simulator:
         self.proc = subprocess.Popen([str(self.build.vsim.resolve())], cwd=self.build.gateware_dir,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     start_new_session=True,    # SIGKILL: a paused sim ignores SIGTERM
+                                     start_new_session=True,    # SIGKILL: a paused sim holds SIGTERM until continued
                                      preexec_fn=lambda: _die_with_parent(signal.SIGKILL),
                                      env={**os.environ, **self.env} if self.env else None)
         atexit.register(self.stop)

@@ -1,12 +1,16 @@
 """The README's main command, end to end on the sim: every model, exact, side by side."""
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from nnhil.gateware import layout
+from nnhil.host.simulator import Simulator
 from nnhil.training import home, workflow
 
 pytestmark = pytest.mark.sim
@@ -66,3 +70,28 @@ def test_demo_with_its_defaults(trained, sim_build, tmp_path):
     assert len(out["logits"]) == len(images) == 10_000
     np.testing.assert_array_equal(out["logits"], t.model.logits(images))
     np.testing.assert_array_equal(out["argmax"], t.model.predict(images))
+
+
+def _state_and_cpu(pid):
+    """A process's state letter and its user + system CPU ticks, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[11]) + int(fields[12])
+
+
+def test_a_paused_sim_takes_no_cpu_and_goes_on_after(sim_build):
+    """What the demo does with its sims while no model is ready: stopped, they take no CPU;
+    continued, the SoC answers as before; closed while paused, the sim ends on SIGTERM."""
+    with Simulator(sim_build) as sim:
+        with sim.paused():
+            deadline = time.monotonic() + 10         # SIGSTOP takes effect when the sim is next scheduled
+            while (state := _state_and_cpu(sim.proc.pid)[0]) != "T" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            state, cpu = _state_and_cpu(sim.proc.pid)
+            time.sleep(0.5)                          # a running sim takes about 50 ticks meanwhile
+            assert state == "T" and _state_and_cpu(sim.proc.pid) == (state, cpu)
+        assert _state_and_cpu(sim.proc.pid)[0] != "T"
+        with sim.bridge() as b:
+            assert b.csr_read("nnhil_magic") == layout.MAGIC
+        with sim.paused():
+            sim.stop()
+        assert sim.proc.returncode == -signal.SIGTERM
