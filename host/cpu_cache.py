@@ -7,7 +7,7 @@ a fifth of the demo's simulation. What it gives depends only on what the SoC run
 on the model and the images, the cycles on those and on the firmware binary and the SoC build
 (CPU, caches, bus), and by a few hundred cycles on the host's polling of the mailbox over
 the bridge, which shares the bus. A figure from the cache is one such measurement, and the
-runs that use it say so.
+runs that use it (``nnhil demo``'s, through host.run.run_job) say so.
 
 An entry is keyed by the SHA-256 of this format's version, the sim build's key (its hash, in
 its build.json), the firmware binary's bytes, the code, the model as the firmware receives

@@ -100,7 +100,7 @@ def run(options=Options(), log=print):
                 with _paused(duts):                         # the host's own timings on quiet cores
                     prepare_host([job], timeline)
                 log("")
-                ok &= run_job(job, duts, options, log, kind="demo", timeline=timeline)
+                ok &= run_job(job, duts, options, log, kind="demo", timeline=timeline, baseline_cache=True)
     if len(selected) > 1:
         log("")
         records = history.read(Path(options.out) / history.NAME)

@@ -253,9 +253,10 @@ def progress_logger(log):
     return progress
 
 
-def run_job(job, duts, args, log=print, kind="run", timeline=None):
+def run_job(job, duts, args, log=print, kind="run", timeline=None, baseline_cache=False):
     """One model through the DUTs (the CPU inferences and its images shared out among them);
-    logs the figures and where the time went, writes the outputs; True if all is exact."""
+    logs the figures and where the time went, writes the outputs; True if all is exact.
+    ``baseline_cache``: the CPU inferences through host.cpu_cache (the demo's)."""
     timeline = timeline or Timeline()
     if job.reference is None:
         prepare_host([job], timeline)
@@ -275,11 +276,13 @@ def run_job(job, duts, args, log=print, kind="run", timeline=None):
         + (f" (on each of {len(duts)} simulations at once)" if len(duts) > 1 else ""))
     # the CPU's C inferences (millions of cycles an image) first, the longest first, an image
     # each, on the first free simulation: on two sims each runs half of them, the images after
-    # (those host.cpu_cache holds for this SoC, firmware, model and image are not run again)
+    # (with ``baseline_cache``, those host.cpu_cache holds for this SoC, firmware, model and
+    # image are taken from it, and the others stored in it)
     n_cpu = len(images[:CPU_IMAGES])
     cached = {task: hit for task in (CPUImage(code, i) for code in ("plain", "optimised") for i in range(n_cpu))
-              if (hit := cpu_cache.lookup(dut, model, images[task[1]:task[1] + 1], task[0]))}
-    cpu_tasks = [(task, functools.partial(cpu_cache.cpu_infer, model=model, images=images[i:i + 1], code=code))
+              if baseline_cache and (hit := cpu_cache.lookup(dut, model, images[task[1]:task[1] + 1], task[0]))}
+    measure = cpu_cache.cpu_infer if baseline_cache else _cpu_infer
+    cpu_tasks = [(task, functools.partial(measure, model=model, images=images[i:i + 1], code=code))
                  for code in ("plain", "optimised") for i in range(n_cpu) if (task := CPUImage(code, i)) not in cached]
     log(f"{CPU_IMAGES} images in plain and in optimised C on the CPU"
         + (f" ({cpu_cache.describe([b.cached for b in cached.values()], 2 * n_cpu)})" if cached else "")
@@ -372,6 +375,10 @@ class CPUImage(tuple):
 
     def __str__(self):
         return f"CPU {self[0]} C"
+
+
+def _cpu_infer(dut, model, images, code):
+    return cpu_cache.Baseline(dut.cpu_infer(model, images, code=code))
 
 
 def _wait_reference(job, timeline):
