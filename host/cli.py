@@ -151,7 +151,7 @@ def cmd_cycles(args):
 
 def cmd_demo(args):
     from . import demo
-    return demo.run(args)
+    return demo.run(demo.Options.from_args(args))
 
 
 def cmd_run(args):

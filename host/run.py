@@ -29,7 +29,7 @@ from nnhil.gateware import link
 from nnhil.training import datasets, modelfile, plots
 from nnhil.training.intmodel import as_chw
 
-from . import divergence, history, latency, options, oracle, pace, shards
+from . import cpu_cache, divergence, history, latency, options, oracle, pace, shards
 from .dut import open_dut
 from .firmware import CPU_CODES, batch_timing
 from .options import InputError
@@ -242,13 +242,15 @@ def progress_logger():
     return progress
 
 
-def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=None, kind="run", timeline=None):
+def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=None, kind="run", timeline=None,
+            baseline_cache=False):
     """One model through the DUTs (the CPU inferences and its images shared out among them);
     logs the figures and where the time went, writes the outputs under ``results_dir`` (the
     history and board/<model>-<dataset>/); True if all is exact. ``baud`` is the link rate a
     board's figures are estimated at; ``trace`` an image index to trace layer by layer anyway;
     ``wave``, a trace scope (gateware.buildcache.TRACE_SCOPES), writes the waveform of the traced
-    (or first diverging) image on the simulation with that scope's signals."""
+    (or first diverging) image on the simulation with that scope's signals; ``baseline_cache``:
+    the CPU inferences through host.cpu_cache (the demo's)."""
     timeline = timeline or Timeline()
     if job.reference is None:
         prepare_host([job], timeline)
@@ -268,12 +270,17 @@ def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=None, kind=
         + (f" (on each of {len(duts)} simulations at once)" if len(duts) > 1 else ""))
     # the CPU's C inferences (millions of cycles an image) first, the longest first, an image
     # each, on the first free simulation: on two sims each runs half of them, the images after
+    # (with ``baseline_cache``, those host.cpu_cache holds for this SoC, firmware, model and
+    # image are taken from it, and the others stored in it)
     n_cpu = len(images[:CPU_IMAGES])
-    cpu_tasks = [(CPUImage(code, i), functools.partial(_cpu_infer, model=model, images=images[i:i + 1],
-                                                       code=code))
-                 for code in ("plain", "optimised") for i in range(n_cpu)]
-    log.info(f"{CPU_IMAGES} images in plain and in optimised C on the CPU, {len(images)} through the accelerator"
-        + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
+    cached = {task: hit for task in (CPUImage(code, i) for code in ("plain", "optimised") for i in range(n_cpu))
+              if baseline_cache and (hit := cpu_cache.lookup(dut, model, images[task[1]:task[1] + 1], task[0]))}
+    measure = cpu_cache.cpu_infer if baseline_cache else _cpu_infer
+    cpu_tasks = [(task, functools.partial(measure, model=model, images=images[i:i + 1], code=code))
+                 for code in ("plain", "optimised") for i in range(n_cpu) if (task := CPUImage(code, i)) not in cached]
+    log.info(f"{CPU_IMAGES} images in plain and in optimised C on the CPU"
+             + (f" ({cpu_cache.describe([b.cached for b in cached.values()], 2 * n_cpu)})" if cached else "")
+             + f", {len(images)} through the accelerator" + (f", over {len(duts)} simulations" if len(duts) > 1 else ""))
     try:
         done = shards.run(duts, images, cpu_tasks, progress_logger(), timeline)
     except shards.ShardError as e:
@@ -282,7 +289,8 @@ def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=None, kind=
             log.info(f"images {lo}-{hi - 1}: {int(part.matches(ref[lo:hi]).sum())}/{hi - lo} bit-exact")
         raise
     r = done.results
-    cpu = {code: Results.concatenate([done.tasks[CPUImage(code, i)] for i in range(n_cpu)]) for code in CPU_CODES}
+    baselines = {**cached, **done.tasks}
+    cpu = {code: Results.concatenate([baselines[CPUImage(code, i)].results for i in range(n_cpu)]) for code in CPU_CODES}
     batch_s, batch_bytes = done.images_s, done.images_link_bytes
     ref, float_acc = _wait_reference(job, timeline)
     exact = r.matches(ref)
@@ -306,7 +314,8 @@ def run_job(job, duts, results_dir, baud=link.BAUD, trace=None, wave=None, kind=
         "macs": macs, "macs_per_cycle": round(macs / accel_cycles, 1),
         **{f"{k}_used": v for k, v in dut.compiled.usage.items()},
         # the CPU baseline: the optimised C (the speedups), and the plain C (cycles: above)
-        "cpu_bit_exact": cpu_exact,
+        "cpu_bit_exact": cpu_exact, "cpu_runs": 2 * n_cpu,
+        "cpu_cached": sorted(b.cached for b in cached.values()),     # when each run from the cache was measured
         "speedup_accelerator": round(cpu_cycles / accel_cycles, 1),
         "speedup_with_driver": round(cpu_cycles / batch_cycles, 1),
         "speedup_plain_accelerator": round(plain_cycles / accel_cycles, 1),
@@ -363,7 +372,7 @@ class CPUImage(tuple):
 
 
 def _cpu_infer(dut, model, images, code):
-    return dut.cpu_infer(model, images, code=code)
+    return cpu_cache.Baseline(dut.cpu_infer(model, images, code=code))
 
 
 def _wait_reference(job, timeline):
@@ -399,7 +408,8 @@ def _log_summary(s, exact, r, ref, dut, board_dir, results_dir, baud):
                 else "OUT OF BOUNDS: " + "; ".join(s["batch_timing_errors"])))
     log.info(f"CPU (VexRiscv)   {s['cpu_optimised_cycles_per_inference']} cycles per inference in optimised C "
              f"({s['cpu_optimised_cycles_per_inference'] * us / 1000:.2f} ms), {s['cpu_plain_cycles_per_inference']} "
-             f"in plain C ({s['cpu_plain_cycles_per_inference'] * us / 1000:.2f} ms)")
+             f"in plain C ({s['cpu_plain_cycles_per_inference'] * us / 1000:.2f} ms)"
+             + (f"; {cpu_cache.describe(s['cpu_cached'], s['cpu_runs'])}" if s["cpu_cached"] else ""))
     log.info(f"speedup          {s['speedup_accelerator']}x (accelerator), {s['speedup_with_driver']}x (with the driver) "
         f"over the optimised C; {s['speedup_plain_accelerator']}x, {s['speedup_plain_with_driver']}x over the plain C")
     log.info(f"host CPU         {s['host_int_us_batch1']} us per image (integer model, NumPy, one at a time), "

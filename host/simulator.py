@@ -35,15 +35,15 @@ class SimulatorError(RuntimeError):
     """The sim could not start, crashed or does not answer; the message has its last output."""
 
 
-def _die_with_parent():
-    """Run in the child before exec: SIGTERM it when the host process dies, however it dies.
+def _die_with_parent(sig=signal.SIGTERM):
+    """Run in the child before exec: send it ``sig`` when the host process dies, however it dies.
 
     The sim and socat run in their own process group (a terminal's Ctrl-C goes to the host,
     which stops them in order); this covers a host that is killed outright. The kernel sends
     it when the *thread* that started the child ends: start sims from a thread that outlives
     them (host.shards opens them all in the caller's thread).
     """
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _LIBC.prctl(PR_SET_PDEATHSIG, sig)
 
 
 def _stop_group(proc, grace=3.0):
@@ -51,6 +51,7 @@ def _stop_group(proc, grace=3.0):
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGCONT)        # a paused sim (Simulator.paused) takes it now
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -83,7 +84,8 @@ class Simulator:
         self.proc = subprocess.Popen([str(self.build.vsim.resolve())], cwd=self.build.gateware_dir,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     start_new_session=True, preexec_fn=_die_with_parent,
+                                     start_new_session=True,    # SIGKILL: a paused sim holds SIGTERM until continued
+                                     preexec_fn=lambda: _die_with_parent(signal.SIGKILL),
                                      env={**os.environ, **self.env} if self.env else None)
         atexit.register(self.stop)
         threading.Thread(target=self._read_output, daemon=True).start()
@@ -130,6 +132,20 @@ class Simulator:
         if self.proc is not None:
             _stop_group(self.proc)
         atexit.unregister(self.stop)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The sim stopped (SIGSTOP) for the block, then continued. Between commands a running sim
+        still simulates the firmware polling its mailbox, a core's worth of host CPU; stopped, its
+        simulated time stands still, so the SoC sees nothing of the pause. Only between commands:
+        a bridge access meanwhile waits out its deadline."""
+        self.check_alive()
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
 
     def __enter__(self):
         return self.start()

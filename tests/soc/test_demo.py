@@ -1,13 +1,17 @@
 """The README's main command, end to end on the sim: every model, exact, side by side."""
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nnhil.training import workflow
+from nnhil.gateware import layout
+from nnhil.host.simulator import Simulator
+from nnhil.training import home, workflow
 
 pytestmark = pytest.mark.sim
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +43,20 @@ def test_demo_runs_every_model_bit_exact(trained, sim_build, tmp_path):
         assert (out["cycles"] == rec["model_cycles"]).all()
     assert "## Models side by side" in (tmp_path / "report" / "report.md").read_text()
 
+    # again: every CPU baseline of the CNN (its 2 images in both C codes) from host.cpu_cache,
+    # which the run above filled (or found filled), said so, and the same figures as above
+    again = tmp_path / "again"
+    r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "demo", "--arch", "cnn", "--images", str(IMAGES),
+                        "--results-dir", str(again)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"on the CPU (4 of 4 C runs from the cache of {home.root() / 'cpu-baselines'}, measured " in r.stdout
+    assert "in plain C (" in r.stdout and "; 4 of 4 C runs from the cache of " in r.stdout
+    rec = json.loads((again / "history.jsonl").read_text())
+    first = next(x for x in records if x["model"] == "cnn" and x["dataset"] == "fashion-mnist")
+    assert len(rec["cpu_cached"]) == rec["cpu_runs"] == 4 and rec["cpu_bit_exact"]
+    for figure in ("cpu_plain_cycles_per_inference", "cpu_optimised_cycles_per_inference"):
+        assert rec[figure] == first[figure]
+
 
 @pytest.mark.slow
 def test_demo_with_its_defaults(trained, sim_build, tmp_path):
@@ -52,3 +70,28 @@ def test_demo_with_its_defaults(trained, sim_build, tmp_path):
     assert len(out["logits"]) == len(images) == 10_000
     np.testing.assert_array_equal(out["logits"], t.model.logits(images))
     np.testing.assert_array_equal(out["argmax"], t.model.predict(images))
+
+
+def _state_and_cpu(pid):
+    """A process's state letter and its user + system CPU ticks, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[11]) + int(fields[12])
+
+
+def test_a_paused_sim_takes_no_cpu_and_goes_on_after(sim_build):
+    """What the demo does with its sims while no model is ready: stopped, they take no CPU;
+    continued, the SoC answers as before; closed while paused, the sim ends on SIGTERM."""
+    with Simulator(sim_build) as sim:
+        with sim.paused():
+            deadline = time.monotonic() + 10         # SIGSTOP takes effect when the sim is next scheduled
+            while (state := _state_and_cpu(sim.proc.pid)[0]) != "T" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            state, cpu = _state_and_cpu(sim.proc.pid)
+            time.sleep(0.5)                          # a running sim takes about 50 ticks meanwhile
+            assert state == "T" and _state_and_cpu(sim.proc.pid) == (state, cpu)
+        assert _state_and_cpu(sim.proc.pid)[0] != "T"
+        with sim.bridge() as b:
+            assert b.csr_read("nnhil_magic") == layout.MAGIC
+        with sim.paused():
+            sim.stop()
+        assert sim.proc.returncode == -signal.SIGTERM
