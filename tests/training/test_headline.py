@@ -11,12 +11,13 @@ from nnhil.training.train import TrainConfig
 # Seeds 0-4, float / integer %, numpy 2.4.6, OpenBLAS 0.3.31 on one thread, AMD EPYC, 2026-12-07
 # (tests/benchmarks/seed_table.py, docs/accuracy.md):
 #   SkylakeX kernel  89.46/89.46  89.36/89.33  89.16/89.14  89.60/89.62  89.29/89.18
-#   Haswell kernel                                          89.47/89.41  (seed 3, the default)
-# float: worst 89.16, spread of the seeds and kernels 44 test images, another CPU kind 13 (issue 23's
-#   89.60 -> 89.47, which the Haswell kernel reproduces here): at most 88.59%, target 88.5%;
-# integer: worst 89.14, spread 48, the kernels differ by 21 at seed 3: at most 88.45%, target 88.4%.
-FLOAT_TARGET = 0.885
-INT_TARGET = 0.884
+#   Haswell kernel   89.60/89.64  89.36/89.37  89.53/89.57  89.47/89.41  89.40/89.41
+# The rule (docs/accuracy.md): the worst, less the spread of every seed and kernel, less the most
+# two kernels moved one seed of any model (float 37 images: the MLP's seed 2; integer 43).
+# float: worst 89.16, spread 44, kernels 37: at most 88.35%, target 88.3%;
+# integer: worst 89.14, spread 50, kernels 43: at most 88.21%, target 88.2%.
+FLOAT_TARGET = 0.883
+INT_TARGET = 0.882
 MAX_QUANT_LOSS = 0.005     # integer below float: at most 11 test images at the seeds above (seed 4)
 
 
