@@ -129,6 +129,13 @@ def _accel_config(args):
         raise SystemExit(f"nnhil {args.command}: error: {e}") from None
 
 
+def cmd_selftest(args):
+    from . import selftest
+    return selftest.run(args.model, args.faults, args.strict, args.sims,
+                        options.from_namespace(options.Data, args), options.from_namespace(options.Images, args),
+                        options.from_namespace(options.Target, args), options.from_namespace(options.Results, args))
+
+
 def cmd_build(args):
     from nnhil.gateware import build_cli
     try:
@@ -260,7 +267,7 @@ def build_parser():
                  "nnhil selftest out/mnist-cnn.../quantized.npz --images 300\n"
                  "nnhil selftest model.npz --images-npy x.npy --faults relu_broken,maxpool_min --strict")
     selftest.add_arguments(p)
-    p.set_defaults(func=lambda args: selftest.run(args))
+    p.set_defaults(func=cmd_selftest)
 
     p = _command(sub, "report", "the models side by side, latency and accuracy history of the runs",
                  "Write report.md (the models side by side) and history.png (latency and accuracy "

@@ -14,6 +14,7 @@ beside the run's other outputs.
 """
 import dataclasses
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ from .driver import AcceleratorError
 from .dut import open_dut
 from .firmware import batch_timing
 from .firmware_abi import FirmwareError
+from .options import InputError
+
+log = logging.getLogger(__name__)
 
 REPEAT_SEED = 26              # the order of the shuffled pass
 CLEAN_IMAGES = 4              # run exact after each fault, no fault selected
@@ -195,7 +199,7 @@ def baseline(dut, compiled, images, ref):
                                 f"({what}): {timing[0]}; the campaign's verdicts would mean nothing")
 
 
-def campaign(duts, model, images, labels=None, faults=None, log=print):
+def campaign(duts, model, images, labels=None, faults=None):
     """Every fault of ``faults`` (gateware.faults.Fault; default all) on the fault-build DUTs
     (the faults shared out among them, a thread each): ([Verdict] in the list's order,
     coverage.Coverage)."""
@@ -204,7 +208,7 @@ def campaign(duts, model, images, labels=None, faults=None, log=print):
     ref = model.logits(images)
     cov = coverage.measure(compiled, images)
     shards.run_each(duts, lambda d: (d.load(model), baseline(d, compiled, images, ref)), "baseline")
-    log(f"with no fault selected: all {len(images)} images exact and as modelled ({compiled.cycles} cycles)")
+    log.info(f"with no fault selected: all {len(images)} images exact and as modelled ({compiled.cycles} cycles)")
     verdicts, lock, todo = {}, threading.Lock(), list(enumerate(faults))
 
     def worker(dut):
@@ -217,7 +221,7 @@ def campaign(duts, model, images, labels=None, faults=None, log=print):
             v.sim = duts.index(dut) + 1
             with lock:
                 verdicts[i] = v
-                log(f"  [{len(verdicts)}/{len(faults)}] {fault.name}: {v.verdict}"
+                log.info(f"  [{len(verdicts)}/{len(faults)}] {fault.name}: {v.verdict}"
                     + (f" by {', '.join(v.caught_by)}" if v.caught_by else f" ({v.reason})" if v.reason else "")
                     + f" in {v.seconds:.1f} s" + (f" on sim {v.sim}" if len(duts) > 1 else ""))
     shards.run_each(duts, worker, "faults")
@@ -271,7 +275,7 @@ def write_reports(out_dir, verdicts, cov, strict, seconds, extra=None):
     return out_dir / "selftest.json", out_dir / "selftest-junit.xml"
 
 
-def open_fault_duts(sims, variant, log=print):
+def open_fault_duts(sims, variant):
     """``sims`` simulations of the fault build, their firmware booted."""
     return shards.open_all(lambda: open_dut(variant=variant,
                                             sim_variant=buildcache.SimVariant(faults=True)),
@@ -293,36 +297,41 @@ def add_arguments(p):
     options.deprecated(p, "--out", "--results-dir", options.OUT_FILE)
 
 
-def run(args, log=print):
-    """nnhil selftest: 0 if no fault survived (with --strict: and every fault was exercised)."""
+def run(model_path, faults="all", strict=False, sims=1, data=None, images=None, target=None, results=None):
+    """nnhil selftest of the quantized model at ``model_path`` on ``images`` (host.options.Images
+    of ``data``, host.options.Data), the faults named in ``faults`` ("all", or comma-separated
+    names of gateware.faults) shared over ``sims`` simulations of ``target``'s variant; the
+    reports under ``results`` (host.options.Results). 0 if no fault survived (with ``strict``:
+    and every fault was exercised), else 1."""
+    from . import options
     from . import run as run_mod
-    names = "all" if args.faults == "all" else [n.strip() for n in args.faults.split(",") if n.strip()]
+    data, images = data or options.Data(), images or options.Images()
+    target, results = target or options.Target(), results or options.Results()
+    names = "all" if faults == "all" else [n.strip() for n in faults.split(",") if n.strip()]
     try:
         chosen = fault_list.get(names)
     except ValueError as e:
-        raise run_mod.InputError(f"--faults: {e}") from None
-    if args.sims < 1:
-        raise run_mod.InputError(f"--sims {args.sims}: give a number of simulations, 1 or more")
-    from . import options
-    job = run_mod.job_from_file(args.model, options.from_namespace(options.Data, args),
-                                options.from_namespace(options.Images, args))
+        raise InputError(f"--faults: {e}") from None
+    if sims < 1:
+        raise InputError(f"--sims {sims}: give a number of simulations, 1 or more")
+    job = run_mod.job_from_file(model_path, data, images)
     if len(job.images) < 2:
-        raise run_mod.InputError(f"{len(job.images)} image(s): the selftest needs two or more (the "
-                                 f"double-buffered batch, state left between images)")
+        raise InputError(f"{len(job.images)} image(s): the selftest needs two or more (the "
+                         f"double-buffered batch, state left between images)")
     t0 = time.perf_counter()
-    sims = min(args.sims, len(chosen))          # a simulation without a fault to run is not started
-    log(f"selftest of {job.arch} on {len(job.images)} {job.dataset} images, {len(chosen)} faults, "
-        f"{sims} simulation(s) of the fault build")
-    with open_fault_duts(sims, args.variant, log) as duts:
-        verdicts, cov = campaign(duts, job.model, job.images, job.labels, chosen, log)
+    sims = min(sims, len(chosen))               # a simulation without a fault to run is not started
+    log.info(f"selftest of {job.arch} on {len(job.images)} {job.dataset} images, {len(chosen)} faults, "
+             f"{sims} simulation(s) of the fault build")
+    with open_fault_duts(sims, target.variant) as duts:
+        verdicts, cov = campaign(duts, job.model, job.images, job.labels, chosen)
     seconds = time.perf_counter() - t0
-    log(cov.text())
-    log(table(verdicts))
-    out_dir = options.from_namespace(options.Results, args).directory() / "board" / f"{job.name}-{job.dataset}"
-    paths = write_reports(out_dir, verdicts, cov, args.strict, seconds,
+    log.info(cov.text())
+    log.info(table(verdicts))
+    out_dir = results.directory() / "board" / f"{job.name}-{job.dataset}"
+    paths = write_reports(out_dir, verdicts, cov, strict, seconds,
                           {"model": job.name, "dataset": job.dataset, "images": len(job.images)})
-    bad = failed(verdicts, args.strict)
+    bad = failed(verdicts, strict)
     counts = {k: sum(v.verdict == k for v in verdicts) for k in ("caught", "not exercised", "survived")}
-    log(f"{counts['caught']} caught, {counts['not exercised']} not exercised, {counts['survived']} survived "
-        f"of {len(verdicts)} faults in {seconds:.0f} s; reports {paths[0]} and {paths[1].name}")
+    log.info(f"{counts['caught']} caught, {counts['not exercised']} not exercised, {counts['survived']} survived "
+             f"of {len(verdicts)} faults in {seconds:.0f} s; reports {paths[0]} and {paths[1].name}")
     return 1 if bad else 0

@@ -93,8 +93,7 @@ def campaigns(fault_dut):
     for name, build in (("mlp", mlp), ("cnn", cnn)):
         model = build(rng)
         x = images_for(rng, model)
-        out[name] = (model, x, *selftest.campaign([fault_dut], model, x, faults=faults.FAULTS,
-                                                  log=lambda *_: None))
+        out[name] = (model, x, *selftest.campaign([fault_dut], model, x, faults=faults.FAULTS))
     return out
 
 
@@ -155,8 +154,7 @@ def test_no_negative_accumulators_leaves_relu_not_exercised(fault_dut, tmp_path)
     model = am.model_of([am.dense(rng, 20, 12, False, wlo=0, bias_scale=0), am.dense(rng, 12, 4, True)])
     model.layers[0].bias[:] = np.abs(model.layers[0].bias)
     x = images_for(rng, model)
-    verdicts, cov = selftest.campaign([fault_dut], model, x, faults=[faults.BY_NAME["relu_broken"]],
-                                      log=lambda *_: None)
+    verdicts, cov = selftest.campaign([fault_dut], model, x, faults=[faults.BY_NAME["relu_broken"]])
     v, = verdicts
     assert (v.verdict, v.reason, v.caught_by) == ("not exercised", coverage.EDGES["negative"][1], [])
     assert cov.total("negative") == 0
@@ -268,7 +266,7 @@ def test_sims_share_the_campaign(fault_dut, tmp_path):
     model = mlp(rng)
     x = images_for(rng, model)
     names = ["cycles_from_1", "relu_broken", "image_byte_flip"]          # no firmware boots: cheap
-    one, _ = selftest.campaign([fault_dut], model, x, faults=faults.get(names), log=lambda *_: None)
+    one, _ = selftest.campaign([fault_dut], model, x, faults=faults.get(names))
     modelfile.save_quantized(tmp_path / "quantized.npz", model)
     np.save(tmp_path / "x.npy", x)
     assert cli.main(["selftest", str(tmp_path / "quantized.npz"), "--images-npy", str(tmp_path / "x.npy"),
