@@ -113,28 +113,16 @@ def nnhil_sim(nnhil_sim):
         PAUSABLE_SIMS.remove(nnhil_sim)
 
 
-FREEZES = {}                            # a sim's pid: how many frozen() blocks hold it stopped
-
-
 @contextlib.contextmanager
 def frozen(sims):
-    """The sims (host.simulator.Simulator) stopped with SIGSTOP for the block, then continued
-    when no other block holds them (blocks nest: a training inside a test that does not use the
-    sim). Only while nothing talks to them: a bridge access meanwhile would wait out its deadline."""
-    pids = [s.proc.pid for s in sims if s.proc is not None and s.proc.poll() is None]
-    for pid in pids:
-        FREEZES[pid] = FREEZES.get(pid, 0) + 1
-        if FREEZES[pid] == 1:
-            os.kill(pid, signal.SIGSTOP)
-    try:
+    """The live ones of ``sims`` paused for the block (host.simulator.Simulator.paused, which
+    nests: a training inside a test that does not use the sim). Only while nothing talks to
+    them: a bridge access meanwhile would wait out its deadline."""
+    with contextlib.ExitStack() as stack:
+        for sim in sims:
+            if sim.proc is not None and sim.proc.poll() is None:
+                stack.enter_context(sim.paused())
         yield
-    finally:
-        for pid in pids:
-            FREEZES[pid] -= 1
-            if not FREEZES[pid]:
-                del FREEZES[pid]
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

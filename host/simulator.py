@@ -75,6 +75,7 @@ class Simulator:
         self.boot_seconds = None
         self._port_seen = threading.Event()
         self._children = []
+        self._pauses = 0                          # paused() blocks open: the sim continues when none is
 
     # Lifecycle --------------------------------------------------------------------------------
     def start(self):
@@ -137,15 +138,20 @@ class Simulator:
     def paused(self):
         """The sim stopped (SIGSTOP) for the block, then continued. Between commands a running sim
         still simulates the firmware polling its mailbox, a core's worth of host CPU; stopped, its
-        simulated time stands still, so the SoC sees nothing of the pause. Only between commands:
-        a bridge access meanwhile waits out its deadline."""
+        simulated time stands still, so the SoC sees nothing of the pause. Blocks nest (a training
+        inside a test that does not use the sim): it continues when the outermost ends. Only
+        between commands: a bridge access meanwhile waits out its deadline."""
         self.check_alive()
-        os.kill(self.proc.pid, signal.SIGSTOP)
+        self._pauses += 1
+        if self._pauses == 1:
+            os.kill(self.proc.pid, signal.SIGSTOP)
         try:
             yield self
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
+            self._pauses -= 1
+            if not self._pauses:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGCONT)
 
     def __enter__(self):
         return self.start()

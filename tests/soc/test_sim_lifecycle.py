@@ -120,11 +120,12 @@ def test_a_model_is_trained_or_loaded_with_it_frozen(sim, trained, monkeypatch):
 """
 
 
-def test_the_session_sim_is_frozen_while_a_test_does_not_use_it(sim_build, tmp_path):
+def test_the_session_sim_is_frozen_while_a_test_does_not_use_it(sim_build, trained, tmp_path):
     """conftest.py's pause, in a session of its own (this repository's conftest.py): a test that
     uses neither the sim nor the DUT finds the session sim stopped (state T), not spinning beside
     it; the next test that uses the DUT finds it running and answering; a model is trained (or
     taken from the cache) with it stopped, and none is left after."""
+    trained("mlp")                # cached first: the inner session only loads it, within its timeout
     shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_pause.py").write_text(f"MAGIC = {layout.MAGIC}\n" + PAUSE_TESTS)
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:pytest_embedded",
