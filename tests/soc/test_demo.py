@@ -1,6 +1,5 @@
 """The README's main command, end to end on the sim: every model, exact, side by side."""
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -80,7 +79,8 @@ def _state_and_cpu(pid):
 
 def test_a_paused_sim_takes_no_cpu_and_goes_on_after(sim_build):
     """What the demo does with its sims while no model is ready: stopped, they take no CPU;
-    continued, the SoC answers as before; closed while paused, the sim ends on SIGTERM."""
+    continued, the SoC answers as before; closed while paused, the sim ends on SIGTERM (its
+    handler's clean exit, not stop()'s SIGKILL)."""
     with Simulator(sim_build) as sim:
         with sim.paused():
             deadline = time.monotonic() + 10         # SIGSTOP takes effect when the sim is next scheduled
@@ -94,4 +94,4 @@ def test_a_paused_sim_takes_no_cpu_and_goes_on_after(sim_build):
             assert b.csr_read("nnhil_magic") == layout.MAGIC
         with sim.paused():
             sim.stop()
-        assert sim.proc.returncode == -signal.SIGTERM
+        assert sim.proc.returncode == 0     # sim_main.cpp ends cleanly on SIGTERM, not killed (-9)
