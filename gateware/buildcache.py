@@ -266,7 +266,7 @@ def _profile(build):
                          f"its logic in {obj_dir} ({len(profiles)} .gcda files)")
     digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in profiles)).hexdigest()
     return {"cycles": cycles, "seconds": round(time.perf_counter() - t0, 1), "files": len(profiles),
-            "sha256": digest[:16]}
+            "sha256": digest}
 
 
 def _check_built(build):

@@ -148,6 +148,6 @@ def lookup(dut, model, images, code):
 def describe(times, runs):
     """'3 of 4 C runs from the cache of $NNHIL_HOME/cpu-baselines, measured 2026-12-07 21:58 UTC' from
     the entries' write times (ISO 8601) and the number of runs."""
-    when = sorted({t[:16].replace("T", " ") for t in times})
+    when = sorted({datetime.datetime.fromisoformat(t).strftime("%Y-%m-%d %H:%M") for t in times})
     span = when[0] if len(when) == 1 else f"{when[0]} to {when[-1]}"
     return f"{len(times)} of {runs} C runs from the cache of {root()}, measured {span} UTC"
