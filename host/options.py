@@ -364,13 +364,14 @@ def console_logging(level=logging.INFO):
     """nnhil's loggers printed at ``level`` for as long as the block runs (the CLI's; a
     library user or pytest configures logging its own way). Progress is INFO: shown by default."""
     logger = logging.getLogger("nnhil")
-    saved = logger.level
+    saved = logger.level, logger.propagate
     handler = worker_logging(level)
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(saved)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def worker_logging(level=logging.INFO):
@@ -381,4 +382,5 @@ def worker_logging(level=logging.INFO):
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
+    logger.propagate = False      # LiteX's SoC module calls logging.basicConfig: not printed twice
     return handler
