@@ -439,8 +439,8 @@ def run(model_path, target=options.Target(), data=options.Data(), images=options
     """nnhil run: 0 if every image, the CPU inference and the cycles are exact, else 1."""
     target.simulations()
     if results.wave_scope() and target.board:
-        raise InputError("--wave: a board has no waveform dump (docs/waveforms.md shows LiteScope "
-                         "for it); run on the simulation (--target sim) to trace")
+        raise InputError(f"{'--wave-all' if results.wave_all else '--wave'}: a board has no waveform dump "
+                         "(docs/waveforms.md shows LiteScope for it); run on the simulation (--target sim) to trace")
     timeline = Timeline()
     with timeline.phase("model and images"):
         job = job_from_file(model_path, data, images)

@@ -229,11 +229,12 @@ def test_nnhil_run_wave_writes_the_waveform_beside_the_report(option, build, req
     assert bool(cpu_signals(full_names(board / "trace-1.fst"))) == (option == "--wave-all")
 
 
-def test_wave_with_a_board_is_refused_before_any_work(model, images, tmp_path):
+@pytest.mark.parametrize("option", ["--wave", "--wave-all"])
+def test_wave_with_a_board_is_refused_before_any_work(model, images, tmp_path, option):
     modelfile.save_quantized(tmp_path / "m.npz", model)
     np.save(tmp_path / "x.npy", images)
     r = subprocess.run([sys.executable, "-m", "nnhil.host.cli", "run", tmp_path / "m.npz", "--images-npy",
-                        tmp_path / "x.npy", "--trace", "0", "--wave", "--target", "arty", "--results-dir", tmp_path / "run"],
+                        tmp_path / "x.npy", "--trace", "0", option, "--target", "arty", "--results-dir", tmp_path / "run"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert r.returncode != 0 and "--wave: a board has no waveform dump" in r.stdout + r.stderr
+    assert r.returncode != 0 and f"{option}: a board has no waveform dump" in r.stdout + r.stderr
     assert not (tmp_path / "run").exists()
